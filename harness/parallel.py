@@ -1,0 +1,143 @@
+"""Thread pinning, process pools and device choice.
+
+Oversubscribed BLAS/OpenMP threads make k-means and eigen-solvers many times slower, so every
+process of the harness (the pytest controller, each xdist worker, each null-sampling worker)
+pins its thread pools to its share of the machine's cores.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_THREAD_ENV_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
+
+
+def available_cores() -> int:
+    """Number of cores this process may use (respects affinity masks and cgroups)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def xdist_worker_index() -> int | None:
+    """Index of the current pytest-xdist worker (``gw3`` -> 3), or None outside xdist."""
+    name = os.environ.get("PYTEST_XDIST_WORKER")
+    if not name:
+        return None
+    match = re.fullmatch(r"gw(\d+)", name)
+    return int(match.group(1)) if match else None
+
+
+def xdist_worker_count() -> int:
+    """Number of xdist workers in this run (1 outside xdist)."""
+    try:
+        return max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    except ValueError:
+        return 1
+
+
+def threads_per_process(n_processes: int | None = None) -> int:
+    """Fair share of cores for one of ``n_processes`` concurrent processes (at least 1)."""
+    n = n_processes if n_processes is not None else xdist_worker_count()
+    return max(1, available_cores() // max(1, n))
+
+
+def pin_threads(n_threads: int) -> None:
+    """Pin torch, BLAS and OpenMP thread pools of this process to ``n_threads``.
+
+    Environment variables are set too, so that child processes and libraries loaded later
+    inherit the limit.
+    """
+    n_threads = max(1, int(n_threads))
+    for var in _THREAD_ENV_VARS:
+        os.environ[var] = str(n_threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n_threads)
+    try:
+        import torch
+
+        torch.set_num_threads(n_threads)
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass
+
+
+def _init_worker(n_threads: int) -> None:
+    pin_threads(n_threads)
+
+
+def parallel_map(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    *,
+    n_workers: int | None = None,
+) -> list[R]:
+    """Map ``fn`` over ``items`` in ``n_workers`` processes, results in input order.
+
+    ``n_workers`` defaults to this process's share of cores. With one worker (or one item)
+    everything runs in-process, which keeps tracebacks simple and avoids start-up cost. Each
+    worker pins its threads to ``cores // n_workers`` so the pool never oversubscribes.
+    ``fn`` and the items must be picklable (module-level functions, plain data).
+    """
+    items = list(items)
+    if n_workers is None:
+        n_workers = threads_per_process()
+    n_workers = max(1, min(int(n_workers), len(items) or 1))
+    if n_workers == 1:
+        return [fn(item) for item in items]
+    share = max(1, threads_per_process() // n_workers)
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(
+        max_workers=n_workers, mp_context=ctx, initializer=_init_worker, initargs=(share,)
+    ) as pool:
+        chunks = max(1, len(items) // (4 * n_workers))
+        return list(pool.map(fn, items, chunksize=chunks))
+
+
+def iter_chunks(seq: list[T], n: int) -> Iterator[list[T]]:
+    """Split ``seq`` into ``n`` contiguous chunks of near-equal size (some may be empty)."""
+    k, m = divmod(len(seq), n)
+    start = 0
+    for i in range(n):
+        stop = start + k + (1 if i < m else 0)
+        yield seq[start:stop]
+        start = stop
+
+
+def pick_device(prefer: str | None = None) -> Any:
+    """The torch device for this process: CUDA when present, else CPU.
+
+    Under xdist, worker ``i`` uses GPU ``i mod n_gpus``. ``prefer`` ("cpu", "cuda",
+    "cuda:1") overrides the choice; the environment variable ``HARNESS_DEVICE`` does too.
+    """
+    import torch
+
+    choice = prefer or os.environ.get("HARNESS_DEVICE")
+    if choice:
+        if choice.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(
+                f"device {choice!r} requested but CUDA is not available; "
+                "use 'cpu' or unset HARNESS_DEVICE"
+            )
+        return torch.device(choice)
+    if torch.cuda.is_available():
+        n_gpus = torch.cuda.device_count()
+        index = (xdist_worker_index() or 0) % n_gpus
+        return torch.device(f"cuda:{index}")
+    return torch.device("cpu")
