@@ -1,1 +1,234 @@
-"""Placeholder: implemented by its issue."""
+"""Weighted graphs of multilayer perceptrons (Filan et al. 2021, section 3.1-3.2 of the reference).
+
+A network is a list of 2-D float arrays ``W_l`` of shape ``(n_l, n_{l+1})`` (inputs x outputs,
+the Keras layout; a torch ``nn.Linear.weight`` is ``(out, in)`` and must be transposed). The
+graph has one node per neuron of every layer, the input and output layers included, numbered
+layer by layer: node ``(l, i)`` has index ``sum_{l' < l} n_{l'} + i``. Edge ``(l, i) -- (l+1, j)``
+has weight ``|W_l[i, j]|``; there are no edges inside a layer and no self loops, so the
+adjacency is symmetric and block tridiagonal with zero diagonal blocks::
+
+        [ 0      |W_0|   0      ... ]
+    A = [ |W_0|'  0      |W_1|  ... ]
+        [ 0      |W_1|'  0      ... ]
+
+Biases are ignored. Consecutive layers alternate, so the graph is bipartite (even layers
+against odd layers); :mod:`harness.cluster` exploits this for speed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = [
+    "expand_labels",
+    "layer_sizes",
+    "node_index",
+    "node_layer_unit",
+    "remove_isolated",
+    "validate_weights",
+    "weights_to_graph",
+]
+
+
+def validate_weights(weights: Sequence[object]) -> list[np.ndarray]:
+    """Check a chain of weight matrices and return float64 copies.
+
+    Parameters
+    ----------
+    weights : sequence of array-like, each of shape (n_l, n_{l+1})
+        Weight matrices in layer order, inputs x outputs.
+
+    Returns
+    -------
+    list of ndarray of shape (n_l, n_{l+1}), dtype float64
+        Independent copies; the caller may modify them.
+
+    Raises
+    ------
+    ValueError
+        If the list is empty, a matrix is not 2-D or has a zero dimension, holds NaN or
+        infinite values, or two consecutive matrices do not chain (``W_l.shape[1] !=
+        W_{l+1}.shape[0]``).
+    """
+    if isinstance(weights, np.ndarray) and weights.dtype != object:
+        raise ValueError(
+            "weights must be a sequence of 2-D matrices, one per layer, not a single array "
+            f"of shape {weights.shape}; wrap a single matrix in a list: [W]"
+        )
+    try:
+        items = list(weights)
+    except TypeError as exc:
+        raise ValueError(
+            f"weights must be a sequence of 2-D matrices, got {type(weights).__name__}"
+        ) from exc
+    if not items:
+        raise ValueError("weights is empty; pass at least one (n_in, n_out) weight matrix")
+    out: list[np.ndarray] = []
+    for layer, w in enumerate(items):
+        try:
+            arr = np.array(w, dtype=np.float64, copy=True)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"layer {layer}: cannot convert to a float matrix ({exc})") from exc
+        if arr.ndim != 2:
+            raise ValueError(
+                f"layer {layer} has {arr.ndim} dimensions (shape {arr.shape}); every weight "
+                "matrix must be 2-D with shape (n_inputs, n_outputs)"
+            )
+        if 0 in arr.shape:
+            raise ValueError(f"layer {layer} has an empty shape {arr.shape}")
+        bad = ~np.isfinite(arr)
+        n_bad = int(bad.sum())
+        if n_bad:
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"layer {layer} has {n_bad} non-finite value(s) (NaN or inf), the first at "
+                f"index {first}; fix or drop them before building the graph"
+            )
+        out.append(arr)
+    for layer in range(len(out) - 1):
+        n_out, n_in = out[layer].shape[1], out[layer + 1].shape[0]
+        if n_out != n_in:
+            raise ValueError(
+                f"layer {layer} has {n_out} outputs but layer {layer + 1} expects {n_in} "
+                "inputs; matrices must be (n_inputs, n_outputs) and chain in order "
+                "(transpose torch nn.Linear weights)"
+            )
+    return out
+
+
+def layer_sizes(weights: Sequence[np.ndarray]) -> tuple[int, ...]:
+    """Number of units per layer, input and output layers included.
+
+    Parameters
+    ----------
+    weights : sequence of ndarray of shape (n_l, n_{l+1})
+
+    Returns
+    -------
+    tuple of int, length ``len(weights) + 1``
+    """
+    if len(weights) == 0:
+        raise ValueError("weights is empty; pass at least one (n_in, n_out) weight matrix")
+    return tuple(int(np.shape(w)[0]) for w in weights) + (int(np.shape(weights[-1])[1]),)
+
+
+def _offsets(sizes: Sequence[int]) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(np.asarray(sizes, dtype=np.int64))])
+
+
+def node_index(sizes: Sequence[int], layer: int, unit: int) -> int:
+    """Global node index of unit ``unit`` of layer ``layer``: ``sum(sizes[:layer]) + unit``."""
+    if not 0 <= layer < len(sizes):
+        raise ValueError(f"layer {layer} out of range; the network has {len(sizes)} layers")
+    if not 0 <= unit < sizes[layer]:
+        raise ValueError(f"unit {unit} out of range; layer {layer} has {sizes[layer]} units")
+    return int(sum(sizes[:layer]) + unit)
+
+
+def node_layer_unit(sizes: Sequence[int], index: int) -> tuple[int, int]:
+    """Inverse of :func:`node_index`: the ``(layer, unit)`` of a global node index."""
+    offsets = _offsets(sizes)
+    if not 0 <= index < offsets[-1]:
+        raise ValueError(f"node index {index} out of range; the network has {offsets[-1]} nodes")
+    layer = int(np.searchsorted(offsets, index, side="right") - 1)
+    return layer, int(index - offsets[layer])
+
+
+def weights_to_graph(weights: Sequence[np.ndarray]) -> sp.csr_matrix:
+    """Symmetric adjacency matrix of the network's neurons, edge weights ``|W|``.
+
+    Parameters
+    ----------
+    weights : sequence of ndarray of shape (n_l, n_{l+1})
+        Validated weight matrices (see :func:`validate_weights`).
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix of shape (n_nodes, n_nodes), float64
+        ``A = U + U.T`` where ``U`` holds ``|W_l|`` in block ``(l, l+1)``. Exact zeros are
+        not stored, so ``A.nnz`` is twice the number of nonzero weights.
+    """
+    sizes = layer_sizes(weights)
+    offsets = _offsets(sizes)
+    rows, cols, vals = [], [], []
+    for layer, w in enumerate(weights):  # loop over layers only; entries are vectorised
+        w = np.asarray(w, dtype=np.float64)
+        r, c = np.nonzero(w)
+        rows.append(r + offsets[layer])
+        cols.append(c + offsets[layer + 1])
+        vals.append(np.abs(w[r, c]))
+    r_all = np.concatenate(rows)
+    c_all = np.concatenate(cols)
+    v_all = np.concatenate(vals)
+    n = int(offsets[-1])
+    # Both triangles at once; no duplicates exist, so COO -> CSR needs no summing.
+    adj = sp.csr_matrix(
+        (np.concatenate([v_all, v_all]), (np.concatenate([r_all, c_all]), np.concatenate([c_all, r_all]))),
+        shape=(n, n),
+    )
+    adj.sort_indices()
+    return adj
+
+
+def remove_isolated(weights: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Drop the neurons with no nonzero weight (degree 0), section 3.2 of the reference.
+
+    Parameters
+    ----------
+    weights : sequence of ndarray of shape (n_l, n_{l+1})
+
+    Returns
+    -------
+    kept_weights : list of ndarray of shape (m_l, m_{l+1})
+        The matrices with the rows and columns of removed neurons dropped, in every layer,
+        the output layer included (the original left output columns unmasked, an
+        ``Ellipsis`` quirk that is not reproduced; it only matters when an output unit is
+        isolated). A layer may end up with zero units.
+    mask : ndarray of bool, shape (n_nodes,)
+        True for kept nodes, over all nodes of the original network in global order.
+
+    Notes
+    -----
+    Only single isolated nodes are removed; components that touch neither the input nor the
+    output layer stay, as in the original.
+    """
+    ws = [np.asarray(w) for w in weights]
+    sizes = layer_sizes(ws)
+    nz = [w != 0 for w in ws]
+    keep: list[np.ndarray] = []
+    for layer in range(len(sizes)):
+        k = np.zeros(sizes[layer], dtype=bool)
+        if layer > 0:
+            k |= nz[layer - 1].any(axis=0)
+        if layer < len(ws):
+            k |= nz[layer].any(axis=1)
+        keep.append(k)
+    kept = [w[keep[l]][:, keep[l + 1]] for l, w in enumerate(ws)]
+    return kept, np.concatenate(keep)
+
+
+def expand_labels(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Labels over all nodes from labels over the kept nodes; removed nodes get -1.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (mask.sum(),)
+    mask : ndarray of bool, shape (n_nodes,)
+
+    Returns
+    -------
+    ndarray of int64, shape (n_nodes,)
+    """
+    mask = np.asarray(mask, dtype=bool)
+    labels = np.asarray(labels)
+    if labels.shape != (int(mask.sum()),):
+        raise ValueError(
+            f"labels has shape {labels.shape} but the mask keeps {int(mask.sum())} nodes; "
+            "pass one label per kept node"
+        )
+    full = np.full(mask.shape[0], -1, dtype=np.int64)
+    full[mask] = labels
+    return full

@@ -1,0 +1,69 @@
+"""Table J: n-cut and accuracy through training and pruning (reference §7.3, Table J).
+
+MNIST and FASHION MLPs with and without dropout, trained with per-epoch weight snapshots;
+every ``profile.learning_curve_every``-th epoch of each phase is clustered with K = 4 (no
+null). Epochs 1..E are unpruned, E+1..E+P pruned.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.paper import paper_value
+from harness.pipeline import cached_clusterability
+
+pytestmark = pytest.mark.learning_curve
+
+K = 4
+TAGS = ["MNIST", "FASHION", "MNIST+DROPOUT", "FASHION+DROPOUT"]
+
+
+@pytest.mark.parametrize("tag", TAGS)
+def test_learning_curve(tag, trained, profile, store, record, claim):
+    model = trained(tag, 0, snapshots=True)
+    every = profile.learning_curve_every
+    curve = []
+    for epoch, phase, weights in model.snapshots():
+        phase_epoch = epoch if phase == "unpruned" else epoch - profile.epochs
+        last_of_phase = phase_epoch == (profile.epochs if phase == "unpruned" else profile.pruning_epochs)
+        if phase_epoch % every and not last_of_phase:
+            continue
+        result = cached_clusterability(
+            weights,
+            n_clusters=K,
+            null="layer",
+            n_samples=0,
+            seed=epoch,
+            store=store,
+            identity={"model": model.key, "snapshot_epoch": epoch},
+        )
+        metrics = model.metrics[phase][phase_epoch - 1]
+        paper_epoch = epoch if profile.epochs == 20 else None
+        record(
+            model_tag=tag,
+            epoch=epoch,
+            phase=phase,
+            n_clusters=K,
+            ncut=result.ncut,
+            ave_in_out=result.ave_in_out,
+            method=result.method,
+            train_acc=metrics.get("train_acc"),
+            test_acc=metrics.get("test_acc"),
+            test_loss=metrics.get("test_loss"),
+            paper_ncut=(
+                _nan_to_none(paper_value("J", tag, f"ncut_epoch_{paper_epoch}")) if paper_epoch else None
+            ),
+        )
+        curve.append((epoch, phase, result.ncut))
+    end_unpruned = [n for e, p, n in curve if p == "unpruned"][-1]
+    end_pruned = [n for e, p, n in curve if p == "pruned"][-1]
+    claim(
+        f"pruning lowers the K=4 n-cut of {tag}",
+        end_pruned < end_unpruned,
+        expected="last pruned-epoch n-cut < last unpruned-epoch n-cut (paper: 2.00 < 2.44 MNIST)",
+        observed={"end unpruned": end_unpruned, "end pruned": end_pruned},
+    )
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if value != value else value

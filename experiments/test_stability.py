@@ -1,0 +1,62 @@
+"""Table G: stability of significance over trained instances (reference §9, Table G).
+
+Pruned LINE and LINE-MNIST(-SEPARATED) MLPs, with and without dropout, K = 12, ``layer``
+null. A model is *stable* when every instance is significant (p = 1/(n+1)).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.paper import paper_columns
+
+pytestmark = pytest.mark.stability
+
+K = 12
+TAGS = [
+    "LINE",
+    "LINE+DROPOUT",
+    "LINE-MNIST",
+    "LINE-MNIST-SEPARATED",
+    "LINE-MNIST+DROPOUT",
+    "LINE-MNIST-SEPARATED+DROPOUT",
+]
+
+
+@pytest.mark.parametrize("tag", TAGS)
+def test_instance(tag, instance, trained, analysed, record):
+    model = trained(tag, instance)
+    result = analysed(model, "pruned", n_clusters=K, null="layer")
+    record(
+        result.to_row(),
+        model_tag=tag,
+        phase="pruned",
+        instance=instance,
+        model_key=model.key[:16],
+        **model.final_metrics("pruned"),
+        **paper_columns("G", tag, ("ncut", "null_mean", "z", "p", "is_stable"), phase="pruned"),
+    )
+
+
+@pytest.mark.parametrize("tag", TAGS)
+def test_stability_summary(tag, trained, analysed, profile, record):
+    results = [
+        analysed(trained(tag, i), "pruned", n_clusters=K, null="layer")
+        for i in range(profile.instances)
+    ]
+    n_sig = sum(r.is_sig for r in results)
+    record(
+        model_tag=tag,
+        phase="pruned",
+        kind="summary",
+        n=len(results),
+        ncut=float(np.mean([r.ncut for r in results])),
+        ncut_sd=float(np.std([r.ncut for r in results])),
+        null_mean=float(np.mean([r.null_mean for r in results])),
+        z=float(np.mean([r.z for r in results])),
+        p=float(np.mean([r.p for r in results])),
+        n_sig=n_sig,
+        is_stable=n_sig == len(results),
+        **paper_columns("G", tag, ("ncut", "n_sig", "is_stable"), phase="pruned"),
+    )

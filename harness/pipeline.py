@@ -1,0 +1,146 @@
+"""Cached analyses: clusterability results stored next to the models they describe.
+
+A clusterability analysis of a trained network (one true clustering plus ``n_samples``
+null clusterings) is the expensive step of every study. It is a pure function of the
+weights and the settings, so it is cached in the artifact store under a key made of the
+network's identity (its store key and phase) and every setting that changes the numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.api import clusterability
+from harness.stats import ClusterabilityResult
+
+FORMAT_VERSION = 1
+_ARRAY_FIELDS = ("labels", "null_distribution")
+
+__all__ = ["cached_clusterability", "FORMAT_VERSION"]
+
+
+def _save(result: ClusterabilityResult, folder: Path) -> None:
+    scalars = {
+        f.name: getattr(result, f.name)
+        for f in dataclasses.fields(result)
+        if f.name not in _ARRAY_FIELDS
+    }
+    (folder / "result.json").write_text(json.dumps(scalars, indent=1, allow_nan=True))
+    np.savez(
+        folder / "arrays.npz",
+        **{name: np.asarray(getattr(result, name)) for name in _ARRAY_FIELDS},
+    )
+
+
+def _load(folder: Path) -> ClusterabilityResult:
+    scalars = json.loads((folder / "result.json").read_text())
+    with np.load(folder / "arrays.npz", allow_pickle=False) as arrays:
+        loaded = {name: arrays[name] for name in _ARRAY_FIELDS}
+    return ClusterabilityResult(**scalars, **loaded)
+
+
+def cached_clusterability(
+    weights: Sequence[np.ndarray],
+    *,
+    n_clusters: int,
+    null: str,
+    n_samples: int,
+    seed: int,
+    store: Any,
+    identity: Mapping[str, Any],
+    method: str = "fast",
+    n_workers: int | None = None,
+) -> ClusterabilityResult:
+    """:func:`harness.api.clusterability`, computed once per identity and settings.
+
+    Parameters
+    ----------
+    weights : sequence of ndarray
+        The network, (n_in, n_out) per layer.
+    identity : mapping
+        What identifies ``weights`` (e.g. the model's store key and phase). It must change
+        whenever the weights do; the store key is a hash of it and the settings.
+    n_workers : int, optional
+        Not part of the key: null samples are seeded per sample, so results do not depend on
+        the number of worker processes.
+    """
+    payload = {
+        "identity": dict(identity),
+        "n_clusters": int(n_clusters),
+        "null": str(null),
+        "n_samples": int(n_samples),
+        "seed": int(seed),
+        "method": str(method),
+        "format": FORMAT_VERSION,
+    }
+
+    def build(folder: Path) -> None:
+        result = clusterability(
+            list(weights),
+            n_clusters,
+            null=null,
+            n_samples=n_samples,
+            seed=seed,
+            method=method,
+            n_workers=n_workers,
+        )
+        _save(result, folder)
+
+    folder = store.get_or_create("clusterability", payload, build)
+    return _load(Path(folder))
+
+
+def _random_init_ncut(args: tuple[int, bool, bool, int, np.random.SeedSequence, str]) -> float:
+    from harness.cluster import cluster_weights
+    from harness.random_init import random_mlp_weights
+
+    n_clusters, clusterable, skip_first, _, child, method = args
+    rng = np.random.default_rng(child)
+    weights = random_mlp_weights(clusterable=clusterable, skip_first=skip_first, rng=rng)
+    k_seed = int(rng.integers(2**31))
+    return float(cluster_weights(weights, n_clusters, method=method, seed=k_seed).ncut)
+
+
+def cached_random_init_ncuts(
+    *,
+    n_trials: int,
+    clusterable: bool,
+    skip_first: bool,
+    seed: int,
+    store: Any,
+    n_clusters: int = 12,
+    method: str = "fast",
+    n_workers: int | None = None,
+) -> np.ndarray:
+    """n-cuts of ``n_trials`` untrained 784-256x4-10 MLPs (the paper's Table I), cached.
+
+    Trial ``i`` draws its weights and its k-means seed from child ``i`` of
+    ``SeedSequence(seed)``, so the result does not depend on ``n_workers``.
+    """
+    from harness.parallel import parallel_map
+
+    payload = {
+        "n_trials": int(n_trials),
+        "clusterable": bool(clusterable),
+        "skip_first": bool(skip_first),
+        "seed": int(seed),
+        "n_clusters": int(n_clusters),
+        "method": method,
+        "format": FORMAT_VERSION,
+    }
+
+    def build(folder: Path) -> None:
+        children = np.random.SeedSequence(seed).spawn(n_trials)
+        jobs = [(n_clusters, clusterable, skip_first, i, c, method) for i, c in enumerate(children)]
+        ncuts = parallel_map(_random_init_ncut, jobs, n_workers=n_workers)
+        np.savez(folder / "ncuts.npz", ncuts=np.asarray(ncuts, dtype=float))
+
+    folder = Path(store.get_or_create("random_init", payload, build))
+    with np.load(folder / "ncuts.npz", allow_pickle=False) as data:
+        return np.asarray(data["ncuts"])

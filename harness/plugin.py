@@ -1,0 +1,418 @@
+"""The pytest plugin: profiles, seeds, thread pinning, result rows, claims and reports.
+
+Loaded by the project's ``conftest.py``. Experiments are ordinary parametrized tests; they use
+these fixtures:
+
+``profile``
+    The :class:`~harness.profiles.Profile` chosen with ``--profile`` (default ``quick``).
+``seed``
+    This test's seed: ``--harness-seed`` + crc32(node id), so it is the same whatever the
+    number of xdist workers or the order tests run in.
+``store``
+    The artifact :class:`~harness.store.Store` (``--store`` or ``HARNESS_STORE``).
+``record``
+    ``record(row)`` / ``record(**columns)`` adds one result row (builtin types only). Rows
+    travel with the test report (``user_properties``) to the controller, which alone writes
+    ``reports/<study>.csv|md`` at the end of the run.
+``claim``
+    ``claim(text, holds, expected=..., observed=...)`` records one research claim and, in
+    profiles that assert claims, fails the test with the numbers when it does not hold.
+
+Threads: every process (the controller with ``-n 0``, or each xdist worker) pins torch, BLAS
+and OpenMP to ``cores // workers`` threads in ``pytest_configure``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from harness.parallel import pin_threads, threads_per_process, xdist_worker_count
+from harness.profiles import PROFILES, Profile, get_profile
+
+ROW_KEY = "harness_row"
+CLAIM_KEY = "harness_claim"
+DEFAULT_PROFILE = "quick"
+DEFAULT_SEED = 0
+
+__all__ = ["ROW_KEY", "CLAIM_KEY", "test_seed", "to_builtin", "ClaimFailed"]
+
+
+class ClaimFailed(AssertionError):
+    """A research claim did not hold in the data (the message carries the numbers)."""
+
+
+def test_seed(base_seed: int, nodeid: str) -> int:
+    """Seed of one test: ``base_seed + crc32(nodeid)`` (mod 2**32)."""
+    return (int(base_seed) + zlib.crc32(nodeid.encode("utf-8"))) % (2**32)
+
+
+test_seed.__test__ = False  # type: ignore[attr-defined]  # not a test, despite the name
+
+
+def to_builtin(value: Any, *, where: str = "value") -> Any:
+    """Convert a row value to builtin Python types; reject arrays and other objects.
+
+    numpy scalars become ``int``/``float``/``bool``; tuples become lists. Rows must be plain
+    data because xdist ships them between processes and the report writers format them.
+    """
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list | tuple):
+        return [to_builtin(v, where=where) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): to_builtin(v, where=f"{where}[{k!r}]") for k, v in value.items()}
+    raise TypeError(
+        f"{where} has type {type(value).__name__}; result rows hold builtin types only "
+        "(str, int, float, bool, None, lists and dicts of those). Convert arrays to "
+        "summary numbers, or use a result's to_row()."
+    )
+
+
+def canonical_nodeid(nodeid: str) -> str:
+    """The node id without xdist's ``@group`` suffix (added under ``--dist loadgroup``).
+
+    Seeds and report keys use this form so that they do not depend on how tests were
+    scheduled. Parameter ids in this project never contain ``@``.
+    """
+    return nodeid.split("@", 1)[0]
+
+
+def _study_of(nodeid: str) -> str:
+    """``experiments/test_clustering.py::test_x[...]`` -> ``clustering``."""
+    module = nodeid.split("::", 1)[0]
+    stem = Path(module).stem
+    return stem.removeprefix("test_")
+
+
+# --------------------------------------------------------------------------------------
+# options and configuration
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "clusterability harness")
+    group.addoption(
+        "--profile",
+        choices=sorted(PROFILES),
+        default=None,
+        help=f"experiment scale: {', '.join(sorted(PROFILES))} (default {DEFAULT_PROFILE})",
+    )
+    group.addoption(
+        "--harness-seed",
+        type=int,
+        default=None,
+        help=f"base seed of every experiment (default {DEFAULT_SEED}); test seed = base + crc32(node id)",
+    )
+    group.addoption(
+        "--store",
+        default=None,
+        help="artifact store folder for trained models and null distributions "
+        "(default: $HARNESS_STORE or <project>/.store)",
+    )
+    group.addoption(
+        "--reports-dir",
+        default=None,
+        help="where the controller writes tables, claims and index.html (default: <rootdir>/reports)",
+    )
+
+
+@dataclass
+class _RunState:
+    profile: Profile
+    base_seed: int
+    reports_dir: Path
+    store_root: str | None
+    started: float = field(default_factory=time.time)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    claims: list[dict[str, Any]] = field(default_factory=list)
+    threads: int = 1
+
+
+_STATE = pytest.StashKey[_RunState]()
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    profile = get_profile(config.getoption("--profile") or DEFAULT_PROFILE)
+    seed_opt = config.getoption("--harness-seed")
+    base_seed = DEFAULT_SEED if seed_opt is None else int(seed_opt)
+    reports_opt = config.getoption("--reports-dir")
+    reports_dir = Path(reports_opt) if reports_opt else Path(config.rootpath) / "reports"
+    store_root = config.getoption("--store")
+    if store_root:
+        # Workers and null-sampling subprocesses inherit the environment.
+        os.environ["HARNESS_STORE"] = str(Path(store_root).resolve())
+    n_workers = xdist_worker_count() if _is_worker(config) else 1
+    threads = threads_per_process(n_workers)
+    pin_threads(threads)
+    config.stash[_STATE] = _RunState(
+        profile=profile,
+        base_seed=base_seed,
+        reports_dir=reports_dir.resolve(),
+        store_root=store_root,
+        threads=threads,
+    )
+    if not _is_worker(config):
+        config.pluginmanager.register(_Collector(config), "harness-collector")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    state = config.stash[_STATE]
+    store = os.environ.get("HARNESS_STORE") or "<project>/.store"
+    return [
+        f"harness: profile={state.profile.name} ({state.profile.description})",
+        f"harness: seed={state.base_seed} store={store} reports={state.reports_dir}",
+    ]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize ``instance`` over the profile's number of trained instances."""
+    if "instance" in metafunc.fixturenames:
+        n = metafunc.config.stash[_STATE].profile.instances
+        metafunc.parametrize("instance", list(range(n)), ids=[f"i{i}" for i in range(n)])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group tests that share a trained model onto one xdist worker (``--dist loadgroup``).
+
+    A test parametrized with ``tag`` and ``instance`` joins group ``<tag>/i<instance>`` unless
+    it carries its own ``xdist_group`` mark; the model is then trained once, where it is used.
+    """
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "tag" in params and "instance" in params and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(f"{params['tag']}/i{params['instance']}"))
+
+
+# --------------------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture(scope="session")
+def profile(pytestconfig: pytest.Config) -> Profile:
+    """The active :class:`~harness.profiles.Profile`."""
+    return pytestconfig.stash[_STATE].profile
+
+
+@pytest.fixture(scope="session")
+def harness_seed(pytestconfig: pytest.Config) -> int:
+    """The run's base seed (``--harness-seed``)."""
+    return pytestconfig.stash[_STATE].base_seed
+
+
+@pytest.fixture
+def seed(request: pytest.FixtureRequest, harness_seed: int) -> int:
+    """This test's seed: base seed + crc32(node id)."""
+    return test_seed(harness_seed, canonical_nodeid(request.node.nodeid))
+
+
+@pytest.fixture(scope="session")
+def store(pytestconfig: pytest.Config) -> Any:
+    """The artifact store shared by every worker of the run."""
+    from harness.store import Store
+
+    root = pytestconfig.stash[_STATE].store_root
+    return Store(root) if root else Store()
+
+
+@pytest.fixture
+def record(request: pytest.FixtureRequest, profile: Profile, seed: int) -> Callable[..., dict]:
+    """Record one result row: ``record({"ncut": 8.1}, model_tag="MNIST")``.
+
+    The row gets ``study``, ``test_id``, ``profile`` and ``seed`` columns unless given.
+    Returns the stored row.
+    """
+    node = request.node
+
+    def _record(row: Mapping[str, Any] | None = None, /, **columns: Any) -> dict:
+        merged: dict[str, Any] = {
+            "study": _study_of(node.nodeid),
+            "test_id": canonical_nodeid(node.nodeid),
+            "profile": profile.name,
+            "seed": seed,
+        }
+        merged.update(dict(row or {}))
+        merged.update(columns)
+        clean = {str(k): to_builtin(v, where=f"column {k!r}") for k, v in merged.items()}
+        node.user_properties.append((ROW_KEY, clean))
+        return clean
+
+    return _record
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+@pytest.fixture
+def claim(request: pytest.FixtureRequest, profile: Profile) -> Callable[..., bool]:
+    """Record a research claim; fail the test with the numbers when it does not hold.
+
+    ``claim(text, holds, expected="p = 1/51 in every instance", observed={...})``.
+    ``xfail="reason"`` marks a claim we believe is wrong at this scale: it is recorded as
+    ``xfail`` and the test is marked expected-to-fail with the reason (strict: if the claim
+    unexpectedly holds, the run says so). In profiles that do not assert claims (smoke) the
+    verdict is ``recorded``.
+    """
+    node = request.node
+
+    def _claim(
+        text: str,
+        holds: bool,
+        *,
+        expected: Any = "",
+        observed: Any = "",
+        xfail: str | None = None,
+    ) -> bool:
+        holds = bool(holds)
+        if not profile.assert_claims:
+            verdict = "recorded"
+        elif xfail is not None:
+            verdict = "xpass" if holds else "xfail"
+        else:
+            verdict = "pass" if holds else "fail"
+        entry = {
+            "study": _study_of(node.nodeid),
+            "claim": text,
+            "expected": _fmt(expected),
+            "observed": _fmt(observed),
+            "verdict": verdict,
+            "holds": holds,
+            "test_id": canonical_nodeid(node.nodeid),
+            "profile": profile.name,
+            "note": xfail or "",
+        }
+        node.user_properties.append((CLAIM_KEY, entry))
+        if verdict == "fail":
+            raise ClaimFailed(
+                f"claim does not hold: {text}\n  expected: {entry['expected']}\n"
+                f"  observed: {entry['observed']}"
+            )
+        if verdict == "xfail":
+            pytest.xfail(f"{text}: {xfail} (observed {entry['observed']})")
+        if verdict == "xpass":
+            raise ClaimFailed(
+                f"claim marked expected-to-fail now holds: {text} ({xfail}); "
+                f"observed {entry['observed']}. Remove the xfail."
+            )
+        return holds
+
+    return _claim
+
+
+# --------------------------------------------------------------------------------------
+# collecting rows on the controller and writing reports
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("numpy", "scipy", "sklearn", "torch", "pandas"):
+        module = sys.modules.get(name)
+        if module is None:
+            try:
+                module = __import__(name)
+            except ImportError:  # pragma: no cover
+                continue
+        out[name] = str(getattr(module, "__version__", "?"))
+    return out
+
+
+class _Collector:
+    """Controller-side: gathers rows and claims from test reports, writes reports at the end.
+
+    Registered only on the controller (never on xdist workers), so only one process writes.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.state = config.stash[_STATE]
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # Rows are attached during setup or call; both are visible in the call report.
+        # Skipped tests have no call report: take the setup report then.
+        if report.when != "call" and not (report.when == "setup" and report.skipped):
+            return
+        for key, value in report.user_properties:
+            if key == ROW_KEY:
+                row = dict(value)
+                row["outcome"] = report.outcome
+                row["duration_s"] = round(float(report.duration), 3)
+                self.state.rows.append(row)
+            elif key == CLAIM_KEY:
+                entry = dict(value)
+                if report.outcome == "failed" and entry["verdict"] == "pass":
+                    entry["verdict"] = "error"
+                self.state.claims.append(entry)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        state = self.state
+        if not state.rows and not state.claims:
+            return
+        from harness import report as report_mod
+
+        rows_by_study: dict[str, list[dict[str, Any]]] = {}
+        for row in state.rows:
+            rows_by_study.setdefault(str(row["study"]), []).append(row)
+        state.reports_dir.mkdir(parents=True, exist_ok=True)
+        run_info = {
+            "profile": state.profile.name,
+            "profile_settings": state.profile.to_row(),
+            "seed": state.base_seed,
+            "workers": getattr(self.config.option, "numprocesses", None) or 0,
+            "threads_per_process": state.threads,
+            "wall_time_s": round(time.time() - state.started, 1),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.started)),
+            "versions": _versions(),
+            "args": list(self.config.invocation_params.args),
+            "exitstatus": int(exitstatus),
+            "n_rows": len(state.rows),
+            "n_claims": len(state.claims),
+        }
+        report_mod.write_study_tables(rows_by_study, state.reports_dir)
+        report_mod.write_claims(state.claims, state.reports_dir)
+        tmp = state.reports_dir / ".run.json.tmp"
+        tmp.write_text(json.dumps(run_info, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, state.reports_dir / "run.json")
+        report_mod.build_index(state.reports_dir, run_info)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        state = self.state
+        if not state.claims and not state.rows:
+            return
+        tr = terminalreporter
+        tr.section("harness: claims")
+        counts: dict[str, int] = {}
+        for entry in state.claims:
+            counts[entry["verdict"]] = counts.get(entry["verdict"], 0) + 1
+        order = {"fail": 0, "error": 1, "xpass": 2, "xfail": 3, "recorded": 4, "pass": 5}
+        for entry in sorted(state.claims, key=lambda e: (order.get(e["verdict"], 9), e["test_id"])):
+            tr.write_line(f"{entry['verdict']:>8}  {entry['claim']}  [{entry['observed']}]")
+        summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+        tr.write_line(
+            f"profile {state.profile.name}, seed {state.base_seed}: {len(state.rows)} rows, "
+            f"{len(state.claims)} claims ({summary or 'none'}); reports in {state.reports_dir}"
+        )
