@@ -1,5 +1,5 @@
 # Set-up is incremental: the venv is (re)built when pyproject.toml changes, data is fetched
-# once and verified by sha256, trained models live in the content-addressed store.
+# once and verified by sha256, trained models and analyses live in the content-addressed store.
 PYTHON   ?= python3
 VENV     ?= .venv
 BIN      := $(VENV)/bin
@@ -7,8 +7,11 @@ STAMP    := $(VENV)/.installed
 PROFILE  ?= quick
 WORKERS  ?= auto
 PYTEST   := $(BIN)/python -m pytest
+RUN      := $(PYTEST) experiments -n $(WORKERS) --profile $(PROFILE)
 
-.PHONY: setup data datasets test experiments bench clean-reports
+.PHONY: setup data datasets models test experiments bench clean-reports \
+	mlp-clustering mlp-clustering-stability mlp-clustering-stability-n-clusters \
+	mlp-learning-curve mlp-random-init mlp-null-models mlp-lesion mlp-double-lesion
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +23,35 @@ setup: $(STAMP)
 data: setup
 	$(BIN)/python -m harness data fetch
 
+datasets: data  ## every derived dataset of the paper that does not need CIFAR-10
+	$(BIN)/python -m harness data fetch --all
+
 test: data
 	$(PYTEST) tests -n 2
+	$(PYTEST) experiments -n 2 --profile smoke --reports-dir reports/smoke
 
 experiments: data
-	$(PYTEST) experiments -n $(WORKERS) --profile $(PROFILE)
+	$(RUN)
+
+models: data  ## train (or load) every model of the clustering grid at this profile
+	$(RUN) -m clustering -k test_factor
+
+mlp-clustering: data
+	$(RUN) -m clustering
+mlp-null-models: data
+	$(RUN) -m null_models
+mlp-clustering-stability: data
+	$(RUN) -m stability
+mlp-clustering-stability-n-clusters: data
+	$(RUN) -m n_clusters
+mlp-learning-curve: data
+	$(RUN) -m learning_curve
+mlp-random-init: data
+	$(RUN) -m random_init
+mlp-lesion: data
+	$(RUN) -m lesion
+mlp-double-lesion: data
+	$(RUN) -m double_lesion
 
 bench: setup
 	$(BIN)/python -m bench

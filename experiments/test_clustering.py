@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from harness.paper import paper_columns
+from harness.report import plot_null_distribution
 
 pytestmark = pytest.mark.clustering
 
@@ -39,9 +40,17 @@ PAPER_METRICS = ("ncut", "null_mean", "null_std", "z", "p", "test_acc")
 
 @pytest.mark.parametrize("phase", PHASES)
 @pytest.mark.parametrize("tag", [t for t, _ in FACTORS])
-def test_factor(tag, phase, instance, trained, analysed, record):
+def test_factor(tag, phase, instance, trained, analysed, record, figure):
     model = trained(tag, instance)
     result = analysed(model, phase, n_clusters=K, null="layer")
+    plot_null_distribution(
+        result.ncut,
+        {"layer": result.null_distribution},
+        figure("null"),
+        p=result.p,
+        z=result.z,
+        title=f"{tag} {phase} (instance {instance}), K = {K}",
+    )
     record(
         result.to_row(),
         model_tag=tag,

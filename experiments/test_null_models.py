@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from harness.paper import paper_columns
+from harness.report import plot_null_distribution
 from harness.stats import cohen_d
 
 pytestmark = pytest.mark.null_models
@@ -20,9 +21,17 @@ NULLS = ["layer", "layer_nonzero"]
 
 @pytest.mark.parametrize("phase", ["unpruned", "pruned"])
 @pytest.mark.parametrize("tag", TAGS)
-def test_two_nulls(tag, phase, instance, trained, analysed, record):
+def test_two_nulls(tag, phase, instance, trained, analysed, record, figure):
     model = trained(tag, instance)
     by_null = {null: analysed(model, phase, n_clusters=K, null=null) for null in NULLS}
+    plot_null_distribution(
+        by_null["layer"].ncut,
+        {null: r.null_distribution for null, r in by_null.items()},
+        figure("nulls"),
+        p={null: r.p for null, r in by_null.items()},
+        z={null: r.z for null, r in by_null.items()},
+        title=f"{tag} {phase} (instance {instance}), K = {K}",
+    )
     row = {
         "model_tag": tag,
         "phase": phase,

@@ -12,8 +12,9 @@ import zlib
 import numpy as np
 import pytest
 
-from harness.paper import paper_columns
+from harness.paper import paper_columns, paper_value
 from harness.pipeline import cached_random_init_ncuts
+from harness.report import plot_random_init
 
 pytestmark = pytest.mark.random_init
 
@@ -61,8 +62,11 @@ def test_random_init(init, profile, store, harness_seed, record):
     assert np.all((ncuts >= 0) & (ncuts <= K))
 
 
-def test_claim_trained_below_random_init(trained, analysed, profile, store, harness_seed, claim):
-    random_min = float(_ncuts("plain", profile, store, harness_seed).min())
+def test_claim_trained_below_random_init(
+    trained, analysed, profile, store, harness_seed, claim, figure
+):
+    random_ncuts = {init: _ncuts(init, profile, store, harness_seed) for init in INITS}
+    random_min = float(random_ncuts["plain"].min())
     trained_ncuts = {
         f"{tag}/i{i}/{phase}": analysed(trained(tag, i), phase, n_clusters=K, null="layer").ncut
         for tag in TRAINED_TAGS
@@ -70,6 +74,16 @@ def test_claim_trained_below_random_init(trained, analysed, profile, store, harn
         for phase in ("unpruned", "pruned")
     }
     worst = max(trained_ncuts, key=trained_ncuts.__getitem__)
+    plot_random_init(
+        {f"random {init}": values for init, values in random_ncuts.items()},
+        figure("random-vs-trained"),
+        trained={"trained (MNIST/FASHION, +-dropout)": list(trained_ncuts.values())},
+        paper={
+            "random plain": paper_value("I", "MLP/plain", "mean"),
+            "random clusterable-all": paper_value("I", "MLP/clusterable", "mean"),
+        },
+        title=f"n-cut (K = {K}) of untrained and trained MLPs",
+    )
     claim(
         "trained MLPs score below every random-init MLP",
         trained_ncuts[worst] < random_min,

@@ -166,7 +166,10 @@ def weights_to_graph(weights: Sequence[np.ndarray]) -> sp.csr_matrix:
     n = int(offsets[-1])
     # Both triangles at once; no duplicates exist, so COO -> CSR needs no summing.
     adj = sp.csr_matrix(
-        (np.concatenate([v_all, v_all]), (np.concatenate([r_all, c_all]), np.concatenate([c_all, r_all]))),
+        (
+            np.concatenate([v_all, v_all]),
+            (np.concatenate([r_all, c_all]), np.concatenate([c_all, r_all])),
+        ),
         shape=(n, n),
     )
     adj.sort_indices()
@@ -206,7 +209,7 @@ def remove_isolated(weights: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np
         if layer < len(ws):
             k |= nz[layer].any(axis=1)
         keep.append(k)
-    kept = [w[keep[l]][:, keep[l + 1]] for l, w in enumerate(ws)]
+    kept = [w[keep[i]][:, keep[i + 1]] for i, w in enumerate(ws)]
     return kept, np.concatenate(keep)
 
 

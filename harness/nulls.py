@@ -1,1 +1,245 @@
-"""Placeholder: implemented by its issue."""
+"""Shuffle null models for clusterability (reference sections 5.1-5.2).
+
+A null sample is the network with each layer's *signed* weights randomised independently
+(``weights_to_graph`` takes ``|.|`` afterwards), clustered exactly like the real network. The
+null distribution is the list of the samples' n-cuts; the p-value compares the network's n-cut
+with it (:mod:`harness.stats`).
+
+Seeding: sample ``i`` draws all its randomness, the shuffle and the clustering, from child
+``i`` of ``np.random.SeedSequence(seed)``, so a null distribution does not depend on the
+number of worker processes or on the order in which samples run. (The original seeded each
+worker from the wall clock, so its nulls are not reproducible; reference section 5.2.)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from harness.cluster import (
+    METHODS,
+    DisconnectedGraphWarning,
+    _cluster,
+    _kept_graph,
+    _NcutScorer,
+)
+from harness.graph import remove_isolated, validate_weights
+from harness.parallel import iter_chunks, parallel_map, threads_per_process
+
+__all__ = ["NULL_METHODS", "null_distribution", "sample_seeds", "shuffle_weights"]
+
+NULL_METHODS = ("layer", "layer_nonzero", "layer_nonzero_distribution", "layer_all_distribution")
+
+_KDE_BANDWIDTH = 0.01
+
+
+def _check_null(null: str) -> None:
+    if null not in NULL_METHODS:
+        raise ValueError(f"null must be one of {NULL_METHODS}, got {null!r}")
+
+
+def _kde_resample_nonzero(w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Keep the zero pattern; refill the nonzero entries from a Gaussian KDE of their values."""
+    from sklearn.neighbors import KernelDensity
+
+    out = w.copy()
+    nz = out != 0
+    values = out[nz]
+    if values.size == 0:
+        return out
+    kde = KernelDensity(kernel="gaussian", bandwidth=_KDE_BANDWIDTH).fit(values[:, None])
+    # KernelDensity.sample takes an int or RandomState, not a Generator: derive an int.
+    out[nz] = kde.sample(values.size, random_state=int(rng.integers(2**32 - 1)))[:, 0]
+    return out
+
+
+def shuffle_weights(
+    weights: Sequence[np.ndarray], null: str, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """One null sample: every layer's signed weights randomised independently.
+
+    Parameters
+    ----------
+    weights : sequence of ndarray of shape (n_l, n_{l+1})
+    null : {"layer", "layer_nonzero", "layer_nonzero_distribution", "layer_all_distribution"}
+        ``layer``: permute all entries of each matrix, zeros included (pruned zeros move).
+        ``layer_nonzero``: keep the zero pattern, permute the nonzero values among the nonzero
+        positions. ``layer_nonzero_distribution``: keep the zero pattern, draw new nonzero
+        values from a Gaussian KDE (bandwidth 0.01, scikit-learn ``KernelDensity``) of the
+        layer's nonzero values. ``layer_all_distribution``: ``layer`` then
+        ``layer_nonzero_distribution`` (positions and values both random).
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    list of ndarray, same shapes as ``weights``
+        New arrays; the input is not modified.
+
+    Notes
+    -----
+    A KDE draw could in principle be exactly 0.0 and change the zero pattern; with a
+    continuous density this has probability zero.
+    """
+    _check_null(null)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}"
+        )
+    out: list[np.ndarray] = []
+    for w in weights:
+        w = np.asarray(w)
+        if null in ("layer", "layer_all_distribution"):
+            new = rng.permutation(w.ravel()).reshape(w.shape)
+        else:
+            new = w.copy()
+        if null == "layer_nonzero":
+            nz = new != 0
+            new[nz] = rng.permutation(new[nz])
+        elif null in ("layer_nonzero_distribution", "layer_all_distribution"):
+            new = _kde_resample_nonzero(new, rng)
+        out.append(new)
+    return out
+
+
+def sample_seeds(seed: int, n_samples: int) -> list[np.random.SeedSequence]:
+    """The per-sample seed sequences: ``np.random.SeedSequence(seed).spawn(n_samples)``."""
+    return np.random.SeedSequence(seed).spawn(n_samples)
+
+
+def _sample_ncut(
+    weights: list[np.ndarray],
+    n_clusters: int,
+    null: str,
+    method: str,
+    n_init: int | None,
+    seed_seq: np.random.SeedSequence,
+    index: int,
+) -> tuple[float, bool]:
+    """n-cut of one null sample; also whether its graph was disconnected."""
+    # Two independent streams from the sample's seed: shuffle, then clustering.
+    shuffle_ss, cluster_ss = (
+        np.random.SeedSequence(seed_seq.entropy, spawn_key=(*seed_seq.spawn_key, j))
+        for j in range(2)
+    )
+    shuffled = shuffle_weights(weights, null, np.random.default_rng(shuffle_ss))
+    adj, parity, _ = _kept_graph(
+        shuffled, n_clusters, what=f"null sample {index} (after '{null}' shuffling)"
+    )
+    import scipy.sparse.csgraph as csgraph
+
+    n_comp, _ = csgraph.connected_components(adj, directed=False)
+    scorer = _NcutScorer(adj)
+    labels = _cluster(
+        adj,
+        n_clusters,
+        method=method,
+        n_init=n_init,
+        seed=cluster_ss,
+        coloring=parity,
+        scorer=scorer,
+    )
+    return float(scorer.score(labels[None, :], 1e-8)[0]), n_comp > 1
+
+
+def _run_chunk(task: tuple[Any, ...]) -> list[tuple[float, bool]]:
+    """Worker entry: all samples of one chunk, single-threaded for bitwise reproducibility."""
+    from threadpoolctl import threadpool_limits
+
+    weights, n_clusters, null, method, n_init, items = task
+    with threadpool_limits(limits=1):
+        return [_sample_ncut(weights, n_clusters, null, method, n_init, ss, i) for i, ss in items]
+
+
+def null_distribution(
+    weights: Sequence[Any],
+    n_clusters: int,
+    *,
+    null: str = "layer",
+    n_samples: int = 50,
+    seed: int = 0,
+    method: str = "fast",
+    n_workers: int | None = None,
+    n_init: int | None = None,
+) -> np.ndarray:
+    """n-cuts of ``n_samples`` shuffled copies of a network (reference section 5.2).
+
+    Isolated neurons are removed *before* shuffling (so shuffles only move weights among the
+    neurons that take part in the network) and the neurons a shuffle isolates are removed
+    again before clustering.
+
+    Parameters
+    ----------
+    weights : sequence of array-like, each of shape (n_l, n_{l+1})
+    n_clusters : int
+    null : str, default="layer"
+        One of :data:`NULL_METHODS` (see :func:`shuffle_weights`).
+    n_samples : int, default=50
+    seed : int, default=0
+        Sample ``i`` uses ``np.random.SeedSequence(seed).spawn(n_samples)[i]``.
+    method : {"fast", "reference"}, default="fast"
+    n_workers : int, optional
+        Worker processes (spawn pool, one thread each); default: this process's share of
+        the cores. The result is identical for any value: every sample runs single-threaded
+        on its own seed.
+    n_init : int, optional
+        k-means restarts per sample (default as :func:`harness.cluster.default_n_init`).
+
+    Returns
+    -------
+    ndarray of float64, shape (n_samples,)
+        The samples' n-cuts, in sample order.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``null`` or ``method``, a bad ``n_clusters``, or a shuffle that leaves
+        fewer non-isolated neurons than ``n_clusters``.
+
+    Warns
+    -----
+    DisconnectedGraphWarning
+        Once, if some shuffled graphs had several connected components.
+    """
+    _check_null(null)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 0:
+        raise ValueError(f"n_samples must be a non-negative integer, got {n_samples!r}")
+    if (
+        isinstance(n_clusters, bool)
+        or not isinstance(n_clusters, (int, np.integer))
+        or n_clusters < 2
+    ):
+        raise ValueError(f"n_clusters must be an integer >= 2, got {n_clusters!r}")
+    n_samples = int(n_samples)
+    kept, mask = remove_isolated(validate_weights(weights))
+    if int(mask.sum()) < n_clusters:
+        raise ValueError(
+            f"n_clusters={n_clusters} exceeds the {int(mask.sum())} non-isolated neurons of "
+            "the network"
+        )
+    if n_samples == 0:
+        return np.zeros(0)
+    seeds = list(enumerate(sample_seeds(seed, n_samples)))
+    if n_workers is None:
+        n_workers = threads_per_process()
+    n_workers = max(1, min(int(n_workers), n_samples))
+    # One task per worker, so each worker receives the (possibly large) weights once.
+    tasks = [
+        (kept, int(n_clusters), null, method, n_init, chunk)
+        for chunk in iter_chunks(seeds, n_workers)
+        if chunk
+    ]
+    results = [r for chunk in parallel_map(_run_chunk, tasks, n_workers=n_workers) for r in chunk]
+    n_disconnected = sum(disc for _, disc in results)
+    if n_disconnected:
+        warnings.warn(
+            f"{n_disconnected} of {n_samples} '{null}' null samples had a disconnected graph "
+            "(after removing isolated neurons); their clusterings may split off components",
+            DisconnectedGraphWarning,
+            stacklevel=2,
+        )
+    return np.array([value for value, _ in results], dtype=np.float64)

@@ -28,6 +28,7 @@ import json
 import math
 import os
 import platform
+import re
 import sys
 import time
 import zlib
@@ -44,6 +45,7 @@ from harness.profiles import PROFILES, Profile, get_profile
 
 ROW_KEY = "harness_row"
 CLAIM_KEY = "harness_claim"
+FIGURE_KEY = "harness_figure"
 DEFAULT_PROFILE = "quick"
 DEFAULT_SEED = 0
 
@@ -139,6 +141,7 @@ class _RunState:
     started: float = field(default_factory=time.time)
     rows: list[dict[str, Any]] = field(default_factory=list)
     claims: list[dict[str, Any]] = field(default_factory=list)
+    figures: set[str] = field(default_factory=set)
     threads: int = 1
 
 
@@ -149,7 +152,27 @@ def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+_BUILTIN_MARKERS = {"skip", "skipif", "xfail", "parametrize", "usefixtures", "filterwarnings"}
+
+
+def _check_markexpr(config: pytest.Config) -> None:
+    """Fail early on ``-m`` expressions that name no registered marker (a typo selects nothing)."""
+    expr = config.getoption("markexpr", default="") or ""
+    if not expr:
+        return
+    registered = {line.split(":", 1)[0].split("(", 1)[0].strip() for line in config.getini("markers")}
+    registered |= _BUILTIN_MARKERS | {"xdist_group"}
+    names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr)) - {"and", "or", "not"}
+    unknown = sorted(names - registered)
+    if unknown:
+        raise pytest.UsageError(
+            f"-m {expr!r} names unknown marker(s) {unknown}; registered markers: "
+            f"{', '.join(sorted(registered - _BUILTIN_MARKERS))}"
+        )
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _check_markexpr(config)
     profile = get_profile(config.getoption("--profile") or DEFAULT_PROFILE)
     seed_opt = config.getoption("--harness-seed")
     base_seed = DEFAULT_SEED if seed_opt is None else int(seed_opt)
@@ -182,6 +205,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrize ``instance`` over the profile's number of trained instances."""
     if "instance" in metafunc.fixturenames:
@@ -256,6 +280,29 @@ def record(request: pytest.FixtureRequest, profile: Profile, seed: int) -> Calla
         return clean
 
     return _record
+
+
+@pytest.fixture
+def figure(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Callable[[str], Path]:
+    """Path stem of a figure of this test: ``figure("null")``.
+
+    Gives ``<reports>/figures/<study>/<test>__<name>`` (pass it to a ``harness.report.plot_*``
+    function, which adds the extensions). Each test writes only its own figures, atomically;
+    the controller drops figures of the run's studies that this run did not draw again.
+    """
+    from harness.report import figure_stem
+
+    node = request.node
+    reports_dir = pytestconfig.stash[_STATE].reports_dir
+
+    def _figure(name: str) -> Path:
+        nodeid = canonical_nodeid(node.nodeid)
+        stem = figure_stem(reports_dir, _study_of(nodeid), nodeid, name)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        node.user_properties.append((FIGURE_KEY, str(stem)))
+        return stem
+
+    return _figure
 
 
 def _fmt(value: Any) -> str:
@@ -357,6 +404,8 @@ class _Collector:
         if report.when != "call" and not (report.when == "setup" and report.skipped):
             return
         for key, value in report.user_properties:
+            if key == FIGURE_KEY:
+                self.state.figures.add(str(value))
             if key == ROW_KEY:
                 row = dict(value)
                 row["outcome"] = report.outcome
@@ -392,12 +441,27 @@ class _Collector:
             "n_rows": len(state.rows),
             "n_claims": len(state.claims),
         }
+        self._drop_stale_figures(set(rows_by_study))
         report_mod.write_study_tables(rows_by_study, state.reports_dir)
+        report_mod.write_study_figures(rows_by_study, state.reports_dir)
         report_mod.write_claims(state.claims, state.reports_dir)
         tmp = state.reports_dir / ".run.json.tmp"
         tmp.write_text(json.dumps(run_info, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, state.reports_dir / "run.json")
         report_mod.build_index(state.reports_dir, run_info)
+
+    def _drop_stale_figures(self, studies: set[str]) -> None:
+        """Remove figures of this run's studies that this run did not draw (stale ones).
+
+        Studies not run this time keep their tables and figures, so a subset run updates
+        the report in place.
+        """
+        root = self.state.reports_dir / "figures"
+        fresh = {str(Path(stem).resolve()) for stem in self.state.figures}
+        for study in studies:
+            for path in sorted((root / study).glob("*")) if (root / study).is_dir() else []:
+                if str(path.with_suffix("").resolve()) not in fresh and path.suffix in {".png", ".svg"}:
+                    path.unlink()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         state = self.state

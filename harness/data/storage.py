@@ -1,0 +1,110 @@
+"""Where data lives on disk, and how it is written there.
+
+Layout of the data directory (``HARNESS_DATA_DIR``, default ``<project root>/.data/``)::
+
+    raw/mnist/train-images-idx3-ubyte      verified IDX files, stored uncompressed so that
+    raw/fashion/...                        loading is a read plus a sha256 check
+    cifar-10-python.tar.gz                 the official CIFAR-10 archive, if you have it
+    derived/<name>__seed<seed>__v<GENERATOR_VERSION>.npz     built datasets
+    derived/<name>__v<GENERATOR_VERSION>.npz                 built datasets without randomness
+
+Every file is written to a temporary file in the same directory and moved into place with
+``os.replace``, so a reader never sees a half-written file, and a file that fails
+verification is never moved into place at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from harness.data.errors import DataDirNotWritable
+
+__all__ = [
+    "ENV_DATA_DIR",
+    "atomic_writer",
+    "default_data_dir",
+    "ensure_writable_dir",
+    "resolve_data_dir",
+]
+
+ENV_DATA_DIR = "HARNESS_DATA_DIR"
+
+
+def _project_root() -> Path | None:
+    """The checkout this package was imported from (editable install), else None."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "pyproject.toml").is_file() else None
+
+
+def default_data_dir() -> Path:
+    """``<project root>/.data`` for a checkout, else ``~/.cache/clusterability-harness``."""
+    root = _project_root()
+    if root is not None:
+        return root / ".data"
+    return Path.home() / ".cache" / "clusterability-harness"
+
+
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The data directory: the argument, else ``$HARNESS_DATA_DIR``, else the default.
+
+    The directory is not created here; writers call :func:`ensure_writable_dir`.
+    """
+    if data_dir is not None:
+        return Path(data_dir).expanduser().resolve()
+    env = os.environ.get(ENV_DATA_DIR)
+    if env:
+        return Path(env).expanduser().resolve()
+    return default_data_dir().resolve()
+
+
+def ensure_writable_dir(path: Path) -> Path:
+    """Create ``path`` (with parents) and check that files can be created in it.
+
+    Raises
+    ------
+    DataDirNotWritable
+        Naming the directory and how to choose another one.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        # mkdir succeeding does not prove write access (read-only mounts, foreign owners).
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-", delete=True):
+            pass
+    except OSError as exc:
+        raise DataDirNotWritable(
+            f"cannot write to the data directory {path} ({exc.strerror or exc}); choose a "
+            f"writable one with the environment variable {ENV_DATA_DIR}=/some/dir "
+            "(or the data_dir= argument / --data-dir option)"
+        ) from exc
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read the umask is to set it
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[IO[bytes]]:
+    """Open a temporary file next to ``path``; on success move it to ``path`` atomically.
+
+    If the body raises, the temporary file is deleted and ``path`` is left untouched.
+    """
+    ensure_writable_dir(path.parent)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+        # mkstemp creates 0600 files; give the final file the usual permissions instead.
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

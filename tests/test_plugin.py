@@ -1,0 +1,120 @@
+"""The pytest plugin: options, seeds, rows under xdist, claims, marker checks."""
+
+from __future__ import annotations
+
+import csv
+import zlib
+
+import numpy as np
+import pytest
+
+from harness.plugin import canonical_nodeid, test_seed, to_builtin
+
+pytest_plugins = ["pytester"]
+
+CONFTEST = 'pytest_plugins = ["harness.plugin"]\n'
+INI = """
+[pytest]
+addopts = --strict-markers -p no:cacheprovider --dist loadgroup
+markers =
+    demo: a demo study
+"""
+STUDY = '''
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.demo
+
+@pytest.mark.parametrize("tag", ["A", "B", "C", "D"])
+def test_grid(tag, instance, seed, record):
+    rng = np.random.default_rng(seed)
+    record(tag=tag, instance=instance, value=float(rng.normal()), n=np.int64(3))
+
+def test_claim_holds(claim):
+    claim("one is less than two", 1 < 2, expected="1 < 2", observed={"a": 1, "b": 2})
+
+def test_claim_fails(claim):
+    claim("two is less than one", 2 < 1, expected="2 < 1", observed={"a": 2, "b": 1})
+'''
+
+
+def _setup(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makeini(INI)
+    pytester.makepyfile(test_demo=STUDY)
+
+
+def _read_csv(path):
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    timing = {k for k in rows[0] if k.endswith("_s")}
+    return [{k: v for k, v in r.items() if k not in timing} for r in rows]
+
+
+def test_seed_is_base_plus_crc32():
+    nodeid = "experiments/test_x.py::test_y[A-i0]"
+    assert test_seed(5, nodeid) == (5 + zlib.crc32(nodeid.encode())) % 2**32
+    assert canonical_nodeid(nodeid + "@A/i0") == nodeid
+
+
+def test_to_builtin_converts_numpy_and_rejects_arrays():
+    assert to_builtin(np.float32(0.5)) == 0.5 and type(to_builtin(np.int64(2))) is int
+    assert to_builtin((np.bool_(True), 1)) == [True, 1]
+    with pytest.raises(TypeError, match="builtin types only"):
+        to_builtin(np.zeros(3), where="column 'x'")
+
+
+@pytest.mark.integration
+def test_rows_identical_with_and_without_xdist(pytester: pytest.Pytester):
+    _setup(pytester)
+    serial = pytester.runpytest_subprocess(
+        "-n", "0", "--profile", "quick", "--reports-dir", "r0", "--store", "s"
+    )
+    parallel = pytester.runpytest_subprocess(
+        "-n", "2", "--profile", "quick", "--reports-dir", "r2", "--store", "s"
+    )
+    serial.assert_outcomes(passed=5, failed=1)
+    parallel.assert_outcomes(passed=5, failed=1)
+    a = _read_csv(pytester.path / "r0" / "demo.csv")
+    b = _read_csv(pytester.path / "r2" / "demo.csv")
+    assert len(a) == 4 and a == b
+    assert {r["tag"] for r in a} == {"A", "B", "C", "D"}
+    assert all(r["study"] == "demo" and r["profile"] == "quick" for r in a)
+    # Seeds come from the canonical node id, not from xdist's "@group" suffixed one.
+    for r in a:
+        assert int(r["seed"]) == test_seed(0, r["test_id"])
+    claims = _read_csv(pytester.path / "r2" / "claims.csv")
+    verdicts = {c["claim"]: c["verdict"] for c in claims}
+    assert verdicts == {"one is less than two": "pass", "two is less than one": "fail"}
+    assert "claim does not hold: two is less than one" in parallel.stdout.str()
+    assert (pytester.path / "r2" / "index.html").is_file()
+
+
+def test_smoke_profile_records_claims_without_failing(pytester: pytest.Pytester):
+    _setup(pytester)
+    result = pytester.runpytest_subprocess("-n", "0", "--profile", "smoke", "--reports-dir", "r")
+    result.assert_outcomes(passed=6)
+    claims = _read_csv(pytester.path / "r" / "claims.csv")
+    assert {c["verdict"] for c in claims} == {"recorded"}
+
+
+def test_unknown_profile_is_a_usage_error(pytester: pytest.Pytester):
+    _setup(pytester)
+    result = pytester.runpytest_subprocess("-n", "0", "--profile", "huge")
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["*invalid choice: 'huge'*"])
+
+
+def test_marker_typo_is_a_usage_error(pytester: pytest.Pytester):
+    _setup(pytester)
+    result = pytester.runpytest_subprocess("-n", "0", "-m", "dem")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown marker(s)*dem*registered markers: demo*"])
+
+
+def test_instance_parametrized_by_profile(pytester: pytest.Pytester):
+    _setup(pytester)
+    result = pytester.runpytest_subprocess("-n", "0", "--co", "-q", "--profile", "quick")
+    result.stdout.fnmatch_lines(["*test_grid[[]A-i0[]]*", "*test_grid[[]A-i1[]]*"])
+    result = pytester.runpytest_subprocess("-n", "0", "--co", "-q", "--profile", "smoke")
+    assert "i1]" not in result.stdout.str()
