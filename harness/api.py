@@ -192,21 +192,10 @@ def clusterability(
 
 
 def _plot_hook() -> Any:
-    """The figure function for ``--plot`` (written in :mod:`harness.report`), or an error.
+    """The figure function for ``--plot``: :func:`harness.report.plot_clusterability`."""
+    from harness.report import plot_clusterability
 
-    Expected signature: ``plot_clusterability(result, weights, path) -> None``.
-    """
-    try:
-        from harness import report
-    except ImportError as exc:  # pragma: no cover - report is part of the package
-        raise ValueError(f"--plot is unavailable: cannot import harness.report ({exc})") from exc
-    plot = getattr(report, "plot_clusterability", None)
-    if plot is None:
-        raise ValueError(
-            "--plot is not available yet (harness.report.plot_clusterability is missing); "
-            "run without --plot"
-        )
-    return plot
+    return plot_clusterability
 
 
 def _summary(result: ClusterabilityResult, source: str, sizes: Sequence[int]) -> str:

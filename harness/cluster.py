@@ -10,6 +10,9 @@ Two methods, chosen by ``method=``:
     ARPACK in shift-invert mode (a sparse LU factorisation of L), each divided by
     ``sqrt(degree)`` (the relaxed Ncut solution ``u = D^-1/2 x``, Shi & Malik 2000; von
     Luxburg 2007), and the labels are those of the k-means restart with the lowest inertia.
+    The original ran scikit-learn 0.20 (shift-invert about 1 on ``-L``; current versions
+    shift about ``-1e-5`` on ``L``): the same eigenvectors, but random streams differ, so
+    single n-cuts match the paper's only in distribution (e.g. random-init MLPs, Table I).
 
 ``"fast"`` (default)
     The same relaxation and the same k-means, computed more cheaply, and the restart kept is
@@ -32,31 +35,36 @@ Two methods, chosen by ``method=``:
     2. k-means. All ``n_init`` restarts run at once in numpy: k-means++ seeding (greedy, with
        ``2 + log K`` candidates per step, as scikit-learn) vectorised over restarts, then
        Lloyd iterations on a ``(n_nodes, n_init * K)`` distance matrix in float32, with
-       scikit-learn's stopping rule (labels unchanged, or centre shift below ``1e-4`` times
-       the mean feature variance; at most 300 iterations) and empty-cluster relocation.
-    3. Selection. Every restart's partition is scored by n-cut in one batched sparse pass
-       (:func:`ncut_batch`) and the lowest wins (restarts with an empty cluster only win if all
-       have one).
+       scikit-learn's stopping rule (centre shift below ``1e-4`` times the mean feature
+       variance; at most 300 iterations) plus one more: a restart also stops once at most
+       0.1% of the nodes change cluster in an iteration (those last moves change the n-cut
+       in the fourth decimal, while a few slow restarts would double the time), and
+       scikit-learn's empty-cluster relocation.
+    3. Selection. Every restart's partition is scored by n-cut (the :func:`ncut_batch`
+       scorer, with the graph's edge list prepared once) and the lowest wins (restarts with an
+       empty cluster only win if all have one).
 
     ``n_init`` defaults to 8 for the fast method: because restarts are ranked by the
     objective, 8 of them find lower n-cuts than scikit-learn's 25 ranked by inertia.
 
-Measured (``python -m bench nulls``; one thread, shared 2-core machine, see
-``bench/bench_nulls.py``), per null sample of the benchmark networks: 784-256x4-10 pruned to
-90% (graph "a"), the same unpruned ("b"), and 784-2048x4-10 pruned to 90% ("c"):
+Measured with ``python -m bench nulls`` (one thread per process, as in a null-sampling
+worker; methods interleaved sample by sample on a shared, loaded 2-core machine), per null
+sample, same shuffles for both methods, true network included:
 
-    ====  ===================  ==============  ======  ======================
-    graph reference s/sample   fast s/sample   speed   mean n-cut fast / ref
-    ====  ===================  ==============  ======  ======================
-    a     ~0.9                 ~0.07           ~13x    ~0.995
-    b     ~0.9                 ~0.10           ~9x     ~0.995
-    c     ~60                  ~1.5            ~40x    ~0.99
-    ====  ===================  ==============  ======  ======================
+    =====  =====================================  ============  ==========  ========  =========
+    graph  network                                reference s   fast s      speed-up  n-cut f/r
+    =====  =====================================  ============  ==========  ========  =========
+    a      784-256x4-10, 90% magnitude-pruned     0.78          0.055       14x       0.994
+    b      784-256x4-10, unpruned                 0.66          0.13        5x        0.995
+    c      784-2048x4-10, 90% magnitude-pruned    54            2.4         23x       0.988
+    =====  =====================================  ============  ==========  ========  =========
 
-(the bench prints the current figures; these are from the run recorded in the module's
-development). Because the fast method optimises the reported objective, its n-cuts are
-typically 0.3-1% *lower* than the reference's, on the true network and on its shuffles alike;
-use ``method="reference"`` to compare absolute n-cuts with the paper's tables.
+("n-cut f/r": mean n-cut of the fast method over that of the reference, over the same
+graphs: 9 for a, 7 for b, 2 for c). Because the fast method optimises the reported
+objective, its n-cuts are typically 0.5-1.2% *lower* than the reference's, on the true
+network and on its shuffles alike (p-values and z-scores compare like with like), so
+absolute n-cuts sit slightly below the paper's tables; use ``method="reference"`` to
+reproduce those.
 
 References
 ----------
@@ -80,13 +88,7 @@ import scipy.sparse as sp
 import scipy.sparse.csgraph as csgraph
 import scipy.sparse.linalg as sla
 
-from harness.graph import (
-    expand_labels,
-    layer_sizes,
-    remove_isolated,
-    validate_weights,
-    weights_to_graph,
-)
+from harness.graph import _symmetric_csr, expand_labels, layer_sizes, validate_weights
 
 __all__ = [
     "METHODS",
@@ -111,6 +113,7 @@ _EIG_TOL = 1e-4  # ARPACK relative tolerance of the fast embedding
 _DENSE_EIG_MAX = 300  # eigenproblems up to this size use dense LAPACK eigh
 _KMEANS_MAX_ITER = 300
 _KMEANS_TOL = 1e-4
+_KMEANS_SETTLED = 1e-3  # a restart whose labels change for at most this fraction has settled
 
 
 class DisconnectedGraphWarning(UserWarning):
@@ -136,7 +139,9 @@ def _as_adjacency(adjacency: Any) -> sp.csr_matrix:
         raise ValueError(f"adjacency must be square, got shape {adj.shape}")
     if adj.shape[0] == 0:
         raise ValueError("adjacency is empty (0 nodes)")
-    adj.eliminate_zeros()
+    if (adj.data == 0).any():  # explicit zeros are not edges; never modify the caller's matrix
+        adj = adj.copy()
+        adj.eliminate_zeros()
     data = adj.data
     if not np.isfinite(data).all():
         raise ValueError("adjacency has NaN or infinite entries")
@@ -178,6 +183,21 @@ class _NcutScorer:
         diag = adjacency.diagonal()
         self.loop_nodes = np.flatnonzero(diag)
         self.loop_data = diag[self.loop_nodes]
+
+    @classmethod
+    def from_edges(
+        cls, n: int, rows: np.ndarray, cols: np.ndarray, data: np.ndarray
+    ) -> _NcutScorer:
+        """From each undirected edge listed once (no self loops, no duplicates)."""
+        self = cls.__new__(cls)
+        self.n = n
+        self.degree = np.bincount(rows, weights=data, minlength=n) + np.bincount(
+            cols, weights=data, minlength=n
+        )
+        self.rows, self.cols, self.data = rows, cols, data
+        self.loop_nodes = np.zeros(0, dtype=np.int64)
+        self.loop_data = np.zeros(0)
+        return self
 
     def score(self, labels: np.ndarray, eps: float) -> np.ndarray:
         """n-cut of each row of ``labels`` (shape (B, n)); -1 entries are not clusters."""
@@ -308,33 +328,49 @@ def _two_coloring(adj: sp.csr_matrix) -> np.ndarray | None:
     return color.astype(bool)
 
 
-def _check_coloring(coloring: Any, n: int) -> np.ndarray:
+def _check_coloring(coloring: Any, adj: sp.csr_matrix) -> np.ndarray:
+    n = adj.shape[0]
     col = np.asarray(coloring, dtype=bool)
     if col.shape != (n,):
         raise ValueError(f"coloring must have shape ({n},), got {col.shape}")
+    upper = sp.triu(adj, k=0, format="coo")
+    bad = int(np.count_nonzero(col[upper.row] == col[upper.col]))
+    if bad:
+        raise ValueError(
+            f"coloring is not a 2-colouring of the graph: {bad} edge(s) join nodes of the "
+            "same colour; omit it to detect one"
+        )
     return col
 
 
+def _dense_top(op: Any, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    mat = op.toarray() if sp.issparse(op) else np.asarray(op @ np.eye(n))
+    vals, vecs = scipy.linalg.eigh(mat, subset_by_index=[n - k, n - 1])
+    return vals, vecs
+
+
 def _eigsh_top(op: Any, n: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The k largest eigenpairs of a symmetric PSD-ish operator of size n (descending)."""
+    """The k largest eigenpairs of a symmetric operator of size n, in decreasing order."""
     if n <= _DENSE_EIG_MAX or k >= n - 1:
-        mat = op.toarray() if sp.issparse(op) else np.asarray(op @ np.eye(n))
-        vals, vecs = scipy.linalg.eigh(mat, subset_by_index=[n - k, n - 1])
+        vals, vecs = _dense_top(op, n, k)
     else:
-        # A seeded start vector: ARPACK's own is drawn from a global stream, which would make
-        # results depend on what ran before in the process.
+        # A seeded start vector: ARPACK's default one comes from a process-global stream,
+        # which would make results depend on what ran earlier in the process.
         v0 = rng.uniform(0.5, 1.5, size=n)
         try:
             vals, vecs = sla.eigsh(op, k=k, which="LA", tol=_EIG_TOL, v0=v0)
         except sla.ArpackNoConvergence:
-            warnings.warn(
-                "ARPACK did not converge for the fast spectral embedding; falling back to a "
-                "dense eigensolver (slower)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            mat = op.toarray() if sp.issparse(op) else np.asarray(op @ np.eye(n))
-            vals, vecs = scipy.linalg.eigh(mat, subset_by_index=[n - k, n - 1])
+            try:  # a larger Krylov space usually resolves clustered eigenvalues
+                ncv = min(n - 1, max(4 * k + 1, 40))
+                vals, vecs = sla.eigsh(op, k=k, which="LA", tol=_EIG_TOL, v0=v0, ncv=ncv)
+            except sla.ArpackNoConvergence:
+                warnings.warn(
+                    f"ARPACK did not converge for the fast spectral embedding ({n} x {n}); "
+                    "falling back to a dense eigensolver (slow for large graphs)",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+                vals, vecs = _dense_top(op, n, k)
     order = np.argsort(vals)[::-1]
     return vals[order], vecs[:, order]
 
@@ -370,9 +406,10 @@ def spectral_embedding(
         graph); ``1 - eigenvalues`` are the smallest eigenvalues of the normalised Laplacian.
     """
     adj = _as_adjacency(adjacency)
+    k = _check_k(n_components, adj.shape[0], name="n_components", minimum=1)
     rng = np.random.default_rng(seed)
-    col = None if coloring is None else _check_coloring(coloring, adj.shape[0])
-    return _embedding(adj, int(n_components), rng, col)
+    col = None if coloring is None else _check_coloring(coloring, adj)
+    return _embedding(adj, k, rng, col)
 
 
 def _embedding(
@@ -419,11 +456,17 @@ def _bipartite_embedding(
     position[side_a] = np.arange(small)
     rows = m[side_b]
     b = sp.csr_matrix((rows.data, position[rows.indices], rows.indptr), shape=(len(side_b), small))
-    bt = b.T.tocsr()
     gram: Any
     if small <= _DENSE_EIG_MAX:
-        gram = (bt @ b).toarray()
+        gram = (b.T @ b).toarray()
+    elif b.nnz > 0.25 * b.shape[0] * small and b.shape[0] * small <= 2**25:
+        # A mostly dense block (unpruned network): dense mat-vecs beat CSR ones.
+        bd = b.toarray()
+        gram = sla.LinearOperator(
+            (small, small), matvec=lambda x: bd.T @ (bd @ x), dtype=np.float64
+        )
     else:
+        bt = b.T.tocsr()
         gram = sla.LinearOperator((small, small), matvec=lambda x: bt @ (b @ x), dtype=np.float64)
     mu, v_small = _eigsh_top(gram, small, k, rng)
     sigma = np.sqrt(np.clip(mu, 0.0, None))
@@ -462,9 +505,7 @@ def _kmeanspp(x: np.ndarray, k: int, n_init: int, rng: np.random.Generator) -> n
         # Sample n_trials candidates per restart with probability ~ closest distance^2:
         # one searchsorted over the concatenated per-restart cumulative sums.
         cums = np.cumsum(closest, axis=1)
-        totals = cums[:, -1]
-        if not (totals > 0).all():  # fewer distinct points than clusters
-            totals = np.where(totals > 0, totals, 1.0)
+        if not (cums[:, -1] > 0).all():  # fewer distinct points than clusters: draw uniformly
             cums = np.where(cums[:, -1:] > 0, cums, np.arange(1, n + 1) / n)
         base = np.concatenate([[0.0], np.cumsum(cums[:, -1])[:-1]])
         draws = rng.random((n_init, n_trials)) * cums[:, -1:]
@@ -501,8 +542,8 @@ def _update(
     onehot[np.repeat(np.arange(n), n_rest), bins] = 1.0
     sums = (x.T @ onehot).T  # (R*k, d)
     centers = (sums / np.maximum(counts, 1)[:, None]).reshape(n_rest, k, d)
-    empty = np.argwhere(counts.reshape(n_rest, k) == 0)
-    if len(empty):
+    if counts.min() == 0:
+        empty = np.argwhere(counts.reshape(n_rest, k) == 0)
         # As scikit-learn: an empty cluster takes the point farthest from its own centre.
         own = np.take_along_axis(dist, labels[:, :, None], axis=2)[:, :, 0] + x_sq[:, None]
         for r in np.unique(empty[:, 0]):
@@ -531,7 +572,8 @@ def batched_kmeans(
     seed : int, SeedSequence, Generator or None
     max_iter : int, default=300
     tol : float, default=1e-4
-        Relative to the mean feature variance, as scikit-learn's ``tol``.
+        Relative to the mean feature variance, as scikit-learn's ``tol``. A restart also
+        stops once at most 0.1% of the samples change cluster in an iteration.
 
     Returns
     -------
@@ -540,9 +582,13 @@ def batched_kmeans(
     """
     rng = np.random.default_rng(seed)
     x64 = np.ascontiguousarray(x, dtype=np.float64)
+    if x64.ndim != 2 or x64.shape[0] == 0 or not np.isfinite(x64).all():
+        raise ValueError(f"x must be a finite 2-D array (n_samples, n_features), got {x64.shape}")
     n = x64.shape[0]
     if not 1 <= n_clusters <= n:
         raise ValueError(f"n_clusters must be in [1, {n}], got {n_clusters}")
+    if n_init < 1:
+        raise ValueError(f"n_init must be >= 1, got {n_init}")
     centers64 = _kmeanspp(x64, n_clusters, n_init, rng)
     # Lloyd in float32: the distances only decide the nearest centre, and halving the memory
     # traffic nearly halves the time.
@@ -552,14 +598,18 @@ def batched_kmeans(
     tol_abs = float(tol * np.mean(np.var(x64, axis=0)))
     active = np.arange(n_init)
     labels = np.full((n, n_init), -1, dtype=np.int64)
+    # A restart stops when its centres move less than tol (scikit-learn's rule) or when at
+    # most 0.1% of the points changed cluster: such last moves change the n-cut in the 4th
+    # decimal, and a few restarts crawling for tens of iterations would dominate the time.
+    max_changed = int(_KMEANS_SETTLED * n)
     for _ in range(max_iter):
         lab, dist = _assign(xs, centers[active])
-        unchanged = (lab == labels[:, active]).all(axis=0)
+        changed = np.count_nonzero(lab != labels[:, active], axis=0)
         labels[:, active] = lab
         new = _update(xs, lab, dist, centers[active], x_sq)
         shift = ((new - centers[active]) ** 2).sum(axis=(1, 2))
         centers[active] = new
-        active = active[~(unchanged | (shift <= tol_abs))]
+        active = active[~((changed <= max_changed) | (shift <= tol_abs))]
         if active.size == 0:
             break
     final, _ = _assign(xs, centers)
@@ -584,15 +634,15 @@ def _check_method(method: str) -> None:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
-def _check_k(n_clusters: Any, n_nodes: int) -> int:
+def _check_k(n_clusters: Any, n_nodes: int, *, name: str = "n_clusters", minimum: int = 2) -> int:
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)):
-        raise ValueError(f"n_clusters must be an integer, got {n_clusters!r}")
+        raise ValueError(f"{name} must be an integer, got {n_clusters!r}")
     k = int(n_clusters)
-    if k < 2:
-        raise ValueError(f"n_clusters must be >= 2, got {k}")
+    if k < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {k}")
     if k > n_nodes:
         raise ValueError(
-            f"n_clusters={k} exceeds the number of nodes ({n_nodes}); use at most {n_nodes}"
+            f"{name}={k} exceeds the number of nodes ({n_nodes}); use at most {n_nodes}"
         )
     return k
 
@@ -658,7 +708,7 @@ def spectral_clustering(
     adj = _as_adjacency(adjacency)
     k = _check_k(n_clusters, adj.shape[0])
     _warn_if_disconnected(adj)
-    return _cluster(adj, k, method=method, n_init=n_init, seed=seed, coloring=None)
+    return _cluster(adj, k, method=method, n_init=n_init, seed=seed, coloring=None)[0]
 
 
 def _cluster(
@@ -670,12 +720,14 @@ def _cluster(
     seed: SeedLike,
     coloring: np.ndarray | None,
     scorer: _NcutScorer | None = None,
-) -> np.ndarray:
-    """Core of :func:`spectral_clustering` on a validated graph (no checks, no warnings)."""
+) -> tuple[np.ndarray, float]:
+    """Core of :func:`spectral_clustering` on a validated graph: labels and their n-cut."""
     n = adj.shape[0]
     n_init = default_n_init(n, method) if n_init is None else int(n_init)
     if n_init < 1:
         raise ValueError(f"n_init must be >= 1, got {n_init}")
+    if scorer is None:
+        scorer = _NcutScorer(adj)
     if method == "reference":
         from sklearn.cluster import SpectralClustering
 
@@ -690,17 +742,18 @@ def _cluster(
                 n_init=n_init,
                 random_state=_int_seed(seed),
             ).fit(adj)
-        return np.asarray(model.labels_, dtype=np.int64)
+        labels = np.asarray(model.labels_, dtype=np.int64)
+        return labels, float(scorer.score(labels[None, :], 1e-8)[0])
     rng = np.random.default_rng(seed)
     emb, _ = _embedding(adj, k, rng, coloring)
-    candidates = batched_kmeans(emb, k, n_init=n_init, seed=rng)
-    if scorer is None:
-        scorer = _NcutScorer(adj)
+    candidates = batched_kmeans(emb, k, n_init=n_init, seed=rng, tol=_KMEANS_TOL)
     scores = scorer.score(candidates, 1e-8)
     # A restart that lost a cluster would win unfairly (fewer terms in the sum).
     n_used = np.array([np.unique(row).size for row in candidates])
-    scores = np.where(n_used == k, scores, np.inf) if (n_used == k).any() else scores
-    return candidates[int(np.argmin(scores))]
+    if (n_used == k).any():
+        scores = np.where(n_used == k, scores, np.inf)
+    best = int(np.argmin(scores))
+    return candidates[best], float(scores[best])
 
 
 # --------------------------------------------------------------------------------------
@@ -758,17 +811,31 @@ class ClusteringResult:
         )
 
 
-def _layer_parity(weights: Sequence[np.ndarray]) -> np.ndarray:
-    sizes = layer_sizes(weights)
-    return np.repeat(np.arange(len(sizes)) % 2 == 1, sizes)
+@dataclass(frozen=True)
+class _NetworkGraph:
+    """The graph of a network's non-isolated neurons, with what clustering needs."""
+
+    adjacency: sp.csr_matrix
+    parity: np.ndarray  # bool per kept node: True on odd layers (a 2-colouring)
+    mask: np.ndarray  # bool per original node: kept
+    scorer: _NcutScorer
 
 
-def _kept_graph(
+def _network_graph(
     weights: Sequence[np.ndarray], n_clusters: int, *, what: str = "the network"
-) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
-    """Graph of the non-isolated neurons, its layer-parity colouring and the node mask."""
-    kept, mask = remove_isolated(weights)
-    n_kept = int(mask.sum())
+) -> _NetworkGraph:
+    """``remove_isolated`` + ``weights_to_graph`` in one pass over the nonzero weights.
+
+    The hot path of null sampling; equal to ``weights_to_graph(remove_isolated(w)[0])``.
+    """
+    sizes = layer_sizes(weights)
+    nonzero = [np.nonzero(w) for w in weights]
+    keep = [np.zeros(size, dtype=bool) for size in sizes]
+    for layer, (r, c) in enumerate(nonzero):
+        keep[layer][r] = True
+        keep[layer + 1][c] = True
+    counts = [int(k.sum()) for k in keep]
+    n_kept = sum(counts)
     if n_kept == 0:
         raise ValueError(f"{what} has no nonzero weights: every neuron is isolated")
     if n_clusters > n_kept:
@@ -776,7 +843,15 @@ def _kept_graph(
             f"n_clusters={n_clusters} exceeds the {n_kept} non-isolated neurons of {what}; "
             f"use at most {n_kept} clusters"
         )
-    return weights_to_graph(kept), _layer_parity(kept), mask
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    new_index = [np.cumsum(k) - 1 + offsets[layer] for layer, k in enumerate(keep)]
+    rows = np.concatenate([new_index[layer][r] for layer, (r, _) in enumerate(nonzero)])
+    cols = np.concatenate([new_index[layer + 1][c] for layer, (_, c) in enumerate(nonzero)])
+    vals = np.concatenate([np.abs(w[r, c]) for w, (r, c) in zip(weights, nonzero, strict=True)])
+    adjacency = _symmetric_csr(n_kept, rows, cols, vals)
+    parity = np.repeat(np.arange(len(sizes)) % 2 == 1, counts)
+    scorer = _NcutScorer.from_edges(n_kept, rows, cols, vals)
+    return _NetworkGraph(adjacency, parity, np.concatenate(keep), scorer)
 
 
 def cluster_weights(
@@ -811,19 +886,18 @@ def cluster_weights(
         raise ValueError(f"n_clusters must be an integer, got {n_clusters!r}")
     if n_clusters < 2:
         raise ValueError(f"n_clusters must be >= 2, got {n_clusters}")
-    adj, parity, mask = _kept_graph(ws, int(n_clusters))
-    _warn_if_disconnected(adj)
-    scorer = _NcutScorer(adj)
-    labels = _cluster(
-        adj,
+    graph = _network_graph(ws, int(n_clusters))
+    _warn_if_disconnected(graph.adjacency)
+    labels, value = _cluster(
+        graph.adjacency,
         int(n_clusters),
         method=method,
         n_init=n_init,
         seed=seed,
-        coloring=parity,
-        scorer=scorer,
+        coloring=graph.parity,
+        scorer=graph.scorer,
     )
-    value = float(scorer.score(labels[None, :], 1e-8)[0])
+    mask = graph.mask
     return ClusteringResult(
         labels=expand_labels(labels, mask),
         mask=mask,

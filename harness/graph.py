@@ -39,7 +39,8 @@ def validate_weights(weights: Sequence[object]) -> list[np.ndarray]:
     Parameters
     ----------
     weights : sequence of array-like, each of shape (n_l, n_{l+1})
-        Weight matrices in layer order, inputs x outputs.
+        Weight matrices in layer order, inputs x outputs (numpy arrays, nested lists or
+        torch tensors; a torch ``nn.Linear.weight`` is (out, in) and must be transposed).
 
     Returns
     -------
@@ -68,6 +69,8 @@ def validate_weights(weights: Sequence[object]) -> list[np.ndarray]:
         raise ValueError("weights is empty; pass at least one (n_in, n_out) weight matrix")
     out: list[np.ndarray] = []
     for layer, w in enumerate(items):
+        if hasattr(w, "detach") and hasattr(w, "cpu"):  # a torch tensor (maybe requiring grad)
+            w = w.detach().cpu().numpy()
         try:
             arr = np.array(w, dtype=np.float64, copy=True)
         except (TypeError, ValueError) as exc:
@@ -160,20 +163,23 @@ def weights_to_graph(weights: Sequence[np.ndarray]) -> sp.csr_matrix:
         rows.append(r + offsets[layer])
         cols.append(c + offsets[layer + 1])
         vals.append(np.abs(w[r, c]))
-    r_all = np.concatenate(rows)
-    c_all = np.concatenate(cols)
-    v_all = np.concatenate(vals)
     n = int(offsets[-1])
-    # Both triangles at once; no duplicates exist, so COO -> CSR needs no summing.
-    adj = sp.csr_matrix(
-        (
-            np.concatenate([v_all, v_all]),
-            (np.concatenate([r_all, c_all]), np.concatenate([c_all, r_all])),
-        ),
-        shape=(n, n),
-    )
-    adj.sort_indices()
-    return adj
+    # Rows come out in row-major order, which _symmetric_csr relies on to skip a sort.
+    return _symmetric_csr(n, np.concatenate(rows), np.concatenate(cols), np.concatenate(vals))
+
+
+def _symmetric_csr(n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> sp.csr_matrix:
+    """``U + U.T`` for the upper-triangular edge list ``(rows, cols, vals)`` in row-major order.
+
+    Building U's CSR arrays directly and adding its transpose avoids the sort of a COO
+    conversion (several times faster on a network graph).
+    """
+    if rows.size and (np.diff(rows) < 0).any():  # not row-major: let scipy sort it
+        order = np.lexsort((cols, rows))
+        rows, cols, vals = rows[order], cols[order], vals[order]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
+    upper = sp.csr_matrix((vals, cols, indptr), shape=(n, n))
+    return sp.csr_matrix(upper + upper.T.tocsr())
 
 
 def remove_isolated(weights: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:

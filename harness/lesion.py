@@ -1,10 +1,10 @@
 """Lesion tests: silence clusters of units and compare the damage with random same-size lesions.
 
-Re-implements §6 of the method reference (Filan et al. 2021, "Clusterability in Neural
-Networks", arXiv:2103.03386, section 4 and appendix): every *sub-cluster* (the units of one
-hidden layer that share a spectral-clustering label) is lesioned by zeroing its incoming
-weights and biases, and the damage is compared with lesions of random sets of the same size
-drawn from the same layer.
+Re-implements the lesion tests of Filan et al. 2021, "Clusterability in Neural Networks"
+(arXiv:2103.03386), as described in §6 of the method reference: every *sub-cluster* (the
+units of one hidden layer that share a spectral-clustering label) is lesioned by zeroing its
+incoming weights and biases, and the damage is compared with lesions of random sets of the
+same size drawn from the same layer.
 
 Building blocks, from low to high level:
 
@@ -21,13 +21,16 @@ Building blocks, from low to high level:
 of a hidden unit makes its pre-activation exactly 0, so its output is ``relu(0) = 0``: the
 same as multiplying the unit's post-activation by a 0/1 mask. The fast method therefore
 computes the unlesioned activations once, and for a lesion whose deepest lesioned layer is
-``l`` it only runs the layers after ``l``, for a batch of lesions at once. The first of
-those layers is a low-rank update when few units are lesioned: with ``a`` the activations of
-layer ``l``, ``U`` the lesioned units and ``z = W a + b`` the unlesioned pre-activations of
-layer ``l + 1``, the lesioned pre-activations are ``z - W[:, U] a[U]`` (cost ``|U|`` instead
-of the layer width per sample). Both methods give the same predictions; floating-point
-outputs agree to float32 rounding (the low-rank update sums in a different order), so an
-accuracy can differ only where two logits tie to within ~1e-6; the tests check equality.
+``l`` it only runs the layers after ``l``, for a batch of lesions at once (lesions that share
+their units in other layers, e.g. the random trials of a conditional double lesion, also
+share the forward pass up to ``l``). The first of those layers is a low-rank update when few
+units are lesioned: with ``a`` the activations of layer ``l``, ``U`` the lesioned units and
+``z = W a + b`` the unlesioned pre-activations of layer ``l + 1``, the lesioned
+pre-activations are ``z - W[:, U] a[U]`` (cost ``|U|`` instead of the layer width per
+sample). Work proceeds in cache-sized blocks of (lesion x sample) rows: the computation is
+memory-bound. Both methods give the same predictions: outputs agree to float32 rounding
+(the low-rank update sums in another order), so an accuracy could differ only where two
+logits tie to within ~1e-6 (the tests and the benchmark check equality).
 
 Deviations from the original code (see §11 of the reference):
 
@@ -43,7 +46,8 @@ Deviations from the original code (see §11 of the reference):
   (bug 9), so its ``combined_p_means`` and ``effect_means`` are not comparable.
 * A sub-cluster whose true lesion changes no outcome has an undefined (NaN) range
   statistic. The original then reported the minimum possible p-value; here its range
-  p-value is NaN and it is left out of the whole-network range tests.
+  p-value is NaN and it is left out of the whole-network range tests. (A *random* lesion
+  that changes nothing counts as "not more class-specific", as in the original.)
 """
 
 from __future__ import annotations
@@ -110,8 +114,13 @@ TAXONOMY = (
 SMALL_SIZE = 12
 #: Default diff threshold of the taxonomy: a drop of one accuracy point (§6.5).
 DIFF_THRESHOLD = -0.01
-#: Default bound on the elements of one batched activation tensor (float32: 64 MiB).
-BATCH_ELEMENTS = 2**24
+#: Default bound on the elements of one batched activation block on the CPU (float32: 4 MiB,
+#: which stays in cache; the fast method is memory-bound there) and on a GPU (where larger
+#: blocks amortise kernel launches).
+BATCH_ELEMENTS = 2**20
+BATCH_ELEMENTS_CUDA = 2**25
+#: The fast method puts at least this many samples in a block (efficient matrix products).
+_MIN_BLOCK_SAMPLES = 256
 
 # Spawn-key tags that keep the random streams of the three kinds of lesion apart.
 _SINGLE, _JOINT, _CONDITIONAL = 0, 1, 2
@@ -322,12 +331,13 @@ def random_units(
 # Ablation (§6.2)
 # ---------------------------------------------------------------------------------------------
 
-_WEIGHTED = ("Linear", "Conv1d", "Conv2d", "Conv3d")
-
 
 def _weighted_modules(model: nn.Module) -> list[nn.Module]:
     """Linear and conv modules in ``model.modules()`` order: module ``l - 1`` feeds layer ``l``."""
-    return [m for m in model.modules() if type(m).__name__ in _WEIGHTED]
+    from torch import nn
+
+    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    return [m for m in model.modules() if isinstance(m, kinds)]
 
 
 def _param(module: nn.Module, name: str) -> torch.Tensor | None:
@@ -547,7 +557,7 @@ class LesionEvaluation:
 
 
 class _Metrics:
-    """Accumulates outcomes of lesions computed in chunks, in any order."""
+    """Accumulates outcomes of lesions computed in chunks of lesions and of samples."""
 
     def __init__(self, task: str, n_lesions: int, y: torch.Tensor, n_out: int) -> None:
         import torch
@@ -556,36 +566,42 @@ class _Metrics:
         self.y = y
         self.n = int(y.shape[0])
         self.n_out = n_out
+        self.seen = np.zeros(n_lesions, dtype=np.int64)
         if task == "classification":
             self.support = torch.bincount(y, minlength=n_out).cpu().numpy().astype(np.int64)
             self.correct = np.zeros((n_lesions, n_out), dtype=np.int64)
             self.predicted = np.zeros((n_lesions, n_out), dtype=np.int64)
         else:
-            self.mse = np.zeros((n_lesions, n_out), dtype=np.float64)
+            self.sse = np.zeros((n_lesions, n_out), dtype=np.float64)
 
-    def add(self, index: Sequence[int], outputs: torch.Tensor) -> None:
-        """Record the outputs (M, N, n_out) of the lesions ``index`` (length M)."""
+    def add(
+        self, index: Sequence[int], outputs: torch.Tensor, samples: slice = slice(None)
+    ) -> None:
+        """Record the outputs (M, n, n_out) of lesions ``index`` (length M) on ``samples``."""
         import torch
 
         idx = np.asarray(index, dtype=np.int64)
         m = outputs.shape[0]
+        y = self.y[samples]
         if self.task == "classification":
-            # Counts are integers, so both evaluation methods give bitwise-equal accuracies
-            # whenever their predictions agree.
+            # Integer counts: both evaluation methods give bitwise-equal accuracies whenever
+            # their predictions agree.
             pred = outputs.argmax(dim=-1)
-            hit = (pred == self.y).long()
-            y = self.y.expand(m, -1)
+            hit = (pred == y).long()
             correct = torch.zeros(m, self.n_out, dtype=torch.long, device=pred.device)
-            correct.scatter_add_(1, y, hit)
+            correct.scatter_add_(1, y.expand(m, -1), hit)
             predicted = torch.zeros(m, self.n_out, dtype=torch.long, device=pred.device)
             predicted.scatter_add_(1, pred, torch.ones_like(pred))
-            self.correct[idx] = correct.cpu().numpy()
-            self.predicted[idx] = predicted.cpu().numpy()
+            self.correct[idx] += correct.cpu().numpy()
+            self.predicted[idx] += predicted.cpu().numpy()
         else:
-            err = outputs.double() - self.y.double()
-            self.mse[idx] = (err * err).mean(dim=1).cpu().numpy()
+            err = outputs.double() - y.double()
+            self.sse[idx] += (err * err).sum(dim=1).cpu().numpy()
+        self.seen[idx] += y.shape[0]
 
     def result(self) -> LesionEvaluation:
+        if not np.all(self.seen == self.n):  # pragma: no cover - internal consistency check
+            raise RuntimeError("internal error: some lesions were not evaluated on every sample")
         if self.task == "classification":
             with np.errstate(invalid="ignore", divide="ignore"):
                 per_class = self.correct / np.where(self.support > 0, self.support, np.nan)
@@ -597,9 +613,8 @@ class _Metrics:
                 proportions=self.predicted / self.n,
                 support=self.support,
             )
-        return LesionEvaluation(
-            task=self.task, n_samples=self.n, overall=self.mse.mean(axis=1), mse=self.mse
-        )
+        mse = self.sse / self.n
+        return LesionEvaluation(task=self.task, n_samples=self.n, overall=mse.mean(axis=1), mse=mse)
 
 
 @dataclass
@@ -656,11 +671,13 @@ def _groups_from_lesions(
 
 
 class _FastMLP:
-    """Batched lesion evaluation of a ReLU MLP (see the module docstring for why it is exact).
+    """Batched lesion evaluation of a ReLU MLP (the module docstring explains why it is exact).
 
     Layer ``k`` (1..L) is the output of Linear module ``k``; layers 1..L-1 are ReLU units.
-    Activations are (N, width) row-major like the model's own forward, so the unlesioned
-    prefix is computed by the same kernels as the reference.
+    Activations are (N, width), row-major like the model's own forward, so the unlesioned
+    pass runs the same kernels as the reference. Lesions are evaluated in blocks of
+    (lesion x sample) rows small enough to stay in cache: the work is memory-bound, and
+    large fresh tensors cost more in page faults than in arithmetic.
     """
 
     def __init__(
@@ -670,7 +687,7 @@ class _FastMLP:
         import torch.nn.functional as F
 
         modules = _weighted_modules(model)
-        if not modules or any(type(m).__name__ != "Linear" for m in modules):
+        if not modules or any(not isinstance(m, torch.nn.Linear) for m in modules):
             raise ValueError(
                 "method='fast' supports ReLU MLPs (a chain of nn.Linear layers) only; "
                 "use method='reference' for other architectures"
@@ -695,8 +712,9 @@ class _FastMLP:
                     "outputs; use method='reference'"
                 )
         self.L = len(self.weights)
-        self.batch_elements = batch_elements
         self.device = device
+        # (lesion x sample) rows per block; each row holds at most max-width activations.
+        self.rows = max(1, batch_elements // max(self.sizes[1:]))
         x = x.reshape(x.shape[0], -1).to(device=device, dtype=self.weights[0].dtype)
         if x.shape[1] != self.sizes[0]:
             raise ValueError(
@@ -713,14 +731,21 @@ class _FastMLP:
             if k < self.L:
                 h = torch.relu(pre)
                 self.acts.append(h)
-        self._transposed: dict[int, torch.Tensor] = {}
-        self._padded: dict[int, torch.Tensor] = {}
+        # Layer k's activations with a zero column appended, and W_{k+1}^T with a zero row:
+        # index `width` pads short unit sets of a batch with exact zeros (low-rank step).
+        self._padded_acts: dict[int, torch.Tensor] = {}
+        self._padded_weights: dict[int, torch.Tensor] = {}
 
     @property
     def logits(self) -> torch.Tensor:
         out = self.pres[self.L]
         assert out is not None
         return out
+
+    def _pre(self, k: int) -> torch.Tensor:
+        pre = self.pres[k]
+        assert pre is not None
+        return pre
 
     def _mask(self, layer: int, units: NDArray[np.int64]) -> torch.Tensor:
         import torch
@@ -732,7 +757,7 @@ class _FastMLP:
     def _run(
         self, pre: torch.Tensor, layer: int, masks: Mapping[int, torch.Tensor], stop: int
     ) -> torch.Tensor:
-        """From pre-activations of ``layer`` (M, N, w) to post-activations of ``stop`` (or logits if stop == L)."""
+        """Pre-activations of ``layer`` (M, n, w) -> activations of ``stop`` (logits if L)."""
         import torch
         import torch.nn.functional as F
 
@@ -748,64 +773,58 @@ class _FastMLP:
             k += 1
         return pre
 
-    def _first_step(
-        self,
-        a: torch.Tensor,
-        z: torch.Tensor,
-        a_t: torch.Tensor | None,
-        layer: int,
-        variants: Sequence[NDArray[np.int64]],
-    ) -> torch.Tensor:
-        """Pre-activations of ``layer + 1`` for each variant of lesioned units at ``layer``.
+    def _plan(self, layer: int, variants: Sequence[NDArray[np.int64]]) -> tuple[str, Any]:
+        """How to lesion ``variants`` (unit sets at ``layer``): low-rank or dense masks."""
+        import torch
 
-        ``a`` (N, w): activations of ``layer``; ``z`` (N, w'): unlesioned pre-activations of
-        ``layer + 1``; ``a_t`` (w + 1, N): ``a`` transposed with a zero row appended.
+        width = self.sizes[layer]
+        u_max = max(v.size for v in variants)
+        if 2 * u_max <= width:
+            if layer not in self._padded_weights:
+                w = self.weights[layer]
+                self._padded_weights[layer] = _cat_zero_column(w).t().contiguous()
+            idx = torch.full((len(variants), max(u_max, 1)), width, dtype=torch.long)
+            for i, v in enumerate(variants):
+                idx[i, : v.size] = torch.as_tensor(v)
+            idx = idx.to(self.device)
+            return "low-rank", (idx, self._padded_weights[layer][idx])  # (M, u), (M, u, w')
+        return "dense", torch.stack([self._mask(layer, v) for v in variants]).unsqueeze(1)
+
+    def _first_step(
+        self, layer: int, plan: tuple[str, Any], a_pad: torch.Tensor, z: torch.Tensor
+    ) -> torch.Tensor:
+        """Pre-activations (M, n, w') of ``layer + 1`` for a block of n samples.
+
+        ``a_pad`` (n, w + 1): activations of ``layer`` plus a zero column; ``z`` (n, w'):
+        unlesioned pre-activations of ``layer + 1``.
         """
         import torch
         import torch.nn.functional as F
 
-        m = len(variants)
-        width = self.sizes[layer]
-        u_max = max(v.size for v in variants)
-        w_next = self.weights[layer]
-        if u_max == 0:
-            return z.unsqueeze(0).expand(m, -1, -1).clone()
-        if 2 * u_max <= width:
-            # Low-rank update z - a[:, U] W[:, U]^T. Shorter sets are padded with index
-            # `width`, a zero row of a_t and a zero column of W, so padding adds exact zeros.
-            if a_t is None:
-                a_t = torch.cat([a.t(), a.new_zeros(1, a.shape[0])])
-            idx = torch.full((m, u_max), width, dtype=torch.long)
-            for i, v in enumerate(variants):
-                idx[i, : v.size] = torch.as_tensor(v)
-            idx = idx.to(self.device)
-            if layer not in self._padded:
-                self._padded[layer] = torch.cat(
-                    [w_next, w_next.new_zeros(w_next.shape[0], 1)], dim=1
-                ).t()
-            w_ext_t = self._padded[layer]  # (w + 1, w')
-            a_sel = a_t[idx]  # (M, u, N)
-            w_sel = w_ext_t[idx]  # (M, u, w')
-            return torch.baddbmm(
-                z.unsqueeze(0).expand(m, -1, -1), a_sel.transpose(1, 2), w_sel, alpha=-1
-            )
-        masks = torch.stack([self._mask(layer, v) for v in variants])  # (M, w)
-        return F.linear(a.unsqueeze(0) * masks.unsqueeze(1), w_next, self.biases[layer])
+        kind, data = plan
+        if kind == "low-rank":
+            # z - a[:, U] W[:, U]^T, with padding index `width` selecting exact zeros.
+            idx, w_sel = data
+            a_sel = a_pad[:, idx].transpose(0, 1)  # (M, n, u)
+            m = idx.shape[0]
+            return torch.baddbmm(z.unsqueeze(0).expand(m, -1, -1), a_sel, w_sel, alpha=-1)
+        masks = data  # (M, 1, w)
+        return F.linear(a_pad[:, :-1].unsqueeze(0) * masks, self.weights[layer], self.biases[layer])
 
     def _prefix(self, lesion: Mapping[int, NDArray[np.int64]], layer: int) -> torch.Tensor:
-        """Activations (N, w) of ``layer`` with ``lesion`` (all at layers < ``layer``) applied."""
+        """Activations (N, w) of ``layer`` with ``lesion`` (at layers < ``layer``) applied."""
         first = min(lesion)
-        pre = self._first_step(self.acts[first], self._pre(first + 1), None, first, [lesion[first]])
+        plan = self._plan(first, [lesion[first]])
+        pre = self._first_step(first, plan, self._padded(first), self._pre(first + 1))
         masks = {k: self._mask(k, v) for k, v in lesion.items() if k != first}
         return self._run(pre, first + 1, masks, stop=layer)[0]
 
-    def _pre(self, k: int) -> torch.Tensor:
-        pre = self.pres[k]
-        assert pre is not None
-        return pre
+    def _padded(self, layer: int) -> torch.Tensor:
+        if layer not in self._padded_acts:
+            self._padded_acts[layer] = _cat_zero_column(self.acts[layer])
+        return self._padded_acts[layer]
 
     def evaluate(self, groups: Sequence[_Group], metrics: _Metrics) -> None:
-        import torch
         import torch.nn.functional as F
 
         for group in groups:
@@ -831,23 +850,29 @@ class _FastMLP:
             )
             if below:
                 a = self._prefix(below, layer)
+                a_pad = _cat_zero_column(a)
                 z = F.linear(a, self.weights[layer], self.biases[layer])
-                a_t = None
             else:
-                a, z = self.acts[layer], self._pre(layer + 1)
-                if layer not in self._transposed:
-                    self._transposed[layer] = torch.cat([a.t(), a.new_zeros(1, a.shape[0])])
-                a_t = self._transposed[layer]
-            if a_t is None and any(2 * v.size <= self.sizes[layer] for v in variants):
-                a_t = torch.cat([a.t(), a.new_zeros(1, a.shape[0])])
-            per_member = self.n * max(self.sizes[layer:])
-            chunk = max(1, self.batch_elements // per_member)
+                a_pad, z = self._padded(layer), self._pre(layer + 1)
+            # Enough samples per block to keep the matrix products efficient.
+            m_chunk = max(1, min(len(variants), self.rows // min(self.n, _MIN_BLOCK_SAMPLES)))
             order = sorted(range(len(variants)), key=lambda i: variants[i].size)
-            for start in range(0, len(order), chunk):
-                part = order[start : start + chunk]
-                pre = self._first_step(a, z, a_t, layer, [variants[i] for i in part])
-                out = self._run(pre, layer + 1, above, stop=self.L)
-                metrics.add([group.index[i] for i in part], out)
+            for start in range(0, len(order), m_chunk):
+                part = order[start : start + m_chunk]
+                plan = self._plan(layer, [variants[i] for i in part])
+                index = [group.index[i] for i in part]
+                n_block = max(1, self.rows // len(part))
+                for s0 in range(0, self.n, n_block):
+                    block = slice(s0, min(s0 + n_block, self.n))
+                    pre = self._first_step(layer, plan, a_pad[block], z[block])
+                    metrics.add(index, self._run(pre, layer + 1, above, stop=self.L), block)
+
+
+def _cat_zero_column(a: torch.Tensor) -> torch.Tensor:
+    """``a`` (n, w) with a column of zeros appended: (n, w + 1)."""
+    import torch
+
+    return torch.cat([a, a.new_zeros(a.shape[0], 1)], dim=1)
 
 
 def _as_tensor(values: ArrayLike, dtype: Any) -> torch.Tensor:
@@ -875,7 +900,7 @@ def _evaluate_groups(
     task: str,
     method: str,
     device: Any,
-    batch_elements: int,
+    batch_elements: int | None,
 ) -> LesionEvaluation:
     import torch
 
@@ -883,9 +908,11 @@ def _evaluate_groups(
 
     _check_option("task", task, LESION_TASKS)
     _check_option("method", method, LESION_METHODS)
+    dev = torch.device(device) if device is not None else pick_device()
+    if batch_elements is None:
+        batch_elements = BATCH_ELEMENTS_CUDA if dev.type == "cuda" else BATCH_ELEMENTS
     if batch_elements < 1:
         raise ValueError(f"batch_elements must be positive, got {batch_elements}")
-    dev = torch.device(device) if device is not None else pick_device()
     modules = _weighted_modules(model)
     if not modules:
         raise ValueError("the model has no Linear or Conv modules to lesion")
@@ -957,7 +984,7 @@ def evaluate_lesions(
     task: str = "classification",
     method: str = "fast",
     device: Any = None,
-    batch_elements: int = BATCH_ELEMENTS,
+    batch_elements: int | None = None,
 ) -> LesionEvaluation:
     """Evaluate the model under each lesion (§6.3).
 
@@ -981,8 +1008,10 @@ def evaluate_lesions(
     device : torch device or str, optional
         Default :func:`harness.parallel.pick_device` (CUDA when present). The model is not
         moved: the fast method copies its weights, the reference method a deep copy.
-    batch_elements : int
-        Bound on the elements of one batched activation tensor (memory control).
+    batch_elements : int, optional
+        Bound on the elements of one block of activations of the fast method (memory and
+        speed; results do not depend on it). Default :data:`BATCH_ELEMENTS` on the CPU,
+        :data:`BATCH_ELEMENTS_CUDA` on a GPU.
 
     Returns
     -------
@@ -1427,6 +1456,7 @@ def _single_groups(setup: _Setup, n_trials: int, start: int) -> tuple[list[_Grou
     """Groups for the true and random single lesions; result indices from ``start``.
 
     True lesion s is at ``start + s``; random trial r of s at ``start + S + r * S + s``.
+    (Callers put the unlesioned evaluation at index 0 and use ``start=1``.)
     """
     n_subs = len(setup.subs)
     groups = []
@@ -1464,7 +1494,9 @@ def _single_from_evaluation(
                 stacklevel=3,
             )
     outcomes = outcomes[:, keep]
-    names = tuple(np.array(_outcome_names(evaluation, keep.size))[keep])
+    names = tuple(
+        name for name, k in zip(_outcome_names(evaluation, keep.size), keep, strict=True) if k
+    )
     true_idx = start + np.arange(n_subs)
     rand_idx = start + n_subs + np.arange(n_trials * n_subs).reshape(n_trials, n_subs)
     return single_lesion_statistics(
@@ -1502,7 +1534,7 @@ def single_lesion_test(
     layers: Sequence[int] | None = None,
     p_threshold: float | None = None,
     diff_threshold: float = DIFF_THRESHOLD,
-    batch_elements: int = BATCH_ELEMENTS,
+    batch_elements: int | None = None,
 ) -> SingleLesionResult:
     """Lesion every sub-cluster and compare with random same-size lesions (§6.1–§6.5).
 
@@ -1527,8 +1559,8 @@ def single_lesion_test(
     layers : sequence of int, optional
         Layers to lesion (default: the hidden layers).
     p_threshold, diff_threshold : taxonomy thresholds (:func:`taxonomy`).
-    batch_elements : int
-        Memory bound of the fast method.
+    batch_elements : int, optional
+        Block size of the fast method (:func:`evaluate_lesions`).
 
     Returns
     -------
@@ -1789,7 +1821,7 @@ def double_lesion_test(
     layers: Sequence[int] | None = None,
     p_threshold: float | None = None,
     diff_threshold: float = DIFF_THRESHOLD,
-    batch_elements: int = BATCH_ELEMENTS,
+    batch_elements: int | None = None,
 ) -> DoubleLesionResult:
     """Lesion pairs of sub-clusters (§6.6).
 

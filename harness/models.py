@@ -189,7 +189,7 @@ class SmallCNN(nn.Module):
         self.dropout = bool(dropout)
         blocks: list[nn.Module] = []
         previous = c
-        for ch, pool in zip(channels, pool_after):
+        for ch, pool in zip(channels, pool_after, strict=True):
             blocks += [nn.Conv2d(previous, ch, 3, padding=1), nn.ReLU()]
             if pool:
                 blocks.append(nn.MaxPool2d(2))
@@ -267,7 +267,7 @@ class VGG(nn.Module):
         self.dropout = bool(dropout)
         blocks: list[nn.Module] = []
         previous = c
-        for f, pool, rate in zip(filters, pool_after, conv_dropout):
+        for f, pool, rate in zip(filters, pool_after, conv_dropout, strict=True):
             blocks += [nn.Conv2d(previous, f, 3, padding=1), nn.ReLU()]
             if pool:
                 blocks.append(nn.MaxPool2d(2))
@@ -447,8 +447,8 @@ def clusterable_init_(model: nn.Module, *, n_modules: int = 10, seed: int) -> li
                 if k == 0:
                     continue
                 same = modules[k][:, None] == modules[k + 1][None, :]  # (in, out)
-                factor = np.where(same, up, down).T  # torch layout (out, in)
-                layer.weight.mul_(torch.as_tensor(factor, dtype=layer.weight.dtype,
+                multiplier = np.where(same, up, down).T  # torch layout (out, in)
+                layer.weight.mul_(torch.as_tensor(multiplier, dtype=layer.weight.dtype,
                                                   device=layer.weight.device))
         return modules
     if isinstance(model, (SmallCNN, VGG)):
@@ -470,7 +470,7 @@ def clusterable_init_(model: nn.Module, *, n_modules: int = 10, seed: int) -> li
 # Weights in the project's (Keras) layout
 
 
-def kernel_layers(model: nn.Module) -> list[nn.Module]:
+def kernel_layers(model: nn.Module) -> list[nn.Linear | nn.Conv2d]:
     """All ``nn.Linear`` and ``nn.Conv2d`` layers in forward order (the prunable kernels)."""
     return [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
 
@@ -526,7 +526,7 @@ def _check_image_shape(shape: Sequence[int]) -> tuple[int, int, int]:
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or any(s <= 0 for s in shape):
         raise ValueError(f"in_shape must be (channels, height, width), got {shape}")
-    return shape  # type: ignore[return-value]
+    return shape[0], shape[1], shape[2]
 
 
 def _image_shape(shape: Sequence[int]) -> tuple[int, int, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
@@ -68,12 +69,11 @@ def pin_threads(n_threads: int) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=n_threads)
-    try:
-        import torch
-
+    # torch reads OMP_NUM_THREADS when it is first imported; set it directly only if it is
+    # already loaded, so that worker processes that never need torch do not pay its import.
+    torch = sys.modules.get("torch")
+    if torch is not None:
         torch.set_num_threads(n_threads)
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        pass
 
 
 def _init_worker(n_threads: int) -> None:

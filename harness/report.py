@@ -115,6 +115,7 @@ __all__ = [
     "build_index",
     "read_run_info",
     "write_run_info",
+    "plot_clusterability",
     # CLI
     "register_cli",
 ]
@@ -178,6 +179,21 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+def plot_clusterability(result: Any, weights: Any, path: str | Path) -> Path:
+    """The clustered network of one clusterability result, to ``path`` (.png, .svg, .pdf).
+
+    Used by ``python -m harness cluster FILE --plot OUT.png``: neurons by layer coloured by
+    cluster (the input layer as an image of its labels), edge widths by |w|, and the n-cut,
+    p-value and z-score in the title.
+    """
+    from harness._report.figures import plot_clustering
+
+    title = f"K = {result.n_clusters}: n-cut {result.ncut:.3f}"
+    if result.n_samples:
+        title += f", p = {result.p:.3g}, z = {result.z:.2f} ({result.null} null, n = {result.n_samples})"
+    return plot_clustering(weights, result.labels, path, title=title)
 
 
 def _cli_report(args: argparse.Namespace) -> int:

@@ -46,7 +46,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.models import ARCHS, build_model, child_seed, conv_kernels, kernel_layers, weight_matrices
+from harness.models import (
+    ARCHS,
+    build_model,
+    child_seed,
+    conv_kernels,
+    kernel_layers,
+    weight_matrices,
+)
 from harness.parallel import pick_device, pin_threads, threads_per_process, xdist_worker_index
 from harness.store import Store, load_tensors, save_tensors
 
@@ -375,7 +382,7 @@ class _Pruner:
 
     @torch.no_grad()
     def prune_to(self, sparsity: float) -> None:
-        for w, mask in zip(self.kernels, self.masks):
+        for w, mask in zip(self.kernels, self.masks, strict=True):
             n = w.numel()
             # Keep the round(n * (1 - s)) largest magnitudes, as tfmot does; top-k (not a
             # threshold) makes the count exact even when magnitudes tie.
@@ -388,7 +395,7 @@ class _Pruner:
 
     @torch.no_grad()
     def apply(self) -> None:
-        for w, mask in zip(self.kernels, self.masks):
+        for w, mask in zip(self.kernels, self.masks, strict=True):
             w.mul_(mask)
 
     def sparsity(self) -> float:
@@ -401,17 +408,20 @@ class _Pruner:
 
 
 def _penalty(kernels: Sequence[torch.Tensor], l1: float, l2: float) -> torch.Tensor | None:
+    """``l1 * sum|w| + l2 * sum w**2`` over all kernels (None when both rates are 0)."""
     if not kernels or (l1 == 0 and l2 == 0):
         return None
-    total: torch.Tensor | None = None
+    terms: list[torch.Tensor] = []
     for w in kernels:
-        term = 0
         if l1:
-            term = term + l1 * w.abs().sum()
+            terms.append(l1 * w.abs().sum())
         if l2:
-            term = term + l2 * (w * w).sum()
-        total = term if total is None else total + term
-    return total
+            terms.append(l2 * (w * w).sum())
+    return torch.stack(terms).sum()
+
+
+def _kernels(model: nn.Module) -> list[torch.Tensor]:
+    return [layer.weight for layer in kernel_layers(model)]
 
 
 def _augment(x: torch.Tensor) -> torch.Tensor:
@@ -488,7 +498,7 @@ def run_epoch(
         Number of optimizer steps taken.
     """
     model.train()
-    kernels = [m.weight for m in kernel_layers(model)]
+    kernels = _kernels(model)
     n = int(x.shape[0])
     if order is not None:
         if buffers is None:
@@ -592,7 +602,21 @@ class TrainResult:
         return state
 
     def final_metrics(self, phase: str = "pruned") -> dict[str, float]:
+        """Last-epoch train/test loss (and accuracy) of ``phase`` as Python floats."""
         return _final_metrics(self.metrics, phase)
+
+    def to_row(self) -> dict[str, Any]:
+        """Builtin-typed summary: dataset, arch, seed, wall time and final metrics."""
+        row: dict[str, Any] = {
+            "dataset": self.config.dataset,
+            "arch": self.config.arch,
+            "seed": self.config.seed,
+            "wall_s": float(self.info.get("wall_s", float("nan"))),
+        }
+        for phase in PHASES:
+            if self.metrics.get(phase):
+                row.update({f"{phase}_{k}": v for k, v in self.final_metrics(phase).items()})
+        return row
 
     def save(self, directory: str | os.PathLike[str]) -> None:
         """Write the weights (safetensors) and ``meta.json`` into ``directory``."""
@@ -723,7 +747,7 @@ def train(
 
     started = time.perf_counter()
     model = build_model(cfg).to(dev)
-    kernels = [m.weight for m in kernel_layers(model)]
+    kernels = _kernels(model)
     metrics: dict[str, list[dict[str, Any]]] = {"unpruned": [], "pruned": []}
     snapshots: list[tuple[int, str, dict[str, torch.Tensor]]] = []
     order_gen = torch.Generator().manual_seed(child_seed(cfg.seed, _SHUFFLE_STREAM))
@@ -783,7 +807,8 @@ def train(
                     test_loss, test_acc = evaluate(
                         model, x_test, y_test, classification=classification
                     )
-                    penalty = _penalty(kernels, cfg.l1, cfg.l2)
+                    with torch.no_grad():
+                        penalty = _penalty(kernels, cfg.l1, cfg.l2)
                     pen = float(penalty) if penalty is not None else 0.0
                     row: dict[str, Any] = {
                         "epoch": epoch,

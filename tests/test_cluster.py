@@ -30,13 +30,13 @@ from harness.cluster import (
 from harness.graph import weights_to_graph
 
 
-def planted_network(sizes, n_modules, seed=0, within=1.0, between=0.03):
+def planted_network(sizes, n_modules, seed=0, within=1.0, between=0.03, density=1.0):
     """MLP weights with modules: unit i of every layer is in module i % n_modules."""
     rng = np.random.default_rng(seed)
     ws, modules = [], [np.arange(s) % n_modules for s in sizes]
     for layer, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         same = modules[layer][:, None] == modules[layer + 1][None, :]
-        scale = np.where(same, within, between)
+        scale = np.where(same, within, between) * (rng.random((a, b)) < density)
         ws.append(scale * rng.uniform(0.5, 1.5, (a, b)) * rng.choice([-1.0, 1.0], (a, b)))
     return ws, np.concatenate(modules)
 
@@ -80,9 +80,7 @@ def test_ncut_hand_values_of_the_original_tests():
     w = [np.array([[12, -1.3], [0, 7.4]]), np.array([[-8.9, 0.15], [0.23, -5.7]])]
     assert ncut(weights_to_graph(w), [0, 1, 0, 1, 0, 1]) == pytest.approx(0.098897, abs=1e-6)
     w1 = np.array([[5.4, 0.03, 0, 0], [0, 0, -0.4, 5.5], [-12, 0, 4.8, -0.07], [0, 6.3, 0.001, 7]])
-    w2 = np.array(
-        [[-13.3, -0.4, 6, 0.1], [0.7, -8, 0, -5.8], [7.4, 0.3, -15, 0], [0, 0, 0, -12.3]]
-    )
+    w2 = np.array([[-13.3, -0.4, 6, 0.1], [0.7, -8, 0, -5.8], [7.4, 0.3, -15, 0], [0, 0, 0, -12.3]])
     assert ncut(weights_to_graph([w1, w2]), [1, 0] * 6) == pytest.approx(0.037213, abs=1e-6)
 
 
@@ -172,23 +170,26 @@ def _subspace_distance(a, b):
 
 
 @pytest.mark.parametrize(
-    "sizes",
+    ("sizes", "density"),
     [
-        pytest.param([20, 16, 12, 8], id="dense-path"),
-        pytest.param([330, 310, 320], id="arpack-path"),
+        pytest.param([20, 16, 12, 8], 1.0, id="dense-gram"),
+        pytest.param([330, 310, 320], 1.0, id="arpack-dense-block"),
+        pytest.param([330, 310, 320], 0.15, id="arpack-sparse-block"),
     ],
 )
-def test_embedding_matches_dense_eigenvectors(sizes):
-    ws, _ = planted_network(sizes, 4, seed=1)
+def test_embedding_matches_dense_eigenvectors(sizes, density):
+    ws, _ = planted_network(sizes, 4, seed=1, density=density)
     adj = weights_to_graph(ws)
     k = 4
     emb, vals = spectral_embedding(adj, k, seed=0)
     d = np.asarray(adj.sum(axis=1)).ravel()
     m = adj.toarray() / np.sqrt(np.outer(d, d))
-    ref_vals, ref_vecs = np.linalg.eigh(m)
+    n = m.shape[0]
+    ref_vals, ref_vecs = scipy.linalg.eigh(m, subset_by_index=[n - k - 1, n - 1])
+    assert ref_vals[0] < ref_vals[1] - 0.1  # a clear gap after the top k
     np.testing.assert_allclose(vals, ref_vals[::-1][:k], rtol=1e-6, atol=1e-8)
     assert vals[0] == pytest.approx(1.0)
-    # Same subspace as u = D^-1/2 x for the top eigenvectors x (a clear gap after 4).
+    # Same subspace as u = D^-1/2 x for the top eigenvectors x.
     assert _subspace_distance(emb, ref_vecs[:, ::-1][:, :k] / np.sqrt(d)[:, None]) < 1e-4
     # Deterministic signs: largest-magnitude entry of each column positive.
     cols = np.arange(k)
@@ -270,7 +271,10 @@ def test_fast_is_at_least_as_good_as_reference_on_random_networks():
 
 @pytest.mark.parametrize("method", METHODS)
 def test_clustering_is_reproducible(method):
-    ws = [np.random.default_rng(0).normal(size=(30, 20)), np.random.default_rng(1).normal(size=(20, 10))]
+    ws = [
+        np.random.default_rng(0).normal(size=(30, 20)),
+        np.random.default_rng(1).normal(size=(20, 10)),
+    ]
     adj = weights_to_graph(ws)
     a = spectral_clustering(adj, 5, method=method, seed=3)
     b = spectral_clustering(adj, 5, method=method, seed=3)
@@ -338,3 +342,91 @@ def test_cluster_weights_warns_on_disconnected_network():
         warnings.simplefilter("error", UserWarning)
         with pytest.raises(DisconnectedGraphWarning):
             cluster_weights(ws, 2, seed=0)
+
+
+@given(seed=st.integers(0, 100_000), density=st.floats(0.05, 1.0))
+@settings(max_examples=40, deadline=None)
+def test_network_graph_equals_remove_isolated_then_graph(seed, density):
+    from harness.cluster import _network_graph
+    from harness.graph import remove_isolated
+
+    rng = np.random.default_rng(seed)
+    ws = [rng.normal(size=s) * (rng.random(s) < density) for s in [(7, 5), (5, 6), (6, 3)]]
+    kept, mask = remove_isolated(ws)
+    if mask.sum() < 2:
+        return
+    graph = _network_graph(ws, 2)
+    expected = weights_to_graph(kept)
+    assert (graph.adjacency != expected).nnz == 0
+    np.testing.assert_array_equal(graph.mask, mask)
+    np.testing.assert_allclose(graph.scorer.degree, np.asarray(expected.sum(axis=1)).ravel())
+    labels = rng.integers(0, 3, size=int(mask.sum()))
+    assert graph.scorer.score(labels[None, :], 1e-8)[0] == pytest.approx(ncut(expected, labels))
+    # The layer-parity colouring is a valid 2-colouring of the kept graph.
+    upper = sp.triu(expected, format="coo")
+    assert (graph.parity[upper.row] != graph.parity[upper.col]).all()
+
+
+def test_symmetric_csr_accepts_unsorted_edges():
+    from harness.graph import _symmetric_csr
+
+    rows, cols, vals = np.array([2, 0, 1]), np.array([3, 1, 3]), np.array([1.0, 2.0, 3.0])
+    adj = _symmetric_csr(4, rows, cols, vals).toarray()
+    expected = np.zeros((4, 4))
+    expected[rows, cols] = vals
+    np.testing.assert_array_equal(adj, expected + expected.T)
+
+
+def test_embedding_rejects_a_wrong_coloring():
+    adj = weights_to_graph(planted_network([6, 5, 4], 2)[0])
+    with pytest.raises(ValueError, match="not a 2-colouring"):
+        spectral_embedding(adj, 2, coloring=np.zeros(15, dtype=bool))
+    with pytest.raises(ValueError, match="n_components"):
+        spectral_embedding(adj, 0)
+
+
+def test_arpack_failure_falls_back_with_a_warning(monkeypatch):
+    import scipy.sparse.linalg as sla
+
+    ws, _ = planted_network([330, 310, 320], 4, seed=1)  # ARPACK-sized Gram matrix
+    adj = weights_to_graph(ws)
+    expected, expected_vals = spectral_embedding(adj, 4, seed=0)
+
+    def no_convergence(*args, **kwargs):
+        raise sla.ArpackNoConvergence("no convergence", np.zeros(0), np.zeros((0, 0)))
+
+    monkeypatch.setattr(sla, "eigsh", no_convergence)
+    with pytest.warns(RuntimeWarning, match="dense eigensolver"):
+        emb, vals = spectral_embedding(adj, 4, seed=0)
+    np.testing.assert_allclose(vals, expected_vals, rtol=1e-6)
+    assert _subspace_distance(emb, expected) < 1e-4
+
+
+def test_batched_kmeans_input_errors():
+    with pytest.raises(ValueError, match="n_clusters must be in"):
+        batched_kmeans(np.zeros((3, 2)), 4)
+    with pytest.raises(ValueError, match="finite 2-D"):
+        batched_kmeans(np.array([[np.nan, 1.0]]), 1)
+    with pytest.raises(ValueError, match="n_init"):
+        batched_kmeans(np.zeros((3, 2)), 2, n_init=0)
+
+
+def test_batched_kmeans_handles_duplicate_points():
+    # Fewer distinct points than clusters: seeding and empty-cluster relocation must cope.
+    x = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0]]), 10, axis=0)
+    labels = batched_kmeans(x, 3, n_init=4, seed=0)
+    assert labels.shape == (4, 20)
+    for row in labels:
+        assert len(set(row[:10])) == 1 and len(set(row[10:])) == 1  # copies stay together
+
+
+def test_spectral_clustering_does_not_modify_its_input():
+    a = sp.csr_matrix(random_graph(20, 0.5, 0))
+    i, j = a.nonzero()[0][0], a.nonzero()[1][0]
+    for r, c in ((i, j), (j, i)):  # an explicit zero, symmetric
+        a.data[a.indptr[r] + np.flatnonzero(a.indices[a.indptr[r] : a.indptr[r + 1]] == c)] = 0.0
+    assert (a.data == 0).sum() == 2
+    before = (a.data.copy(), a.indices.copy(), a.indptr.copy())
+    spectral_clustering(a, 3, seed=0)
+    for x, y in zip(before, (a.data, a.indices, a.indptr), strict=True):
+        np.testing.assert_array_equal(x, y)

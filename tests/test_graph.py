@@ -194,3 +194,11 @@ def test_expand_labels():
 def test_expand_labels_length_mismatch():
     with pytest.raises(ValueError, match="keeps 3 nodes"):
         expand_labels(np.array([0, 1]), np.array([True, True, True]))
+
+
+def test_validate_accepts_torch_tensors_requiring_grad():
+    import torch
+
+    w = torch.ones((3, 2), requires_grad=True)
+    (out,) = validate_weights([w])
+    assert out.dtype == np.float64 and out.shape == (3, 2)

@@ -1,0 +1,504 @@
+"""Training, the pruning schedule, configs, tags and the store-backed entry point (§2.5-2.9)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import harness.train as train_module
+from harness.data import Dataset
+from harness.models import build_model, kernel_layers, weight_matrices
+from harness.store import Store
+from harness.tags import TAGS, config_for_tag, training_tag
+from harness.train import (
+    TrainConfig,
+    TrainedModel,
+    TrainingDivergedError,
+    _Pruner,
+    get_or_train,
+    polynomial_sparsity,
+    prune_step_sparsity,
+    run_epoch,
+    train,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def synthetic(n_train: int = 96, n_test: int = 40, *, shape: tuple[int, ...] = (28, 28),
+              seed: int = 0, name: str = "synthetic", channel_axis: int | None = None) -> Dataset:
+    """A small uint8 image classification dataset on the 0..255 scale.
+
+    Noise in 0..127 plus one bright row whose index encodes the label, so a network can
+    fit it in a few epochs.
+    """
+    rng = np.random.default_rng(seed)
+    n = n_train + n_test
+    x = rng.integers(0, 128, size=(n, *shape), dtype=np.uint8)
+    y = rng.integers(0, 10, n)
+    rows = x.reshape(n, -1, shape[-1])
+    rows[np.arange(n), y % rows.shape[1], :] = 255
+    x.reshape(n, -1)[:, 0] = 0
+    return Dataset(name, seed, x[:n_train], y[:n_train], x[n_train:], y[n_train:],
+                   "classification", 10, channel_axis=channel_axis)
+
+
+def tiny(**changes: object) -> TrainConfig:
+    base = TrainConfig("synthetic", widths=(24, 16), epochs=2, pruning_epochs=3, batch_size=16)
+    return base.replace(**changes)
+
+
+def _kernels(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if k.endswith("weight") and v.dim() >= 2}
+
+
+# -- the schedule -----------------------------------------------------------------------------
+
+
+def test_polynomial_sparsity_hand_values() -> None:
+    assert polynomial_sparsity(0, end_step=100) == pytest.approx(0.5)
+    assert polynomial_sparsity(100, end_step=100) == pytest.approx(0.9)
+    assert polynomial_sparsity(250, end_step=100) == pytest.approx(0.9)  # clipped
+    assert polynomial_sparsity(50, end_step=100) == pytest.approx(0.9 - 0.4 * 0.125)
+    assert polynomial_sparsity(25, end_step=100) == pytest.approx(0.9 - 0.4 * 0.75 ** 3)
+    # MNIST: E = 469 * 20 = 9380; tfmot's last update (step 9370) is 5e-10 short of 0.9.
+    assert polynomial_sparsity(9370, end_step=9380) == pytest.approx(
+        0.9 - 0.4 * (10 / 9380) ** 3, abs=1e-15)
+    assert polynomial_sparsity(10, end_step=20, initial_sparsity=0.2, final_sparsity=0.6,
+                               begin_step=10) == pytest.approx(0.2)
+    with pytest.raises(ValueError):
+        polynomial_sparsity(0, end_step=0)
+
+
+def test_prune_step_sparsity_every_frequency_steps_and_at_the_end() -> None:
+    config = TrainConfig("x", pruning_frequency=10)
+    end = 95  # not a multiple of the frequency
+    updates = {t: prune_step_sparsity(t, config, end) for t in range(end + 1)}
+    steps = [t for t, s in updates.items() if s is not None]
+    assert steps == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]
+    assert updates[0] == pytest.approx(0.5)
+    assert updates[95] == pytest.approx(0.9)
+    assert updates[40] == pytest.approx(0.9 - 0.4 * (1 - 40 / 95) ** 3)
+    values = [updates[t] for t in steps]
+    assert values == sorted(values)
+
+
+def test_pruner_keeps_exact_count_with_ties() -> None:
+    w = torch.ones(10, 10)  # all magnitudes tie
+    pruner = _Pruner([w])
+    pruner.prune_to(0.9)
+    assert int(torch.count_nonzero(w)) == 10
+    w2 = torch.arange(1.0, 41.0).reshape(5, 8)
+    pruner = _Pruner([w2])
+    pruner.prune_to(0.75)
+    assert sorted(w2[w2 != 0].tolist()) == [31.0 + i for i in range(10)]
+
+
+# -- pruning during training ------------------------------------------------------------------
+
+
+def test_masked_weights_stay_zero_at_every_step() -> None:
+    torch.manual_seed(0)
+    model = build_model(tiny(input_shape=(784,), n_out=10))
+    kernels = [m.weight for m in kernel_layers(model)]
+    pruner = _Pruner(kernels)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, eps=1e-7)
+    data = synthetic(64)
+    x = torch.as_tensor(data.x_train.reshape(64, -1) / 255.0, dtype=torch.float32)
+    y = torch.as_tensor(np.array(data.y_train))
+    config = TrainConfig("x", pruning_frequency=3)
+    end = 12
+    seen: list[int] = []
+
+    def schedule(step: int) -> float | None:
+        # Called before every step: whatever was masked must still be exactly zero.
+        for w, mask in zip(kernels, pruner.masks, strict=True):
+            assert torch.all(w[mask == 0] == 0)
+        seen.append(step)
+        return prune_step_sparsity(step, config, end)
+
+    step = 0
+    for _ in range(3):
+        _, _, taken = run_epoch(model, optimizer, x, y, torch.randperm(64),
+                                batch_size=16, classification=True, pruner=pruner,
+                                schedule=schedule, first_step=step)
+        step += taken
+    assert seen == list(range(12))
+    for w, mask in zip(kernels, pruner.masks, strict=True):
+        assert torch.all(w[mask == 0] == 0)
+        assert torch.count_nonzero(w) == torch.count_nonzero(mask)
+
+
+def test_train_prunes_every_kernel_to_exactly_90_percent() -> None:
+    data = synthetic(100)  # 7 steps per epoch: E = 21, not a multiple of 10
+    result = train(tiny(snapshots=True), data, device="cpu", progress=False)
+    assert result.info["pruning_end_step"] == 7 * 3
+    pruned = _kernels(result.pruned_state)
+    unpruned = _kernels(result.unpruned_state)
+    assert len(pruned) == 3
+    for name, w in pruned.items():
+        keep = round(w.numel() * (1 - 0.9))
+        assert int(torch.count_nonzero(w)) == keep, name
+        assert int(torch.count_nonzero(unpruned[name])) == w.numel()  # dense before pruning
+    # Biases are not pruned (a dead unit's bias may be 0, but never 90% of them).
+    for name, b in result.pruned_state.items():
+        if name.endswith("bias"):
+            assert torch.count_nonzero(b) > 0.5 * b.numel()
+    # Once zero in a pruned snapshot, zero in every later one.
+    pruned_snaps = [s for _, phase, s in result.snapshots if phase == "pruned"]
+    for earlier, later in zip(pruned_snaps, pruned_snaps[1:], strict=False):
+        for name in pruned:
+            assert torch.all(later[name][earlier[name] == 0] == 0)
+    sparsity = [row["sparsity"] for row in result.metrics["pruned"]]
+    assert sparsity == sorted(sparsity) and sparsity[-1] == pytest.approx(0.9, abs=1e-3)
+
+
+def test_cnn_conv_kernels_are_pruned_too() -> None:
+    data = synthetic(48, 16, shape=(12, 12))
+    config = TrainConfig("synthetic", arch="cnn", widths=(4, 8, 8), dense_widths=(16,),
+                         epochs=1, pruning_epochs=2, batch_size=16, dropout=0.5)
+    result = train(config, data, device="cpu", progress=False)
+    assert result.config.input_shape == (1, 12, 12)
+    kernels = _kernels(result.pruned_state)
+    assert sum(w.dim() == 4 for w in kernels.values()) == 3
+    for w in kernels.values():
+        assert int(torch.count_nonzero(w)) == round(w.numel() * 0.1)
+
+
+# -- determinism, metrics, errors -------------------------------------------------------------
+
+
+def test_same_seed_gives_bit_identical_weights_and_restores_rng() -> None:
+    data = synthetic()
+    config = tiny(dropout=0.3, l1=1e-4)
+    torch.manual_seed(99)
+    rng_before = torch.get_rng_state()
+    a = train(config, data, device="cpu", progress=False)
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    b = train(config, data, device="cpu", progress=False)
+    c = train(config.replace(seed=1), data, device="cpu", progress=False)
+    for phase in ("unpruned", "pruned"):
+        sa, sb, sc = a.state(phase), b.state(phase), c.state(phase)
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+        assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+    assert a.metrics == b.metrics
+
+
+def test_metrics_rows_follow_keras_conventions() -> None:
+    data = synthetic(128, 64)
+    result = train(tiny(epochs=3, pruning_epochs=2, l2=1e-3), data, device="cpu",
+                   progress=False)
+    unpruned, pruned = result.metrics["unpruned"], result.metrics["pruned"]
+    assert [r["epoch"] for r in unpruned] == [1, 2, 3]
+    assert [r["epoch"] for r in pruned] == [4, 5]
+    for row in unpruned + pruned:
+        assert 0.0 <= row["train_acc"] <= 1.0 and 0.0 <= row["test_acc"] <= 1.0
+        assert row["penalty"] > 0
+        assert row["test_loss"] > row["penalty"]  # data loss + penalty, as Keras reports
+    # test metrics are those of the final weights in eval mode.
+    model = build_model(result.config, init=False)
+    model.load_state_dict(result.pruned_state)
+    model.eval()
+    x, y = torch.as_tensor(data.x_test.reshape(64, -1) / np.float32(255)), data.y_test
+    with torch.no_grad():
+        acc = (model(x.float()).argmax(1).numpy() == y).mean()
+    assert pruned[-1]["test_acc"] == pytest.approx(acc)
+    final = result.final_metrics("pruned")
+    assert set(final) == {"train_acc", "train_loss", "test_acc", "test_loss"}
+    assert all(type(v) is float for v in final.values())
+    row = result.to_row()
+    assert row["pruned_test_acc"] == final["test_acc"]
+    assert all(type(v) in (str, int, float) for v in row.values())
+
+
+def test_learns_a_learnable_task() -> None:
+    data = synthetic(512, 256)
+    config = tiny(widths=(64,), epochs=8, pruning_epochs=2, batch_size=32, lr=3e-3)
+    result = train(config, data, device="cpu", progress=False)
+    assert result.final_metrics("unpruned")["test_acc"] > 0.8  # chance is 0.1
+
+
+def test_regression_uses_mse_and_has_no_accuracy() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 2))
+    y = np.stack([x[:, 0] * x[:, 1], x[:, 0] ** 2, np.ones(80)], 1)
+    data = Dataset("reg", 0, x[:60], y[:60], x[60:], y[60:], "regression", 3)
+    config = TrainConfig("reg", widths=(8, 8), epochs=2, pruning_epochs=1, batch_size=16)
+    result = train(config, data, device="cpu", progress=False)
+    assert result.config.input_shape == (2,) and result.config.n_out == 3
+    row = result.metrics["unpruned"][-1]
+    assert "train_acc" not in row and "test_acc" not in row
+    model = build_model(result.config, init=False)
+    model.load_state_dict(result.unpruned_state)
+    model.eval()
+    with torch.no_grad():
+        mse = float(((model(torch.as_tensor(x[60:], dtype=torch.float32))
+                      - torch.as_tensor(y[60:], dtype=torch.float32)) ** 2).mean())
+    assert row["test_loss"] == pytest.approx(mse, rel=1e-5)
+    assert set(result.final_metrics("pruned")) == {"train_loss", "test_loss"}
+
+
+def test_no_shuffle_and_subsets() -> None:
+    data = synthetic(64, 32)
+    result = train(tiny(shuffle=False, n_train=40, n_test=10), data, device="cpu",
+                   progress=False)
+    assert result.info["n_train"] == 40 and result.info["n_test"] == 10
+    assert result.info["steps_per_epoch"] == 3
+    with pytest.raises(ValueError, match="exceeds"):
+        train(tiny(n_train=65), data, device="cpu", progress=False)
+
+
+def test_nan_loss_raises_with_epoch_and_phase(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 2))
+    y = np.full((40, 2), 1e30)  # the squared error overflows float32
+    data = Dataset("huge", 0, x[:32], y[:32], x[32:], y[32:], "regression", 2)
+    config = TrainConfig("huge", widths=(4,), epochs=2, pruning_epochs=1, batch_size=8)
+    with pytest.raises(TrainingDivergedError, match="epoch 1") as info:
+        train(config, data, device="cpu", progress=False)
+    assert info.value.epoch == 1 and info.value.phase == "unpruned"
+    store = Store(tmp_path / "store")
+    with pytest.raises(TrainingDivergedError):
+        get_or_train(config, store=store, dataset=data, device="cpu", progress=False)
+    kind_dir = tmp_path / "store" / "model"
+    assert store.artifacts("model") == []
+    assert not [p for p in kind_dir.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_dataset_name_must_match() -> None:
+    with pytest.raises(ValueError, match="dataset"):
+        train(TrainConfig("mnist", epochs=1), synthetic(), device="cpu", progress=False)
+
+
+# -- configs ----------------------------------------------------------------------------------
+
+
+def test_config_round_trip_through_json() -> None:
+    config = TrainConfig("mnist", arch="cnn", widths=(8, 8, 8), dropout=0.5, l1=5e-5,
+                         init_modules=10, seed=3, n_train=100, snapshots=True)
+    data = json.loads(json.dumps(config.to_dict()))
+    again = TrainConfig.from_dict(data)
+    assert again == config and hash(again) == hash(config)
+    assert isinstance(again.widths, tuple)
+    assert config.replace(seed=4).seed == 4 and config.seed == 3
+
+
+def test_config_bad_fields_and_values() -> None:
+    with pytest.raises(ValueError, match=r"unknown TrainConfig field\(s\) 'epoch'.*valid fields"
+                       ".*pruning_epochs"):
+        TrainConfig.from_dict({"dataset": "mnist", "epoch": 3})
+    with pytest.raises(ValueError, match="'dropuot'"):
+        TrainConfig("mnist").replace(dropuot=0.5)
+    with pytest.raises(ValueError, match="needs at least a 'dataset'"):
+        TrainConfig.from_dict({"epochs": 3})
+    with pytest.raises(ValueError, match="arch must be one of mlp, cnn, vgg"):
+        TrainConfig("mnist", arch="rnn")
+    for bad in ({"epochs": -1}, {"batch_size": 0}, {"dropout": 1.0}, {"lr": 0.0},
+                {"initial_sparsity": 0.95}, {"final_sparsity": 1.0}, {"widths": (0, 3)},
+                {"epochs": 2.5}, {"l1": float("nan")}, {"widths": "256"}, {"shuffle": "yes"}):
+        with pytest.raises(ValueError):
+            TrainConfig("mnist", **bad)  # type: ignore[arg-type]
+
+
+def test_resolved_fills_defaults_so_spelled_out_configs_share_a_key() -> None:
+    data = synthetic()
+    a = TrainConfig("synthetic").resolved(data)
+    b = TrainConfig("synthetic", widths=(256, 256, 256, 256), input_shape=(784,),
+                    n_out=10).resolved(data)
+    assert a == b and a.widths == (256,) * 4 and a.input_shape == (784,) and a.n_out == 10
+    assert TrainConfig("synthetic", arch="cnn").resolved(data).input_shape == (1, 28, 28)
+    with pytest.raises(ValueError, match="input_shape"):
+        TrainConfig("synthetic", input_shape=(10,)).resolved(data)
+    assert "TrainConfig('mnist', seed=2)" == repr(TrainConfig("mnist", seed=2))
+
+
+# -- tags -------------------------------------------------------------------------------------
+
+
+def test_tags_match_the_paper() -> None:
+    from harness.data import DATASETS
+
+    assert len(TAGS) > 150
+    assert all(config.dataset in DATASETS for config in TAGS.values())
+    mnist = config_for_tag("MNIST")
+    assert (mnist.dataset, mnist.arch, mnist.epochs, mnist.pruning_epochs, mnist.batch_size,
+            mnist.widths) == ("mnist", "mlp", 20, 20, 128, None)
+    assert config_for_tag("mnist+dropout").dropout == 0.5  # case-insensitive
+    assert config_for_tag("FASHION+L1REG").l1 == 5e-5
+    assert config_for_tag("FASHION+L2REG").l2 == 5e-5 and config_for_tag("FASHION+L2REG").l1 == 0
+    assert config_for_tag("MNIST+MOD-INIT").init_modules == 10
+    cifar = config_for_tag("CIFAR10+DROPOUT")
+    assert (cifar.epochs, cifar.pruning_epochs, cifar.dropout) == (100, 40, 0.2)
+    assert config_for_tag("CIFAR10").pruning_epochs == 40
+    assert config_for_tag("RANDOM-OVERFITTING").n_train == 3000
+    assert config_for_tag("RANDOM-OVERFITTING").shuffle is False
+    assert config_for_tag("MNIST-x10-EPOCHS").epochs == 200
+    cnn = config_for_tag("CNN-STACKED-SAME-FASHION+DROPOUT")
+    assert (cnn.dataset, cnn.arch, cnn.batch_size, cnn.epochs, cnn.dropout) == (
+        "stacked_same_fashion", "cnn", 64, 10, 0.5)
+    vgg = config_for_tag("CNN-VGG-CIFAR10+DROPOUT+L2REG")
+    assert (vgg.dataset, vgg.arch, vgg.epochs, vgg.pruning_epochs, vgg.l2, vgg.augment) == (
+        "cifar10_full", "vgg", 200, 50, 5e-4, True)
+    assert config_for_tag("POLY+L1REG").dataset == "poly"
+    assert config_for_tag("HALVES-CIFAR10+MOD-INIT+L2REG").epochs == 40
+    assert config_for_tag("MNIST", seed=3).seed == 3
+    assert training_tag(config_for_tag("MNIST+MOD-INIT+DROPOUT")) == \
+        "mnist_mlp_20epochs_mod_init_dropout"
+    assert training_tag(config_for_tag("POLY")) == "poly_mlp_regression_20epochs"
+    assert training_tag(config_for_tag("CNN-VGG-CIFAR10")) == "cifar10_full_cnn_vgg_200epochs"
+
+
+def test_unknown_tag_lists_close_matches() -> None:
+    with pytest.raises(ValueError, match=r"'MNIST\+DROPOUT'.*harness.tags.TAGS"):
+        config_for_tag("MNIST+DRPOUT")
+    with pytest.raises(ValueError, match="unknown model tag 'ZZZ'; all"):
+        config_for_tag("ZZZ")
+
+
+# -- store-backed training --------------------------------------------------------------------
+
+
+def test_get_or_train_trains_once_and_reads_back(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    data = synthetic()
+    store = Store(tmp_path)
+    config = tiny(snapshots=True)
+    first = get_or_train(config, store=store, dataset=data, device="cpu", progress=False)
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained twice")
+
+    monkeypatch.setattr(train_module, "train", fail)
+    again = get_or_train(config.replace(widths=[24, 16]), store=store, dataset=data,
+                         device="cpu")
+    assert again.key == first.key and again.path == first.path
+    assert first.config.input_shape == (784,)
+    weights = again.weights("pruned")
+    assert [w.shape for w in weights] == [(784, 24), (24, 16), (16, 10)]
+    assert all(w.dtype == np.float32 for w in weights)
+    assert int(np.count_nonzero(weights[0])) == round(784 * 24 * 0.1)
+    assert np.count_nonzero(again.weights("unpruned")[0]) == 784 * 24
+    model = again.model("unpruned")
+    assert not model.training
+    np.testing.assert_array_equal(weight_matrices(model)[1], again.weights("unpruned")[1])
+    final = again.final_metrics("pruned")
+    assert final == {k: again.metrics["pruned"][-1][k] for k in final}
+    snaps = again.snapshots()
+    assert [(e, p) for e, p, _ in snaps] == [(1, "unpruned"), (2, "unpruned"), (3, "pruned"),
+                                            (4, "pruned"), (5, "pruned")]
+    np.testing.assert_array_equal(snaps[-1][2][0], weights[0])
+    np.testing.assert_array_equal(snaps[1][2][2], again.weights("unpruned")[2])
+    row = again.to_row()
+    assert all(isinstance(v, (str, int, float)) for v in row.values())
+    assert row["model_key"] == again.key
+    text = repr(again)
+    assert again.key[:12] in text and "synthetic/mlp" in text and len(text) < 200
+    meta = json.loads((again.path / "meta.json").read_text())
+    assert meta["seed"] == 0 and "torch" in meta["versions"] and meta["created"]
+    assert meta["key_payload"]["dataset"] == data.content_hash
+
+
+def test_different_data_or_config_get_different_keys(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    config = tiny(epochs=1, pruning_epochs=0)
+    a = get_or_train(config, store=store, dataset=synthetic(seed=0), device="cpu")
+    b = get_or_train(config, store=store, dataset=synthetic(seed=1), device="cpu")
+    c = get_or_train(config.replace(seed=5), store=store, dataset=synthetic(seed=0),
+                     device="cpu")
+    assert len({a.key, b.key, c.key}) == 3
+    with pytest.raises(ValueError, match="pruning_epochs=0"):
+        a.weights("pruned")
+    with pytest.raises(ValueError, match="phase must be one of"):
+        a.weights("final")
+    with pytest.raises(ValueError, match="without snapshots"):
+        a.snapshots()
+
+
+# -- CLI and real data ------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_cli_trains_from_a_json_config_on_real_mnist(tmp_path: Path) -> None:
+    config = TrainConfig("mnist", widths=(32,), epochs=5, pruning_epochs=1, n_train=2048,
+                         n_test=512)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config.to_dict()))
+    env = {**os.environ, "HARNESS_DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "harness", "train", str(path), "--store", str(tmp_path / "s"),
+           "--seed", "1", "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    assert row["dataset"] == "mnist" and row["seed"] == 1
+    assert row["unpruned_test_acc"] > 0.7  # 2048 MNIST examples, 5 epochs (~0.85)
+    trained = TrainedModel.from_path(row["path"])
+    assert trained.key == row["model_key"]
+    bad = subprocess.run([sys.executable, "-m", "harness", "train", "MNIST+DRPOUT"],
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert bad.returncode == 2 and "MNIST+DROPOUT" in bad.stderr
+
+
+def test_progress_auto_is_off_in_tests() -> None:
+    assert train_module._use_progress(None) is False
+    assert train_module._use_progress(True) is True
+
+
+def test_training_loss_is_finite_and_decreasing_on_average() -> None:
+    data = synthetic(256, 64)
+    result = train(tiny(widths=(32,), epochs=5, pruning_epochs=0, lr=3e-3), data,
+                   device="cpu", progress=False)
+    losses = [row["train_loss"] for row in result.metrics["unpruned"]]
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < losses[0]
+    assert result.pruned_state is None and result.metrics["pruned"] == []
+
+
+def test_models_module_layers_are_what_pruning_sees() -> None:
+    model = build_model(TrainConfig("x", arch="cnn", input_shape=(1, 8, 8), n_out=3,
+                                    widths=(2, 2, 2), dense_widths=(4,)))
+    layers = kernel_layers(model)
+    assert [type(m) for m in layers] == [nn.Conv2d] * 3 + [nn.Linear] * 2
+
+
+def test_data_errors_propagate_and_nothing_is_stored(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.data
+    from harness.data import DataUnavailableError
+
+    def unavailable(name: str, **kwargs: object) -> Dataset:
+        raise DataUnavailableError(f"{name} is not available here")
+
+    monkeypatch.setattr(harness.data, "load_dataset", unavailable)
+    store = Store(tmp_path)
+    with pytest.raises(DataUnavailableError, match="fashion is not available"):
+        get_or_train(config_for_tag("FASHION"), store=store)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        monkeypatch.undo()
+        get_or_train(TrainConfig("no-such-data"), store=store)
+    assert not (tmp_path / "model").exists()
+
+
+def test_bench_train_runs_and_reports_json(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import bench_train
+
+    state = torch.get_rng_state()
+    try:
+        code = bench_train.main(["--n", "384", "--repeats", "1",
+                                 "--threads", str(torch.get_num_threads())])
+    finally:
+        torch.set_rng_state(state)
+    assert code == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["bench"] == "train" and last["n"] == 384
+    assert last["epoch_s"] > 0 and last["dataloader_epoch_s"] > 0
+    assert last["speedup"] == pytest.approx(last["dataloader_epoch_s"] / last["epoch_s"],
+                                            rel=1e-2)
