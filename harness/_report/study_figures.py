@@ -64,6 +64,30 @@ def _learning_curve(df: pd.DataFrame, reports_dir: Path) -> list[Path]:
     )
 
 
+def _lesion_workbook(frames: Mapping[str, pd.DataFrame], reports_dir: Path) -> Path | None:
+    """``mlp-lesion.xlsx``: one sheet per lesion table (the seed project's lesion workbook)."""
+    tables: dict[str, pd.DataFrame] = {}
+    for study in ("lesion", "double_lesion"):
+        df = frames.get(study)
+        if df is None or "kind" not in df.columns:
+            continue
+        prefix = "single" if study == "lesion" else "double"
+        for kind, group in df.groupby("kind", sort=True):
+            modes = sorted(group["mode"].dropna().unique()) if "mode" in group.columns else []
+            parts = [(f"{prefix}-{kind}-{m}", group[group["mode"] == m]) for m in modes]
+            if len(parts) <= 1:
+                parts = [(f"{prefix}-{kind}", group)]
+            for name, sub in parts:
+                tables[name[:31]] = (  # Excel's sheet-name limit
+                    sub.dropna(axis=1, how="all").sort_values("test_id", kind="stable")
+                )
+    if not tables:
+        return None
+    from harness._report.tables import write_workbook
+
+    return write_workbook(tables, reports_dir / "mlp-lesion.xlsx")
+
+
 _STUDY_FIGURES: dict[str, Callable[..., list[Path]]] = {
     "clustering": _clustering,
     "n_clusters": _n_clusters,
@@ -81,6 +105,9 @@ def write_study_figures(
     reports_dir = Path(reports_dir)
     frames = {study: pd.DataFrame(list(rows)) for study, rows in rows_by_study.items() if rows}
     paths: list[Path] = []
+    workbook = _lesion_workbook(frames, reports_dir)
+    if workbook is not None:
+        paths.append(workbook)
     for study, df in sorted(frames.items()):
         if study in _STUDY_FIGURES:
             paths += _STUDY_FIGURES[study](df, reports_dir)
