@@ -6,6 +6,11 @@ benchmark checks that they agree. Usage::
 
     python -m bench lesion                      # trained MNIST MLP (trains it once if needed)
     python -m bench.bench_lesion --synthetic    # random 784-256x4-10 MLP pruned to 90%
+    python -m bench lesion --synthetic --trials=5   # via the runner: write values as --opt=value
+
+The fast method issues many small multi-threaded operations, so it suffers more than the
+reference when other processes compete for the cores (OpenMP threads wait at barriers);
+measure on a quiet machine, or pass ``--threads=1``.
 
 The last line printed is one JSON object:
 ``{"bench": "lesion", "fast_s": ..., "reference_s": ..., "speedup": ..., ...}``.

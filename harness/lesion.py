@@ -731,7 +731,7 @@ class _FastMLP:
             if k < self.L:
                 h = torch.relu(pre)
                 self.acts.append(h)
-        # Layer k's activations with a zero column appended, and W_{k+1}^T with a zero row:
+        # Layer k's activations transposed, and W_{k+1}^T, each with a zero row appended:
         # index `width` pads short unit sets of a batch with exact zeros (low-rank step).
         self._padded_acts: dict[int, torch.Tensor] = {}
         self._padded_weights: dict[int, torch.Tensor] = {}
@@ -782,7 +782,7 @@ class _FastMLP:
         if 2 * u_max <= width:
             if layer not in self._padded_weights:
                 w = self.weights[layer]
-                self._padded_weights[layer] = _cat_zero_column(w).t().contiguous()
+                self._padded_weights[layer] = _transpose_pad(w)  # (w + 1, w')
             idx = torch.full((len(variants), max(u_max, 1)), width, dtype=torch.long)
             for i, v in enumerate(variants):
                 idx[i, : v.size] = torch.as_tensor(v)
@@ -791,37 +791,40 @@ class _FastMLP:
         return "dense", torch.stack([self._mask(layer, v) for v in variants]).unsqueeze(1)
 
     def _first_step(
-        self, layer: int, plan: tuple[str, Any], a_pad: torch.Tensor, z: torch.Tensor
+        self, layer: int, plan: tuple[str, Any], a: torch.Tensor, a_t: torch.Tensor, z: torch.Tensor
     ) -> torch.Tensor:
         """Pre-activations (M, n, w') of ``layer + 1`` for a block of n samples.
 
-        ``a_pad`` (n, w + 1): activations of ``layer`` plus a zero column; ``z`` (n, w'):
-        unlesioned pre-activations of ``layer + 1``.
+        ``a`` (n, w): activations of ``layer``; ``a_t`` (w + 1, n): the same transposed, plus
+        a zero row; ``z`` (n, w'): unlesioned pre-activations of ``layer + 1``.
         """
         import torch
         import torch.nn.functional as F
 
         kind, data = plan
         if kind == "low-rank":
-            # z - a[:, U] W[:, U]^T, with padding index `width` selecting exact zeros.
+            # z - a[:, U] W[:, U]^T; padding index `width` selects a zero row of a_t and a zero
+            # row of W^T. Gathering rows of a_t copies contiguous runs (faster than columns).
             idx, w_sel = data
-            a_sel = a_pad[:, idx].transpose(0, 1)  # (M, n, u)
+            a_sel = a_t[idx].transpose(1, 2)  # (M, n, u)
             m = idx.shape[0]
             return torch.baddbmm(z.unsqueeze(0).expand(m, -1, -1), a_sel, w_sel, alpha=-1)
         masks = data  # (M, 1, w)
-        return F.linear(a_pad[:, :-1].unsqueeze(0) * masks, self.weights[layer], self.biases[layer])
+        return F.linear(a.unsqueeze(0) * masks, self.weights[layer], self.biases[layer])
 
     def _prefix(self, lesion: Mapping[int, NDArray[np.int64]], layer: int) -> torch.Tensor:
         """Activations (N, w) of ``layer`` with ``lesion`` (at layers < ``layer``) applied."""
         first = min(lesion)
         plan = self._plan(first, [lesion[first]])
-        pre = self._first_step(first, plan, self._padded(first), self._pre(first + 1))
+        pre = self._first_step(
+            first, plan, self.acts[first], self._transposed(first), self._pre(first + 1)
+        )
         masks = {k: self._mask(k, v) for k, v in lesion.items() if k != first}
         return self._run(pre, first + 1, masks, stop=layer)[0]
 
-    def _padded(self, layer: int) -> torch.Tensor:
+    def _transposed(self, layer: int) -> torch.Tensor:
         if layer not in self._padded_acts:
-            self._padded_acts[layer] = _cat_zero_column(self.acts[layer])
+            self._padded_acts[layer] = _transpose_pad(self.acts[layer])
         return self._padded_acts[layer]
 
     def evaluate(self, groups: Sequence[_Group], metrics: _Metrics) -> None:
@@ -849,11 +852,12 @@ class _FastMLP:
                 group.variants if same is None else [np.union1d(v, same) for v in group.variants]
             )
             if below:
+                # Shared by every member: the forward pass with the fixed lesion up to `layer`.
                 a = self._prefix(below, layer)
-                a_pad = _cat_zero_column(a)
+                a_t = _transpose_pad(a)
                 z = F.linear(a, self.weights[layer], self.biases[layer])
             else:
-                a_pad, z = self._padded(layer), self._pre(layer + 1)
+                a, a_t, z = self.acts[layer], self._transposed(layer), self._pre(layer + 1)
             # Enough samples per block to keep the matrix products efficient.
             m_chunk = max(1, min(len(variants), self.rows // min(self.n, _MIN_BLOCK_SAMPLES)))
             order = sorted(range(len(variants)), key=lambda i: variants[i].size)
@@ -864,15 +868,15 @@ class _FastMLP:
                 n_block = max(1, self.rows // len(part))
                 for s0 in range(0, self.n, n_block):
                     block = slice(s0, min(s0 + n_block, self.n))
-                    pre = self._first_step(layer, plan, a_pad[block], z[block])
+                    pre = self._first_step(layer, plan, a[block], a_t[:, block], z[block])
                     metrics.add(index, self._run(pre, layer + 1, above, stop=self.L), block)
 
 
-def _cat_zero_column(a: torch.Tensor) -> torch.Tensor:
-    """``a`` (n, w) with a column of zeros appended: (n, w + 1)."""
+def _transpose_pad(a: torch.Tensor) -> torch.Tensor:
+    """``a`` (n, w) transposed, with a row of zeros appended: (w + 1, n), contiguous."""
     import torch
 
-    return torch.cat([a, a.new_zeros(a.shape[0], 1)], dim=1)
+    return torch.cat([a.t(), a.new_zeros(1, a.shape[0])])
 
 
 def _as_tensor(values: ArrayLike, dtype: Any) -> torch.Tensor:

@@ -32,10 +32,8 @@ def _save(result: ClusterabilityResult, folder: Path) -> None:
         if f.name not in _ARRAY_FIELDS
     }
     (folder / "result.json").write_text(json.dumps(scalars, indent=1, allow_nan=True))
-    np.savez(
-        folder / "arrays.npz",
-        **{name: np.asarray(getattr(result, name)) for name in _ARRAY_FIELDS},
-    )
+    arrays: dict[str, Any] = {name: np.asarray(getattr(result, name)) for name in _ARRAY_FIELDS}
+    np.savez(folder / "arrays.npz", **arrays)
 
 
 def _load(folder: Path) -> ClusterabilityResult:

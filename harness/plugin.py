@@ -407,12 +407,12 @@ class _Collector:
             if key == FIGURE_KEY:
                 self.state.figures.add(str(value))
             if key == ROW_KEY:
-                row = dict(value)
+                row = dict(value)  # type: ignore[call-overload]  # plain dict in transit
                 row["outcome"] = report.outcome
                 row["duration_s"] = round(float(report.duration), 3)
                 self.state.rows.append(row)
             elif key == CLAIM_KEY:
-                entry = dict(value)
+                entry = dict(value)  # type: ignore[call-overload]
                 if report.outcome == "failed" and entry["verdict"] == "pass":
                     entry["verdict"] = "error"
                 self.state.claims.append(entry)

@@ -24,7 +24,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import matplotlib
 import numpy as np
@@ -33,6 +33,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap, TwoSlopeNorm
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 
 from harness._report._io import atomic_write_bytes, natural_key
 
@@ -192,6 +193,64 @@ def _note(fig: Figure, text: str) -> None:
         fig.supxlabel(text, x=0.995, ha="right", fontsize=7, color="0.45")
 
 
+def _finish(
+    fig: Figure,
+    out_stem: str | os.PathLike[str],
+    formats: Sequence[str],
+    *,
+    note: str = "",
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> list[Path]:
+    """The last step of a figure function: footnote, title, then :func:`_save`.
+
+    ``note`` becomes the footnote (:func:`_note`; nothing when empty). ``title``, when given,
+    goes above ``ax`` or, without ``ax``, above the whole figure. Call it inside
+    :func:`_figure`'s ``with`` block, like :func:`_save`.
+    """
+    _note(fig, note)
+    if title:
+        if ax is None:
+            fig.suptitle(title)
+        else:
+            ax.set_title(title)
+    return _save(fig, out_stem, formats)
+
+
+def _empty_figure(
+    figsize: tuple[float, float],
+    message: str,
+    out_stem: str | os.PathLike[str],
+    formats: Sequence[str],
+    *,
+    title: str | None = None,
+) -> list[Path]:
+    """Save a figure of one empty axes annotated with ``message`` (input with nothing to draw)."""
+    with _figure(figsize) as fig:
+        ax = fig.add_subplot()
+        _empty(ax, message)
+        return _finish(fig, out_stem, formats, title=title, ax=ax)
+
+
+def _diverging_image(
+    ax: Axes, values: np.ndarray, cmap: str, *, aspect: Literal["auto", "equal"]
+) -> tuple[AxesImage, float]:
+    """Draw a matrix as an image on a colour scale symmetric about zero; NaN cells are grey.
+
+    The scale runs from -m to +m, m the largest finite absolute value (1 if all are zero);
+    ``values`` must have a finite entry. Returns the image (for a colour bar) and m.
+    """
+    vmax = float(np.abs(values[np.isfinite(values)]).max()) or 1.0
+    im = ax.imshow(
+        np.ma.masked_invalid(values),
+        cmap=matplotlib.colormaps[cmap].with_extremes(bad="#dddddd"),
+        aspect=aspect,
+        norm=TwoSlopeNorm(vcenter=0.0, vmin=-vmax, vmax=vmax),
+    )
+    ax.grid(False)
+    return im, vmax
+
+
 def _finite(values: Any) -> tuple[np.ndarray, int]:
     """Finite entries of ``values`` as float64 (flattened) and the number dropped."""
     arr = np.asarray(values, dtype=float).ravel()
@@ -214,11 +273,16 @@ def _fmt_stat(value: float | None, spec: str) -> str:
     return format(value, spec)
 
 
+def _is_missing(value: Any) -> bool:
+    """Whether a cell value is missing: None or a float NaN."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _ordered_unique(values: Sequence[Any]) -> list[Any]:
     """Distinct non-missing values in order of first appearance."""
     out: dict[Any, None] = {}
     for v in values:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
+        if _is_missing(v):
             continue
         out.setdefault(v, None)
     return list(out)
@@ -461,12 +525,7 @@ def plot_factors_grid(
     df = _frame(data)
     paper_col = f"paper_{value}"
     if df.empty:
-        with _figure((4.2, 3.2)) as fig:
-            ax = fig.add_subplot()
-            _empty(ax, "no results")
-            if title:
-                ax.set_title(title)
-            return _save(fig, out_stem, fmts)
+        return _empty_figure((4.2, 3.2), "no results", out_stem, fmts, title=title)
     _require(df, [value, row, col, phase], "plot_factors_grid")
     vals = _num(df[value])
     paper_vals = _num(df[paper_col]) if paper_col in df.columns else None
@@ -558,10 +617,9 @@ def plot_factors_grid(
             fig.legend(
                 handles=[handles[k] for k in keys], loc="outside lower center", ncols=len(keys)
             )
-        if title:
+        if title:  # title before footnote, as before: the order shows in the SVG and PDF
             fig.suptitle(title)
-        _note(fig, _dropped_note(n_dropped))
-        return _save(fig, out_stem, fmts)
+        return _finish(fig, out_stem, fmts, note=_dropped_note(n_dropped))
 
 
 def plot_k_sensitivity(
@@ -609,12 +667,7 @@ def plot_k_sensitivity(
         styles = _ordered_unique(list(df[style])) if style and style in df.columns else [None]
         linestyles = ["-", "--", ":", "-."]
         ks = _num(df[k])
-        sigs = np.asarray(
-            [
-                np.nan if v is None or (isinstance(v, float) and math.isnan(v)) else float(bool(v))
-                for v in df[sig]
-            ]
-        )
+        sigs = np.asarray([np.nan if _is_missing(v) else float(bool(v)) for v in df[sig]])
         vals = _num(df[value])
         n_dropped = int((~np.isfinite(vals)).sum())
         drew = False
@@ -666,10 +719,8 @@ def plot_k_sensitivity(
             ax_z.set_ylabel(f"{value} (mean +- SD)")
             if any(h is not None for h in hues) or any(s is not None for s in styles):
                 ax_z.legend(loc="best")
-            _note(fig, _dropped_note(n_dropped))
-        if title:
-            fig.suptitle(title)
-        return _save(fig, out_stem, fmts)
+        note = _dropped_note(n_dropped) if drew else ""
+        return _finish(fig, out_stem, fmts, note=note, title=title)
 
 
 def plot_random_init(
@@ -773,10 +824,7 @@ def plot_random_init(
             fig.legend(
                 handles=list(handles.values()), loc="outside lower center", ncols=len(handles)
             )
-        _note(fig, _dropped_note(dropped))
-        if title:
-            fig.suptitle(title)
-        return _save(fig, out_stem, fmts)
+        return _finish(fig, out_stem, fmts, note=_dropped_note(dropped), title=title)
 
 
 def plot_learning_curve(
@@ -892,10 +940,7 @@ def plot_learning_curve(
         handles, labels = axes[0].get_legend_handles_labels()
         if labels:
             axes[0].legend(loc="best")
-        _note(fig, _dropped_note(dropped))
-        if title:
-            fig.suptitle(title)
-        return _save(fig, out_stem, fmts)
+        return _finish(fig, out_stem, fmts, note=_dropped_note(dropped), title=title)
 
 
 # ----------------------------------------------------------------------------------------
@@ -1000,10 +1045,7 @@ def plot_lesion_accuracy(
             ax.set_xlim(-0.7, n - 0.3)
             ax.set_ylabel("test accuracy after lesion")
             ax.legend(loc="best")
-        _note(fig, _dropped_note(dropped))
-        if title:
-            ax.set_title(title)
-        return _save(fig, out_stem, fmts)
+        return _finish(fig, out_stem, fmts, note=_dropped_note(dropped), title=title, ax=ax)
 
 
 def plot_lesion_class_damage(
@@ -1073,15 +1115,7 @@ def plot_lesion_class_damage(
         if s_count == 0 or c_count == 0 or not finite.any():
             _empty(ax, "no per-class lesion results")
         else:
-            vmax = float(np.abs(damage[finite]).max()) or 1.0
-            cmap = matplotlib.colormaps["RdBu"].with_extremes(bad="#dddddd")
-            im = ax.imshow(
-                np.ma.masked_invalid(damage),
-                cmap=cmap,
-                aspect="auto",
-                norm=TwoSlopeNorm(vcenter=0.0, vmin=-vmax, vmax=vmax),
-            )
-            ax.grid(False)
+            im, vmax = _diverging_image(ax, damage, "RdBu", aspect="auto")
             ax.set_xticks(range(c_count), classes)
             ax.set_yticks(range(s_count), names)
             ax.set_xlabel("class")
@@ -1108,10 +1142,8 @@ def plot_lesion_class_damage(
                 if ii.size:
                     ax.scatter(jj + 0.32, ii - 0.3, s=7, color="black", marker="o")
                     ax.set_xlabel("class   (\u2022 = true lesion worse than every random lesion)")
-        _note(fig, _dropped_note(int((~finite).sum())))
-        if title:
-            ax.set_title(title)
-        return _save(fig, out_stem, fmts)
+        note = _dropped_note(int((~finite).sum()))
+        return _finish(fig, out_stem, fmts, note=note, title=title, ax=ax)
 
 
 def plot_lesion_taxonomy(
@@ -1200,10 +1232,8 @@ def plot_lesion_taxonomy(
             ax.legend(
                 loc="center left", bbox_to_anchor=(1.01, 0.5), title="taxonomy", title_fontsize=8
             )
-        _note(fig, _dropped_note(int((~ok).sum())))
-        if title:
-            ax.set_title(title)
-        return _save(fig, out_stem, fmts)
+        note = _dropped_note(int((~ok).sum()))
+        return _finish(fig, out_stem, fmts, note=note, title=title, ax=ax)
 
 
 # ----------------------------------------------------------------------------------------
@@ -1264,15 +1294,7 @@ def plot_double_lesion_heatmap(
         if n == 0 or not finite.any():
             _empty(ax, "no double-lesion results")
         else:
-            vmax = float(np.abs(cell[finite]).max()) or 1.0
-            cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="#dddddd")
-            im = ax.imshow(
-                np.ma.masked_invalid(cell),
-                cmap=cmap,
-                aspect="equal",
-                norm=TwoSlopeNorm(vcenter=0.0, vmin=-vmax, vmax=vmax),
-            )
-            ax.grid(False)
+            im, vmax = _diverging_image(ax, cell, "RdBu_r", aspect="equal")
             ax.set_xticks(range(n), names, rotation=60, ha="right", rotation_mode="anchor")
             ax.set_yticks(range(n), names)
             ax.set_xlabel("second (lesioned first, held fixed)")
@@ -1303,10 +1325,8 @@ def plot_double_lesion_heatmap(
                     "second (lesioned first, held fixed)\n"
                     f"\u2605 p \u2264 {p_threshold:.3g}    ? p = 1 (less damage than every random lesion)"
                 )
-        _note(fig, _dropped_note(int((~finite).sum())) if n else "")
-        if title:
-            ax.set_title(title)
-        return _save(fig, out_stem, fmts)
+        note = _dropped_note(int((~finite).sum()))  # "" when there is no cell at all
+        return _finish(fig, out_stem, fmts, note=note, title=title, ax=ax)
 
 
 def plot_dependency_graph(
@@ -1417,11 +1437,8 @@ def plot_dependency_graph(
                     bbox_to_anchor=(1.0, -0.08),
                     ncols=len(kind_names),
                 )
-            if not edge_list:
-                _note(fig, "no dependencies")
-        if title:
-            ax.set_title(title)
-        return _save(fig, out_stem, fmts)
+        note = "no dependencies" if node_list and not edge_list else ""
+        return _finish(fig, out_stem, fmts, note=note, title=title, ax=ax)
 
 
 # ----------------------------------------------------------------------------------------
@@ -1513,9 +1530,7 @@ def plot_clustered_network(
     if max_edges < 0:
         raise ValueError(f"max_edges must be >= 0; got {max_edges}")
     if not mats:
-        with _figure((5.0, 3.0)) as fig:
-            _empty(fig.add_subplot(), "no weight matrices")
-            return _save(fig, out_stem, fmts)
+        return _empty_figure((5.0, 3.0), "no weight matrices", out_stem, fmts)
     sizes = [mats[0].shape[0]] + [w.shape[1] for w in mats]
     bounds = np.concatenate([[0], np.cumsum(sizes)])
     layer_labels = [lab[bounds[i] : bounds[i + 1]] for i in range(len(sizes))]
@@ -1620,9 +1635,7 @@ def plot_clustered_network(
             fig.legend(
                 handles=handles, loc="outside lower center", ncols=min(len(handles), 11), fontsize=7
             )
-        if title:
-            fig.suptitle(title)
-        return _save(fig, out_stem, fmts)
+        return _finish(fig, out_stem, fmts, title=title)
 
 
 def plot_clustering(

@@ -400,6 +400,8 @@ def _summary_html(header: Sequence[str], rows: Sequence[Mapping[str, str]]) -> s
     rename |= {f"paper_{m}_const": f"paper_{m}" for m in paper}
     rename |= {"is_sig_n_true": "n_sig", "p_n_one": "n_p1"}
     df = df.rename(columns=rename)
+    # A table can hold its own n_sig / n_p1 columns (e.g. stability summaries): keep the first.
+    df = df.loc[:, ~df.columns.duplicated()]
     out_rows = []
     for rec in df.to_dict(orient="records"):
         line = {}

@@ -640,7 +640,7 @@ def _sheet_names(names: Iterable[str]) -> list[str]:
 
 def _excel_cell(value: Any) -> Any:
     value = _plain(value)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _is_missing(value):
         return None
     if isinstance(value, float) and math.isinf(value):
         # Excel has no infinity; a string keeps the information visible.

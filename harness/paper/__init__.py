@@ -13,6 +13,7 @@ count of instances, ``*_median`` a median).
 from __future__ import annotations
 
 import csv
+import io
 import math
 from functools import lru_cache
 from importlib import resources
@@ -23,7 +24,8 @@ __all__ = ["paper_value", "paper_values", "paper_columns"]
 @lru_cache(maxsize=1)
 def paper_values() -> tuple[dict[str, object], ...]:
     """All published numbers as a tuple of row dicts (value as float, n_clusters as int)."""
-    with resources.files(__package__).joinpath("paper_values.csv").open(newline="") as fh:
+    path = resources.files(__package__).joinpath("paper_values.csv")
+    with io.StringIO(path.read_text(encoding="utf-8")) as fh:
         rows = []
         for row in csv.DictReader(fh):
             rows.append(
