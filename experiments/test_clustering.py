@@ -37,6 +37,16 @@ CONDITION = dict(FACTORS)
 PHASES = ["unpruned", "pruned"]
 PAPER_METRICS = ("ncut", "null_mean", "null_std", "z", "p", "test_acc")
 
+# The L1 counter-result needs the paper's training length. L1 makes the weights heavy-tailed
+# only slowly: at 6+4 epochs the layer null of an L1 network is still near the trained
+# n-cut (MNIST+L1REG, quick profile: unpruned 9.27 vs null 9.32, pruned 6.30 vs 7.66),
+# whereas at 20+20 epochs it collapses as in the paper (same seed: unpruned 8.82 vs null
+# 6.46, z = +20.0; pruned 10.00 vs 2.83, z = +25.7; paper +18.0 / +22.3).
+L1_SHORT_TRAINING = (
+    "needs the paper's 20+20 epochs: with fewer epochs L1 has not yet made the weights "
+    "heavy-tailed, so the layer null does not collapse (asserted in the paper profile)"
+)
+
 
 @pytest.mark.parametrize("phase", PHASES)
 @pytest.mark.parametrize("tag", [t for t, _ in FACTORS])
@@ -104,6 +114,7 @@ def test_claim_l1_above_null(dataset, phase, trained, analysed, profile, claim):
         all(r.ncut > r.null_mean for r in results),
         expected="n-cut > null mean in every instance (paper: p = 1 in 5/5)",
         observed={"ncut": [r.ncut for r in results], "null_mean": [r.null_mean for r in results]},
+        xfail=L1_SHORT_TRAINING if profile.epochs < 20 else None,
     )
 
 
