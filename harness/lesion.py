@@ -1952,59 +1952,33 @@ def double_lesion_test(
             random=row.random,
         )
 
-    rows: list[PairLesion] = []
-    if mode == "joint":
-        for i, j in itertools.combinations_with_replacement(range(n_subs), 2):
-            if i == j:
-                rows.append(diagonal(i))
-                continue
-            true_index, rand = pair_index[(i, j)]
-            random = overall[rand]
-            diff, p, mean, std, z = _row_stats(
-                float(overall[true_index]), unlesioned, random, higher_is_better
-            )
-            rows.append(
-                PairLesion(
-                    first=subs[i],
-                    second=subs[j],
-                    true=float(overall[true_index]),
-                    diff=diff,
-                    score=diff,
-                    pvalue=p,
-                    random_mean=mean,
-                    random_std=std,
-                    z_score=z,
-                    taxonomy=classify(p, diff),
-                    random=random.copy(),
-                )
-            )
-    else:
-        for i in range(n_subs):
-            for j in range(n_subs):
-                if i == j:
-                    rows.append(diagonal(i))
-                    continue
-                true_index, rand = pair_index[(i, j)]
-                random = overall[rand]
-                diff, p, mean, std, z = _row_stats(
-                    float(overall[true_index]), unlesioned, random, higher_is_better
-                )
-                score = diff - single.rows[j].diff
-                rows.append(
-                    PairLesion(
-                        first=subs[i],
-                        second=subs[j],
-                        true=float(overall[true_index]),
-                        diff=diff,
-                        score=score,
-                        pvalue=p,
-                        random_mean=mean,
-                        random_std=std,
-                        z_score=z,
-                        taxonomy=classify(p, score),
-                        random=random.copy(),
-                    )
-                )
+    def pair_row(i: int, j: int) -> PairLesion:
+        true_index, rand = pair_index[(i, j)]
+        random = overall[rand]
+        true = float(overall[true_index])
+        diff, p, mean, std, z = _row_stats(true, unlesioned, random, higher_is_better)
+        # joint: the pair's own damage; conditional: the extra damage of i once j is lesioned
+        score = diff if mode == "joint" else diff - single.rows[j].diff
+        return PairLesion(
+            first=subs[i],
+            second=subs[j],
+            true=true,
+            diff=diff,
+            score=score,
+            pvalue=p,
+            random_mean=mean,
+            random_std=std,
+            z_score=z,
+            taxonomy=classify(p, score),
+            random=random.copy(),
+        )
+
+    pairs = (
+        itertools.combinations_with_replacement(range(n_subs), 2)
+        if mode == "joint"
+        else itertools.product(range(n_subs), repeat=2)
+    )
+    rows = [diagonal(i) if i == j else pair_row(i, j) for i, j in pairs]
     return DoubleLesionResult(
         mode=mode,
         task=task,
