@@ -41,7 +41,6 @@ def test_double_lesion(mode, trained, analysed, test_split, profile, seed, recor
         pairs = result.important_pairs()
         for row in pairs.to_dict("records"):
             record(row, kind="important_pair", **identity)
-        summary.update({f"type_{k}": v for k, v in result.dependency_counts().items()})
         # An edge a -> b where "a given b" is not important: once b is lesioned, a adds
         # no significant damage, so a's importance depends on b (types I-III; IV has none).
         where = {s.name: (s.layer, s.label) for s in result.single.sub_clusters}
