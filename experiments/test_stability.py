@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from harness.paper import paper_columns
+from harness.report import plot_null_distribution
 
 pytestmark = pytest.mark.stability
 
@@ -25,9 +26,17 @@ TAGS = [
 
 
 @pytest.mark.parametrize("tag", TAGS)
-def test_instance(tag, instance, trained, analysed, record):
+def test_instance(tag, instance, trained, analysed, record, figure):
     model = trained(tag, instance)
     result = analysed(model, "pruned", n_clusters=K, null="layer")
+    plot_null_distribution(
+        result.ncut,
+        {"layer": result.null_distribution},
+        figure("null"),
+        p=result.p,
+        z=result.z,
+        title=f"{tag} pruned (instance {instance}), K = {K}",
+    )
     record(
         result.to_row(),
         model_tag=tag,
