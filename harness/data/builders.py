@@ -220,18 +220,26 @@ def halves(
         Source indices of the two halves.
     """
     pool = halves_pool(x)
-    y = np.asarray(y, dtype=np.int64)
-    n = len(x)
-    if same:
-        left = np.arange(n, dtype=np.int64)
-        right = _same_class_partner(y, rng, n_classes)
-        labels = y.copy()
-    else:
-        pair = rng.integers(0, n, size=(n, 2))
-        left, right = pair[:, 0], pair[:, 1]
-        labels = (y[left] + y[right]) % n_classes
+    left, right, labels = _pairs(y, rng, same=same, n_classes=n_classes)
     out = np.concatenate([pool[left], pool[right]], axis=2)
     return out, labels, left, right
+
+
+def _pairs(
+    y: np.ndarray, rng: np.random.Generator, *, same: bool, n_classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices (a, b) and labels of the two-image datasets (halves, stacked).
+
+    ``same=False``: two random indices with replacement, label ``(y_a + y_b) mod n_classes``.
+    ``same=True``: ``a`` is example i itself, ``b`` a random same-class example, label ``y_i``.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    n = len(y)
+    if same:
+        return np.arange(n, dtype=np.int64), _same_class_partner(y, rng, n_classes), y.copy()
+    pair = rng.integers(0, n, size=(n, 2))
+    a, b = pair[:, 0], pair[:, 1]
+    return a, b, (y[a] + y[b]) % n_classes
 
 
 def stacked(
@@ -250,16 +258,7 @@ def stacked(
     y : ndarray of int64, shape (N,)
     channel0, channel1 : ndarray of int64, shape (N,)
     """
-    y = np.asarray(y, dtype=np.int64)
-    n = len(x)
-    if same:
-        first = np.arange(n, dtype=np.int64)
-        second = _same_class_partner(y, rng, n_classes)
-        labels = y.copy()
-    else:
-        pair = rng.integers(0, n, size=(n, 2))
-        first, second = pair[:, 0], pair[:, 1]
-        labels = (y[first] + y[second]) % n_classes
+    first, second, labels = _pairs(y, rng, same=same, n_classes=n_classes)
     out = np.stack([x[first], x[second]], axis=1)
     return out, labels, first, second
 
