@@ -72,8 +72,8 @@ def _synthetic(n_test: int, seed: int) -> tuple[Any, np.ndarray, np.ndarray]:
 
 def _mnist(n_test: int) -> tuple[Any, np.ndarray, np.ndarray]:
     """The pruned MNIST MLP (2 + 2 epochs; trained once and cached by the store)."""
+    from harness.configs import config_for_tag
     from harness.data import as_torch, load_dataset
-    from harness.tags import config_for_tag
     from harness.train import get_or_train
 
     dataset = load_dataset("mnist")

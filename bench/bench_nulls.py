@@ -60,12 +60,13 @@ def glorot_network(
 def _one_graph(name: str, n_null: int, k: int, seed: int) -> dict[str, float]:
     from harness.cluster import cluster_weights
     from harness.graph import remove_isolated
-    from harness.nulls import _sample_ncut, sample_seeds
+    from harness.nulls import nullnull_sample_ncut
+    from harness.seeding import child_streams
 
     sizes, sparsity = GRAPHS[name]
     weights = glorot_network(sizes, sparsity, np.random.default_rng(seed))
     kept, mask = remove_isolated(weights)
-    seeds = sample_seeds(seed, n_null)
+    seeds = child_streams(seed, n_null)
     times: dict[str, list[float]] = {"reference": [], "fast": []}
     ncuts: dict[str, list[float]] = {"reference": [], "fast": []}
     for i in range(-1, n_null):  # -1: the true network
@@ -74,7 +75,7 @@ def _one_graph(name: str, n_null: int, k: int, seed: int) -> dict[str, float]:
             if i < 0:
                 value = cluster_weights(weights, k, method=method, seed=seed).ncut
             else:
-                value, _ = _sample_ncut(kept, k, "layer", method, None, seeds[i], i)
+                value, _ = null_sample_ncut(kept, k, "layer", method, None, seeds[i], i)
             times[method].append(time.perf_counter() - t0)
             ncuts[method].append(value)
         print(

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from harness.paper import paper_columns
-from harness.report import plot_null_distribution
+from harness.report import plot_factors_grid, plot_null_distribution
 
 pytestmark = pytest.mark.clustering
 
@@ -57,7 +57,7 @@ def test_factor(tag, phase, instance, trained, analysed, record, figure):
         result.ncut,
         {"layer": result.null_distribution},
         figure("null"),
-        p=result.p,
+        p=result.pvalue,
         z=result.z,
         title=f"{tag} {phase} (instance {instance}), K = {K}",
     )
@@ -72,7 +72,20 @@ def test_factor(tag, phase, instance, trained, analysed, record, figure):
         **paper_columns("B", tag, PAPER_METRICS, phase=phase),
     )
     assert 0.0 <= result.ncut <= K
-    assert 1.0 / (result.n_samples + 1) <= result.p <= 1.0
+    assert 1.0 / (result.n_samples + 1) <= result.pvalue <= 1.0
+
+
+def summary_figures(rows, stem):
+    """The factors grid: z per condition (rows) and dataset (panels), unpruned next to pruned."""
+    panels = rows.assign(dataset=rows["model_tag"].map(_panel))
+    title = f"z-score against the layer null, K = {K}"
+    return plot_factors_grid(panels, stem("factors-grid"), title=title)
+
+
+def _panel(tag):
+    """The panel of a model in the factors grid: its dataset, the halves networks apart."""
+    dataset = next((d for d in ("FASHION", "MNIST", "POLY") if d in tag), tag)
+    return f"{dataset} (halves)" if tag.startswith("HALVES") else dataset
 
 
 def _results(trained, analysed, profile, tag, phase):
@@ -89,7 +102,7 @@ def test_claim_pruned_dropout_significant(dataset, trained, analysed, profile, c
         f"pruned {dataset}+DROPOUT MLPs are significant against the layer null in every instance",
         all(r.is_sig for r in results),
         expected=f"p = 1/{profile.n_nulls + 1} in all {profile.instances}",
-        observed={"p": [r.p for r in results], "z": [r.z for r in results]},
+        observed={"p": [r.pvalue for r in results], "z": [r.z for r in results]},
     )
 
 
@@ -143,5 +156,5 @@ def test_claim_halves_significant(dataset, phase, trained, analysed, profile, cl
         f"{phase} HALVES-{dataset} (different digits) is significant in every instance",
         all(r.is_sig for r in results),
         expected=f"p = 1/{profile.n_nulls + 1} in all {profile.instances}",
-        observed={"p": [r.p for r in results], "z": [r.z for r in results]},
+        observed={"p": [r.pvalue for r in results], "z": [r.z for r in results]},
     )

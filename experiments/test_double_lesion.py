@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 from harness.lesion import double_lesion_test
-from harness.report import plot_dependency_graph, plot_double_lesion_heatmap
+from harness.report import (
+    plot_dependency_graph,
+    plot_double_lesion_heatmap,
+    split_frame,
+    write_workbook,
+)
 
 pytestmark = pytest.mark.double_lesion
 
@@ -64,3 +69,9 @@ def test_double_lesion(mode, trained, analysed, test_split, profile, seed, recor
     )
     scores = result.matrix("score").to_numpy()
     assert np.isfinite(np.diag(scores)).all()
+
+
+def summary_figures(rows, stem):
+    """The double-lesion tables as a workbook, one sheet per kind of row and mode."""
+    sheets = split_frame(rows, ["kind", "mode"], prefix="double")
+    return [write_workbook(sheets, stem("tables").with_suffix(".xlsx"))] if sheets else []

@@ -10,7 +10,9 @@ from __future__ import annotations
 import pytest
 
 from harness.paper import paper_value
-from harness.pipeline import cached_clusterability
+from harness.report import plot_learning_curve
+from harness.seeding import derive_seed
+from harness.cache import cached_clusterability
 
 pytestmark = pytest.mark.learning_curve
 
@@ -33,7 +35,7 @@ def test_learning_curve(tag, trained, profile, store, record, claim):
             n_clusters=K,
             null="layer",
             n_samples=0,
-            seed=epoch,
+            seed=derive_seed(0, model.key, "snapshot", epoch),
             store=store,
             identity={"model": model.key, "snapshot_epoch": epoch},
         )
@@ -43,6 +45,7 @@ def test_learning_curve(tag, trained, profile, store, record, claim):
             model_tag=tag,
             epoch=epoch,
             phase=phase,
+            seed=result.seed,
             n_clusters=K,
             ncut=result.ncut,
             ave_in_out=result.ave_in_out,
@@ -62,6 +65,16 @@ def test_learning_curve(tag, trained, profile, store, record, claim):
         end_pruned < end_unpruned,
         expected="last pruned-epoch n-cut < last unpruned-epoch n-cut (paper: 2.00 < 2.44 MNIST)",
         observed={"end unpruned": end_unpruned, "end pruned": end_pruned},
+    )
+
+
+def summary_figures(rows, stem):
+    """N-cut and test accuracy of every model through training, pruning start dashed."""
+    unpruned = rows.loc[rows["phase"] == "unpruned", "epoch"]
+    prune_start = float(unpruned.max()) + 0.5 if len(unpruned) else None
+    title = f"n-cut (K = {K}) and test accuracy through training and pruning"
+    return plot_learning_curve(
+        rows, stem("learning-curves"), hue="model_tag", prune_start=prune_start, title=title
     )
 
 

@@ -15,7 +15,13 @@ import pytest
 
 from harness.lesion import single_lesion_test
 from harness.paper import paper_columns
-from harness.report import plot_lesion_accuracy, plot_lesion_class_damage, plot_lesion_taxonomy
+from harness.report import (
+    plot_lesion_accuracy,
+    plot_lesion_class_damage,
+    plot_lesion_taxonomy,
+    split_frame,
+    write_workbook,
+)
 
 pytestmark = pytest.mark.lesion
 
@@ -83,6 +89,12 @@ def test_single_lesion(tag, instance, trained, analysed, test_split, profile, re
         title=f"{tag}: taxonomy of sub-clusters",
     )
     assert len(result.rows) > 0
+
+
+def summary_figures(rows, stem):
+    """The lesion table as a workbook, one sheet per kind of row (network, sub-cluster)."""
+    sheets = split_frame(rows, ["kind"], prefix="single")
+    return [write_workbook(sheets, stem("tables").with_suffix(".xlsx"))] if sheets else []
 
 
 @pytest.mark.parametrize("dataset", ["MNIST", "FASHION"])

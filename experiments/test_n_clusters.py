@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from harness.paper import paper_columns
+from harness.report import plot_k_sensitivity
 
 pytestmark = pytest.mark.n_clusters
 
@@ -36,6 +37,12 @@ def test_k(tag, k, null, instance, trained, analysed, profile, record):
     assert 0.0 <= result.ncut <= k
 
 
+def summary_figures(rows, stem):
+    """Fraction significant and mean z against K, one line per model and null."""
+    title = "significance against the number of clusters K"
+    return plot_k_sensitivity(rows, stem("k-sensitivity"), hue="model_tag", style="null", title=title)
+
+
 @pytest.mark.parametrize("dataset", ["MNIST", "FASHION"])
 def test_claim_k2_not_significant(dataset, trained, analysed, profile, claim):
     results = [
@@ -46,5 +53,5 @@ def test_claim_k2_not_significant(dataset, trained, analysed, profile, claim):
         f"at K=2 pruned {dataset} MLPs are not significant against the layer null",
         not any(r.is_sig for r in results),
         expected="no instance with p = 1/(n+1) (paper: 0 of 10)",
-        observed={"p": [r.p for r in results], "z": [r.z for r in results]},
+        observed={"p": [r.pvalue for r in results], "z": [r.z for r in results]},
     )

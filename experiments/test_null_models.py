@@ -28,7 +28,7 @@ def test_two_nulls(tag, phase, instance, trained, analysed, record, figure):
         by_null["layer"].ncut,
         {null: r.null_distribution for null, r in by_null.items()},
         figure("nulls"),
-        p={null: r.p for null, r in by_null.items()},
+        p={null: r.pvalue for null, r in by_null.items()},
         z={null: r.z for null, r in by_null.items()},
         title=f"{tag} {phase} (instance {instance}), K = {K}",
     )
@@ -49,7 +49,7 @@ def test_two_nulls(tag, phase, instance, trained, analysed, record, figure):
                 f"{prefix}_null_mean": result.null_mean,
                 f"{prefix}_null_std": result.null_std,
                 f"{prefix}_z": result.z,
-                f"{prefix}_p": result.p,
+                f"{prefix}_p": result.pvalue,
                 f"{prefix}_is_sig": result.is_sig,
             }
         )

@@ -7,14 +7,14 @@ did; ``clusterable`` skips the first matrix as training does (reference §2.7).
 
 from __future__ import annotations
 
-import zlib
 
 import numpy as np
 import pytest
 
 from harness.paper import paper_columns, paper_value
-from harness.pipeline import cached_random_init_ncuts
+from harness.cache import cached_random_init_ncuts
 from harness.report import plot_random_init
+from harness.seeding import derive_seed
 
 pytestmark = pytest.mark.random_init
 
@@ -27,13 +27,17 @@ INITS = {
 TRAINED_TAGS = ["MNIST", "MNIST+DROPOUT", "FASHION", "FASHION+DROPOUT"]
 
 
+def random_init_seed(init, harness_seed):
+    return derive_seed(harness_seed, "random_init", init)
+
+
 def _ncuts(init, profile, store, harness_seed):
     spec = INITS[init]
     return cached_random_init_ncuts(
         n_trials=profile.random_init_trials,
         clusterable=spec["clusterable"],
         skip_first=spec["skip_first"],
-        seed=(harness_seed + zlib.crc32(f"random_init:{init}".encode())) % 2**32,
+        seed=random_init_seed(init, harness_seed),
         store=store,
         n_clusters=K,
     )
@@ -51,6 +55,7 @@ def test_random_init(init, profile, store, harness_seed, record):
     record(
         network="MLP 784-256x4-10",
         init=init,
+        seed=random_init_seed(init, harness_seed),
         n_clusters=K,
         n_trials=int(ncuts.size),
         mean=float(ncuts.mean()),

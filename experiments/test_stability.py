@@ -33,7 +33,7 @@ def test_instance(tag, instance, trained, analysed, record, figure):
         result.ncut,
         {"layer": result.null_distribution},
         figure("null"),
-        p=result.p,
+        p=result.pvalue,
         z=result.z,
         title=f"{tag} pruned (instance {instance}), K = {K}",
     )
@@ -64,7 +64,7 @@ def test_stability_summary(tag, trained, analysed, profile, record):
         ncut_sd=float(np.std([r.ncut for r in results])),
         null_mean=float(np.mean([r.null_mean for r in results])),
         z=float(np.mean([r.z for r in results])),
-        p=float(np.mean([r.p for r in results])),
+        p=float(np.mean([r.pvalue for r in results])),
         n_sig=n_sig,
         is_stable=n_sig == len(results),
         **paper_columns("G", tag, ("ncut", "n_sig", "is_stable"), phase="pruned"),

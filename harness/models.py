@@ -28,6 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.random_init import CONV_BETWEEN, MLP_BETWEEN, module_multipliers
+from harness.seeding import check_seed, stream_seed
+
 __all__ = [
     "MLP",
     "SmallCNN",
@@ -42,7 +45,6 @@ __all__ = [
     "weight_matrices",
     "conv_kernels",
     "kernel_layers",
-    "child_seed",
 ]
 
 ARCHS = ("mlp", "cnn", "vgg")
@@ -55,18 +57,6 @@ _BN_EPS = 1e-3
 VGG_FILTERS: tuple[int, ...] = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)
 VGG_POOL_AFTER: tuple[bool, ...] = tuple(i in (1, 3, 6, 9, 12) for i in range(13))
 VGG_DROPOUT: tuple[float, ...] = (0.3, 0.0, 0.4, 0.0, 0.4, 0.4, 0.0, 0.4, 0.4, 0.0, 0.4, 0.4, 0.5)
-
-
-def child_seed(seed: int, stream: int) -> int:
-    """A 32-bit seed for an independent random stream ``stream`` derived from ``seed``.
-
-    Uses ``numpy.random.SeedSequence(seed, spawn_key=(stream,))``, i.e. the ``stream``-th
-    child of ``SeedSequence(seed).spawn``, so the streams of one seed never overlap.
-    """
-    if seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed}")
-    state = np.random.SeedSequence(int(seed), spawn_key=(int(stream),)).generate_state(1)
-    return int(state[0])
 
 
 class MLP(nn.Module):
@@ -325,9 +315,9 @@ def build_model(
     Returns
     -------
     torch.nn.Module
-        On the CPU, in training mode, with Keras-like init from ``child_seed(config.seed, 0)``
+        On the CPU, in training mode, with Keras-like init from ``stream_seed(config.seed, 0)``
         and, when ``config.init_modules > 0``, the clusterable init of §2.7 with modules drawn
-        from ``child_seed(config.seed, 1)``. The global torch RNG is left untouched.
+        from ``stream_seed(config.seed, 1)``. The global torch RNG is left untouched.
     """
     arch = str(config.arch)
     if arch not in ARCHS:
@@ -372,10 +362,10 @@ def build_model(
             )
     if not init:
         return model
-    keras_init_(model, seed=child_seed(int(config.seed), 0))
+    keras_init_(model, seed=stream_seed(check_seed(config.seed), 0))
     n_modules = int(getattr(config, "init_modules", 0) or 0)
     if n_modules > 0:
-        clusterable_init_(model, n_modules=n_modules, seed=child_seed(int(config.seed), 1))
+        clusterable_init_(model, n_modules=n_modules, seed=stream_seed(check_seed(config.seed), 1))
     return model
 
 
@@ -440,8 +430,7 @@ def clusterable_init_(model: nn.Module, *, n_modules: int = 10, seed: int) -> li
         modules = [rng.integers(0, m, size=s) for s in sizes[:-1]]
         n_out = sizes[-1]
         modules.append(np.arange(n_out) if n_out <= m else rng.integers(0, m, size=n_out))
-        down = 0.6
-        up = 1.0 + (1.0 - down) * (m - 1)
+        up, down = module_multipliers(m, between=MLP_BETWEEN)
         with torch.no_grad():
             for k, layer in enumerate(linears):
                 if k == 0:
@@ -454,8 +443,7 @@ def clusterable_init_(model: nn.Module, *, n_modules: int = 10, seed: int) -> li
     if isinstance(model, (SmallCNN, VGG)):
         convs = [layer for layer in model.features if isinstance(layer, nn.Conv2d)]
         modules = [rng.integers(0, m, size=conv.out_channels) for conv in convs]
-        down = 0.8
-        up = 1.0 + (1.0 - down) * (m - 1)
+        up, down = module_multipliers(m, between=CONV_BETWEEN)
         with torch.no_grad():
             for c in range(1, len(convs)):
                 same = modules[c][:, None] == modules[c - 1][None, :]  # (out, in)

@@ -28,8 +28,9 @@ from harness.cluster import (
 )
 from harness.graph import remove_isolated, validate_weights
 from harness.parallel import iter_chunks, parallel_map, threads_per_process
+from harness.seeding import child_streams, stream
 
-__all__ = ["NULL_METHODS", "null_distribution", "sample_seeds", "shuffle_weights"]
+__all__ = ["NULL_METHODS", "null_distribution", "nullnull_sample_ncut", "shuffle_weights"]
 
 NULL_METHODS = ("layer", "layer_nonzero", "layer_nonzero_distribution", "layer_all_distribution")
 
@@ -123,12 +124,7 @@ def shuffle_weights(
     return out
 
 
-def sample_seeds(seed: int, n_samples: int) -> list[np.random.SeedSequence]:
-    """The per-sample seed sequences: ``np.random.SeedSequence(seed).spawn(n_samples)``."""
-    return np.random.SeedSequence(seed).spawn(n_samples)
-
-
-def _sample_ncut(
+def null_sample_ncut(
     weights: list[np.ndarray],
     n_clusters: int,
     null: str,
@@ -139,10 +135,7 @@ def _sample_ncut(
 ) -> tuple[float, bool]:
     """n-cut of one null sample; also whether its graph was disconnected."""
     # Two independent streams from the sample's seed: shuffle, then clustering.
-    shuffle_ss, cluster_ss = (
-        np.random.SeedSequence(seed_seq.entropy, spawn_key=(*seed_seq.spawn_key, j))
-        for j in range(2)
-    )
+    shuffle_ss, cluster_ss = stream(seed_seq, 0), stream(seed_seq, 1)
     shuffled = shuffle_weights(weights, null, np.random.default_rng(shuffle_ss))
     graph = _network_graph(
         shuffled, n_clusters, what=f"null sample {index} (after '{null}' shuffling)"
@@ -166,7 +159,7 @@ def _run_chunk(task: tuple[Any, ...]) -> list[tuple[float, bool]]:
 
     weights, n_clusters, null, method, n_init, items = task
     with threadpool_limits(limits=1):
-        return [_sample_ncut(weights, n_clusters, null, method, n_init, ss, i) for i, ss in items]
+        return [null_sample_ncut(weights, n_clusters, null, method, n_init, ss, i) for i, ss in items]
 
 
 def null_distribution(
@@ -240,7 +233,7 @@ def null_distribution(
         )
     if n_samples == 0:
         return np.zeros(0)
-    seeds = list(enumerate(sample_seeds(seed, n_samples)))
+    seeds = list(enumerate(child_streams(seed, n_samples)))
     if n_workers is None:
         n_weights = sum(int(np.count_nonzero(w)) for w in kept)
         # Starting a spawn pool costs seconds; tiny jobs run faster in this process.

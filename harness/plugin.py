@@ -24,14 +24,10 @@ and OpenMP to ``cores // workers`` threads in ``pytest_configure``.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import platform
 import re
-import sys
 import time
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +38,8 @@ import pytest
 
 from harness.parallel import pin_threads, threads_per_process, xdist_worker_count
 from harness.profiles import PROFILES, Profile, get_profile
+from harness.seeding import derive_seed
+from harness.store import Store, library_versions
 
 ROW_KEY = "harness_row"
 CLAIM_KEY = "harness_claim"
@@ -49,19 +47,11 @@ FIGURE_KEY = "harness_figure"
 DEFAULT_PROFILE = "quick"
 DEFAULT_SEED = 0
 
-__all__ = ["ROW_KEY", "CLAIM_KEY", "test_seed", "to_builtin", "ClaimFailed"]
+__all__ = ["ROW_KEY", "CLAIM_KEY", "to_builtin", "ClaimFailed"]
 
 
 class ClaimFailed(AssertionError):
     """A research claim did not hold in the data (the message carries the numbers)."""
-
-
-def test_seed(base_seed: int, nodeid: str) -> int:
-    """Seed of one test: ``base_seed + crc32(nodeid)`` (mod 2**32)."""
-    return (int(base_seed) + zlib.crc32(nodeid.encode("utf-8"))) % (2**32)
-
-
-test_seed.__test__ = False  # type: ignore[attr-defined]  # not a test, despite the name
 
 
 def to_builtin(value: Any, *, where: str = "value") -> Any:
@@ -198,7 +188,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     state = config.stash[_STATE]
-    store = os.environ.get("HARNESS_STORE") or "<project>/.store"
+    store = os.environ.get("HARNESS_STORE") or "./.store"
     return [
         f"harness: profile={state.profile.name} ({state.profile.description})",
         f"harness: seed={state.base_seed} store={store} reports={state.reports_dir}",
@@ -245,14 +235,12 @@ def harness_seed(pytestconfig: pytest.Config) -> int:
 @pytest.fixture
 def seed(request: pytest.FixtureRequest, harness_seed: int) -> int:
     """This test's seed: base seed + crc32(node id)."""
-    return test_seed(harness_seed, canonical_nodeid(request.node.nodeid))
+    return derive_seed(harness_seed, canonical_nodeid(request.node.nodeid))
 
 
 @pytest.fixture(scope="session")
-def store(pytestconfig: pytest.Config) -> Any:
+def store(pytestconfig: pytest.Config) -> Store:
     """The artifact store shared by every worker of the run."""
-    from harness.store import Store
-
     root = pytestconfig.stash[_STATE].store_root
     return Store(root) if root else Store()
 
@@ -261,7 +249,9 @@ def store(pytestconfig: pytest.Config) -> Any:
 def record(request: pytest.FixtureRequest, profile: Profile, seed: int) -> Callable[..., dict]:
     """Record one result row: ``record({"ncut": 8.1}, model_tag="MNIST")``.
 
-    The row gets ``study``, ``test_id``, ``profile`` and ``seed`` columns unless given.
+    The row gets ``study``, ``test_id``, ``profile`` and ``test_seed`` (this test's seed)
+    columns unless given. A ``seed`` column, where there is one, is the seed the row's numbers
+    came from (a result's ``to_row()`` carries it); it is never filled in from the test.
     Returns the stored row.
     """
     node = request.node
@@ -271,7 +261,7 @@ def record(request: pytest.FixtureRequest, profile: Profile, seed: int) -> Calla
             "study": _study_of(node.nodeid),
             "test_id": canonical_nodeid(node.nodeid),
             "profile": profile.name,
-            "seed": seed,
+            "test_seed": seed,
         }
         merged.update(dict(row or {}))
         merged.update(columns)
@@ -375,19 +365,6 @@ def claim(request: pytest.FixtureRequest, profile: Profile) -> Callable[..., boo
 # collecting rows on the controller and writing reports
 
 
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in ("numpy", "scipy", "sklearn", "torch", "pandas"):
-        module = sys.modules.get(name)
-        if module is None:
-            try:
-                module = __import__(name)
-            except ImportError:  # pragma: no cover
-                continue
-        out[name] = str(getattr(module, "__version__", "?"))
-    return out
-
-
 class _Collector:
     """Controller-side: gathers rows and claims from test reports, writes reports at the end.
 
@@ -435,7 +412,7 @@ class _Collector:
             "threads_per_process": state.threads,
             "wall_time_s": round(time.time() - state.started, 1),
             "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.started)),
-            "versions": _versions(),
+            "versions": library_versions(),
             "args": list(self.config.invocation_params.args),
             "exitstatus": int(exitstatus),
             "n_rows": len(state.rows),
@@ -443,12 +420,45 @@ class _Collector:
         }
         self._drop_stale_figures(set(rows_by_study))
         report_mod.write_study_tables(rows_by_study, state.reports_dir)
-        report_mod.write_study_figures(rows_by_study, state.reports_dir)
+        report_mod.write_summary_figures(
+            self._summary_functions(rows_by_study), rows_by_study, state.reports_dir
+        )
         report_mod.write_claims(state.claims, state.reports_dir)
-        tmp = state.reports_dir / ".run.json.tmp"
-        tmp.write_text(json.dumps(run_info, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, state.reports_dir / "run.json")
+        report_mod.write_run_info(run_info, state.reports_dir)
         report_mod.build_index(state.reports_dir, run_info)
+
+    def _summary_functions(
+        self, rows_by_study: Mapping[str, list[dict[str, Any]]]
+    ) -> dict[str, Callable[..., Any]]:
+        """Each study's ``summary_figures(rows, stem)``, where its experiment module has one.
+
+        The module is the file the study's test ids name. Under xdist the controller collects
+        no tests (``session.items`` is empty there), so when pytest has not imported that file
+        in this process the controller imports it itself, under a private name.
+        """
+        import importlib.util
+        import sys
+
+        loaded = {
+            Path(file).resolve(): module
+            for module in list(sys.modules.values())
+            if isinstance(file := getattr(module, "__file__", None), str)
+        }
+        found: dict[str, Callable[..., Any]] = {}
+        for study, rows in rows_by_study.items():
+            path = (self.config.rootpath / str(rows[0]["test_id"]).split("::", 1)[0]).resolve()
+            module = loaded.get(path)
+            if module is None and path.suffix == ".py" and path.is_file():
+                spec = importlib.util.spec_from_file_location(f"_harness_summary_{study}", path)
+                if spec is None or spec.loader is None:
+                    continue
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[spec.name] = module  # as import does: dataclasses etc. look it up
+                spec.loader.exec_module(module)
+            function = getattr(module, "summary_figures", None)
+            if callable(function):
+                found[study] = function
+        return found
 
     def _drop_stale_figures(self, studies: set[str]) -> None:
         """Remove figures of this run's studies that this run did not draw (stale ones).

@@ -23,13 +23,19 @@ def glorot_uniform(fan_in: int, fan_out: int, rng: np.random.Generator) -> np.nd
     return rng.uniform(-limit, limit, size=(fan_in, fan_out))
 
 
-def module_multipliers(n_modules: int) -> tuple[float, float]:
+MLP_BETWEEN = 0.6
+"""Multiplier of a weight between two MLP units of different modules (reference §2.7)."""
+CONV_BETWEEN = 0.8
+"""The same for a kernel slice between two conv filters of different modules."""
+
+
+def module_multipliers(n_modules: int, *, between: float = MLP_BETWEEN) -> tuple[float, float]:
     """(within, between) multipliers with expected value 1 under uniform module assignment.
 
-    ``between = 0.6`` and ``within = 1 + (1 - between)(M - 1)``: 4.6 for M = 10 (reference §2.7).
+    ``within = 1 + (1 - between)(M - 1)``, so that ``within / M + between (M - 1) / M = 1``:
+    4.6 for M = 10 and the MLP's ``between = 0.6``, 2.8 for conv layers' 0.8 (reference §2.7).
     """
-    down = 0.6
-    return 1.0 + (1.0 - down) * (n_modules - 1), down
+    return 1.0 + (1.0 - between) * (n_modules - 1), between
 
 
 def random_mlp_weights(

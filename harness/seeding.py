@@ -21,7 +21,15 @@ import zlib
 
 import numpy as np
 
-__all__ = ["SEED_MODULUS", "derive_seed", "stream", "child_streams", "generator", "check_seed"]
+__all__ = [
+    "SEED_MODULUS",
+    "check_seed",
+    "child_streams",
+    "derive_seed",
+    "generator",
+    "stream",
+    "stream_seed",
+]
 
 SEED_MODULUS = 2**32
 """Every derived seed lies in ``[0, SEED_MODULUS)``, the range numpy and torch both accept."""
@@ -77,3 +85,13 @@ def child_streams(seed: int | np.random.SeedSequence, n: int) -> list[np.random.
 def generator(seed: int | np.random.SeedSequence, *key: int) -> np.random.Generator:
     """A PCG64 generator on ``stream(seed, *key)``."""
     return np.random.default_rng(stream(seed, *key))
+
+
+def stream_seed(seed: int | np.random.SeedSequence, *key: int) -> int:
+    """A 32-bit integer seed drawn from ``stream(seed, *key)``, for APIs that take an int.
+
+    torch generators and scikit-learn take integer seeds; this gives each independent stream
+    of ``seed`` one, so that (for example) weight init, example order and dropout of one
+    training run never share random numbers.
+    """
+    return int(stream(seed, *key).generate_state(1)[0])

@@ -2,20 +2,25 @@
 
 The p-value convention, written once here and used everywhere in the harness::
 
-    p_left  = (#{null < statistic} + 1) / (n + 1)
-    p_right = (#{null > statistic} + 1) / (n + 1)
+    p_left  = (#{null <= statistic + tol} + 1) / (n + 1)
+    p_right = (#{null >= statistic - tol} + 1) / (n + 1)
 
-with ``n`` the number of null samples (Filan et al. 2021, ``compute_pvalue``; the same
-``(count + 1) / (n + 1)`` form as :func:`scipy.stats.permutation_test`, Phipson & Smyth 2010).
-Comparisons are strict, so ties with the statistic count as "not more extreme". The smallest
-possible value is ``1 / (n + 1)``, reached when the statistic is more extreme than every null
-sample; :func:`is_sig` tests exactly that. For clusterability the left side is used: a small p
-means the network's n-cut is below the n-cuts of its shuffles.
+with ``n`` the number of null samples and ``tol = TIE_RTOL * |statistic|`` (the
+``(count + 1) / (n + 1)`` form of :func:`scipy.stats.permutation_test`, Phipson & Smyth 2010).
+A null sample that ties with the statistic, within that relative tolerance, counts as "at
+least as extreme", against significance, as scipy does. On continuous statistics (every
+trained network's n-cut) ties do not occur and the value is the paper's
+``compute_pvalue``, ``(#{null < statistic} + 1) / (n + 1)``; a network whose shuffles all
+tie with it (all-equal weights) gets p = 1, not "below every shuffle". The smallest possible
+value is ``1 / (n + 1)``, reached when the statistic is more extreme than every null sample;
+:func:`is_sig` tests exactly that. For clusterability the left side is used: a small p means
+the network's n-cut is below the n-cuts of its shuffles.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +30,9 @@ import scipy.stats
 
 __all__ = [
     "SIDES",
+    "TIE_RTOL",
     "ClusterabilityResult",
+    "DegenerateNullWarning",
     "chi2_rank_test",
     "cohen_d",
     "cohen_d_stats",
@@ -37,6 +44,13 @@ __all__ = [
 ]
 
 SIDES = ("left", "right")
+TIE_RTOL = 1e-9
+"""Relative tolerance within which a null value ties with the statistic (floating-point noise
+of the same n-cut computed along two paths is ~1e-15 relative)."""
+
+
+class DegenerateNullWarning(UserWarning):
+    """The null distribution has no spread: no z-score and no verdict can be given."""
 
 
 def _as_null(null: object, name: str = "null") -> np.ndarray:
@@ -49,7 +63,7 @@ def _as_null(null: object, name: str = "null") -> np.ndarray:
 
 
 def pvalue(statistic: float, null: Sequence[float] | np.ndarray, *, side: str = "left") -> float:
-    """Permutation p-value ``(#{null more extreme than statistic} + 1) / (n + 1)``.
+    """Permutation p-value ``(#{null at least as extreme as statistic} + 1) / (n + 1)``.
 
     Parameters
     ----------
@@ -58,8 +72,8 @@ def pvalue(statistic: float, null: Sequence[float] | np.ndarray, *, side: str = 
     null : array-like of shape (n,)
         Values of the statistic under the null (the shuffled networks' n-cuts), n >= 1.
     side : {"left", "right"}, default="left"
-        "left" counts ``null < statistic`` (small p: statistic unusually low); "right" counts
-        ``null > statistic``.
+        "left" counts ``null <= statistic`` (small p: statistic unusually low); "right" counts
+        ``null >= statistic``; equality is within ``TIE_RTOL`` relative to the statistic.
 
     Returns
     -------
@@ -67,8 +81,10 @@ def pvalue(statistic: float, null: Sequence[float] | np.ndarray, *, side: str = 
 
     Examples
     --------
-    >>> pvalue(0, np.arange(100)), pvalue(1, np.arange(100)), pvalue(101, np.arange(100))
+    >>> pvalue(-1, np.arange(100)), pvalue(0.5, np.arange(100)), pvalue(101, np.arange(100))
     (0.009900990099009901, 0.019801980198019802, 1.0)
+    >>> pvalue(3.0, [3.0, 3.0, 3.0])    # ties count against significance
+    1.0
     """
     if side not in SIDES:
         raise ValueError(f"side must be one of {SIDES}, got {side!r}")
@@ -77,8 +93,12 @@ def pvalue(statistic: float, null: Sequence[float] | np.ndarray, *, side: str = 
         raise ValueError("null is empty; a p-value needs at least one null sample")
     if math.isnan(float(statistic)):
         raise ValueError("statistic is NaN; a p-value needs a number")
+    stat = float(statistic)
+    tol = TIE_RTOL * abs(stat)
     count = (
-        np.count_nonzero(arr < statistic) if side == "left" else np.count_nonzero(arr > statistic)
+        np.count_nonzero(arr <= stat + tol)
+        if side == "left"
+        else np.count_nonzero(arr >= stat - tol)
     )
     return float((count + 1) / (arr.size + 1))
 
@@ -86,19 +106,18 @@ def pvalue(statistic: float, null: Sequence[float] | np.ndarray, *, side: str = 
 def zscore(statistic: float, null: Sequence[float] | np.ndarray) -> float:
     """``(statistic - mean(null)) / std(null)`` with the population SD (ddof 0), as the original.
 
-    Degenerate cases: an empty null gives NaN; a constant null (SD 0) gives ``+inf`` or
-    ``-inf`` when the statistic differs from it (in the direction of the difference) and NaN
-    when it equals it.
+    Degenerate cases: an empty null, or one without spread (SD at most ``TIE_RTOL`` of its
+    mean: every shuffle gave the same value), gives NaN: a z-score against a point mass is
+    not a measure of anything. :class:`ClusterabilityResult` warns when that happens.
     """
     arr = _as_null(null)
     if arr.size == 0:
         return float("nan")
     mean = float(arr.mean())
     sd = float(arr.std(ddof=0))
-    diff = float(statistic) - mean
-    if sd == 0.0:
-        return float("nan") if diff == 0.0 else math.copysign(math.inf, diff)
-    return diff / sd
+    if sd <= TIE_RTOL * abs(mean) or sd == 0.0:
+        return float("nan")
+    return (float(statistic) - mean) / sd
 
 
 def cohen_d(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
@@ -249,11 +268,12 @@ class ClusterabilityResult:
     null_mean, null_std : float
         Mean and population SD of the null distribution (NaN when ``n_samples == 0``).
     z : float
-        ``(ncut - null_mean) / null_std`` (see :func:`zscore` for degenerate cases).
-    p : float
+        ``(ncut - null_mean) / null_std``; NaN for a null without spread (see :func:`zscore`).
+    pvalue : float
         Left-sided permutation p-value (see the module docstring); NaN without samples.
     is_sig : bool
-        ``p == 1 / (n_samples + 1)``: the network beat every shuffle.
+        ``pvalue == 1 / (n_samples + 1)``: the network beat every shuffle. Never true for a
+        null without spread.
     """
 
     ncut: float
@@ -268,7 +288,7 @@ class ClusterabilityResult:
     null_mean: float
     null_std: float
     z: float
-    p: float
+    pvalue: float
     is_sig: bool
 
     @classmethod
@@ -297,6 +317,15 @@ class ClusterabilityResult:
             z = zscore(ncut, dist)
             p = pvalue(ncut, dist, side="left")
             sig = is_sig(p, n)
+            if math.isnan(z):
+                warnings.warn(
+                    f"the {null!r} null distribution has no spread (all {n} shuffles gave "
+                    f"n-cut {mean:.6g}): no z-score and no significance. Shuffling cannot "
+                    "change this network (e.g. all weights equal).",
+                    DegenerateNullWarning,
+                    stacklevel=2,
+                )
+                sig = False
         return cls(
             ncut=float(ncut),
             ave_in_out=float(ave_in_out),
@@ -310,7 +339,7 @@ class ClusterabilityResult:
             null_mean=mean,
             null_std=sd,
             z=float(z),
-            p=float(p),
+            pvalue=float(p),
             is_sig=bool(sig),
         )
 
@@ -337,7 +366,7 @@ class ClusterabilityResult:
             "null_mean": _builtin_float(self.null_mean),
             "null_std": _builtin_float(self.null_std),
             "z": _builtin_float(self.z),
-            "p": _builtin_float(self.p),
+            "p": _builtin_float(self.pvalue),
             "is_sig": bool(self.is_sig),
             "n_nodes": self.n_nodes,
             "n_removed": self.n_removed,
@@ -357,10 +386,48 @@ class ClusterabilityResult:
         out["null_distribution"] = [_json_float(x) for x in self.null_distribution]
         return out
 
+    def to_frame(self) -> Any:
+        """A one-row :class:`pandas.DataFrame` of :meth:`to_row`, to collect many results.
+
+        >>> import pandas as pd                                        # doctest: +SKIP
+        >>> pd.concat([r.to_frame() for r in results], ignore_index=True)  # doctest: +SKIP
+        """
+        import pandas as pd
+
+        return pd.DataFrame([self.to_row()])
+
+    @property
+    def verdict(self) -> str:
+        """One phrase: significant, not significant, no verdict (degenerate null) or no null."""
+        if self.n_samples == 0:
+            return "no null (n_samples = 0)"
+        if math.isnan(self.z):
+            return "no verdict: the null has no spread"
+        if self.is_sig:
+            return f"significant: below all {self.n_samples} shuffles"
+        return "not significant at the minimum p-value"
+
     def __repr__(self) -> str:
         return (
             f"ClusterabilityResult(ncut={self.ncut:.4f}, K={self.n_clusters}, "
             f"null={self.null!r} x{self.n_samples}: mean={self.null_mean:.4f} "
-            f"sd={self.null_std:.4f}, z={self.z:.3g}, p={self.p:.4g}, is_sig={self.is_sig}, "
-            f"method={self.method!r}, seed={self.seed})"
+            f"sd={self.null_std:.4f}, z={self.z:.3g}, pvalue={self.pvalue:.4g}, "
+            f"is_sig={self.is_sig}, method={self.method!r}, seed={self.seed})"
         )
+
+    def __str__(self) -> str:
+        lines = [
+            f"n-cut     {self.ncut:.4f}  (K = {self.n_clusters}, ave_in_out {self.ave_in_out:.4f})",
+        ]
+        if self.n_samples:
+            lines += [
+                f"null      {self.null!r} x {self.n_samples}: mean {self.null_mean:.4f}, "
+                f"sd {self.null_std:.4f}",
+                f"z = {self.z:.3f}   p = {self.pvalue:.4g} "
+                f"(min {1 / (self.n_samples + 1):.4g})",
+            ]
+        lines += [
+            f"verdict   {self.verdict}",
+            f"method    {self.method}, seed {self.seed}",
+        ]
+        return "\n".join(lines)

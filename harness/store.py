@@ -74,11 +74,15 @@ class StoreWarning(UserWarning):
 
 
 def default_root() -> Path:
-    """``$HARNESS_STORE`` if set, else ``<project root>/.store``."""
+    """``$HARNESS_STORE`` if set, else ``.store`` in the working directory.
+
+    Never a path derived from the package's location: an installed copy of the harness
+    must not write into site-packages.
+    """
     env = os.environ.get("HARNESS_STORE")
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parent.parent / ".store"
+    return Path.cwd() / ".store"
 
 
 def canonical_json(obj: Any) -> str:

@@ -29,7 +29,6 @@ Where this differs from the original Keras / tensorflow-model-optimization code:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -49,12 +48,12 @@ from torch import nn
 from harness.models import (
     ARCHS,
     build_model,
-    child_seed,
     conv_kernels,
     kernel_layers,
     weight_matrices,
 )
 from harness.parallel import pick_device, pin_threads, threads_per_process, xdist_worker_index
+from harness.seeding import stream_seed
 from harness.store import Store, load_tensors, save_tensors
 
 if TYPE_CHECKING:
@@ -72,7 +71,6 @@ __all__ = [
     "run_epoch",
     "evaluate",
     "train",
-    "register_cli",
 ]
 
 PHASES = ("unpruned", "pruned")
@@ -80,7 +78,7 @@ PHASES = ("unpruned", "pruned")
 #: Store kind of trained models.
 MODEL_KIND = "model"
 
-# Independent random streams derived from ``config.seed`` (see harness.models.child_seed):
+# Independent random streams derived from ``config.seed`` (see harness.seeding.stream_seed):
 # 0 = kernel init, 1 = clusterable-init modules (both in build_model), 2 = example order,
 # 3 = dropout and augmentation.
 _SHUFFLE_STREAM = 2
@@ -132,7 +130,7 @@ class TrainConfig:
     init_modules : int
         > 0: clusterable init with this many modules (§2.7).
     seed : int
-        Seeds init, example order and dropout (independent streams, see ``child_seed``).
+        Seeds init, example order and dropout (independent streams, see ``harness.seeding.stream_seed``).
     n_train, n_test : int, optional
         Use only the first n examples of each split.
     data_seed : int
@@ -683,7 +681,6 @@ def _use_progress(progress: bool | None) -> bool:
         sys.stderr.isatty()
         and xdist_worker_index() is None
         and not os.environ.get("CI")
-        and not os.environ.get("PYTEST_CURRENT_TEST")
     )
 
 
@@ -750,7 +747,7 @@ def train(
     kernels = _kernels(model)
     metrics: dict[str, list[dict[str, Any]]] = {"unpruned": [], "pruned": []}
     snapshots: list[tuple[int, str, dict[str, torch.Tensor]]] = []
-    order_gen = torch.Generator().manual_seed(child_seed(cfg.seed, _SHUFFLE_STREAM))
+    order_gen = torch.Generator().manual_seed(stream_seed(cfg.seed, _SHUFFLE_STREAM))
     cuda = [dev.index or 0] if dev.type == "cuda" else []
     total_epochs = cfg.epochs + cfg.pruning_epochs
     bar = None
@@ -771,7 +768,7 @@ def train(
 
     try:
         with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(child_seed(cfg.seed, _DROPOUT_STREAM))
+            torch.manual_seed(stream_seed(cfg.seed, _DROPOUT_STREAM))
             unpruned_state: dict[str, torch.Tensor] = {}
             pruned_state: dict[str, torch.Tensor] | None = None
             for phase in PHASES:
@@ -1018,75 +1015,3 @@ def get_or_train(
 
     path = store.get_or_create(MODEL_KIND, model_key_payload(cfg, dataset), build)
     return TrainedModel.from_path(path)
-
-
-# ----------------------------------------------------------------------------------------------
-# CLI
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add ``python -m harness train TAG|CONFIG.json``."""
-    parser = subparsers.add_parser(
-        "train",
-        help="train (or fetch from the store) one model",
-        description="Train a model given by a paper tag (e.g. MNIST+DROPOUT) or a JSON file of "
-        "TrainConfig fields, through the artifact store; prints its key, final metrics and "
-        "location.",
-    )
-    parser.add_argument("spec", nargs="?", help="model tag or path to a JSON config")
-    parser.add_argument("--epochs", type=int, help="override epochs")
-    parser.add_argument("--pruning-epochs", type=int, help="override pruning_epochs")
-    parser.add_argument("--seed", type=int, help="override seed")
-    parser.add_argument("--store", help="store folder (default $HARNESS_STORE or .store/)")
-    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when present)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--list-tags", action="store_true", help="list the known tags and exit")
-    parser.set_defaults(func=_cli_train)
-
-
-def _config_from_spec(spec: str) -> TrainConfig:
-    from harness.tags import config_for_tag
-
-    if spec.endswith(".json") or os.path.sep in spec:
-        path = Path(spec)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {spec} does not exist")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{spec} is not valid JSON: {exc}") from exc
-        return TrainConfig.from_dict(data)
-    return config_for_tag(spec)
-
-
-def _cli_train(args: argparse.Namespace) -> int:
-    if args.list_tags:
-        from harness.tags import TAGS
-
-        for tag in TAGS:
-            print(tag)
-        return 0
-    if not args.spec:
-        raise ValueError("give a model tag (see --list-tags) or a JSON config file")
-    config = _config_from_spec(args.spec)
-    overrides = {
-        name: value
-        for name, value in (("epochs", args.epochs), ("pruning_epochs", args.pruning_epochs),
-                            ("seed", args.seed))
-        if value is not None
-    }
-    if overrides:
-        config = config.replace(**overrides)
-    store = Store(args.store) if args.store else Store()
-    trained = get_or_train(config, store=store, device=args.device)
-    if args.json:
-        print(json.dumps({**trained.to_row(), "path": str(trained.path)}))
-        return 0
-    print(f"key:    {trained.key}")
-    print(f"config: {trained.config!r}")
-    for phase in PHASES:
-        if trained.metrics.get(phase):
-            values = ", ".join(f"{k}={v:.4f}" for k, v in trained.final_metrics(phase).items())
-            print(f"{phase + ':':8s}{values}")
-    print(f"stored: {trained.path}")
-    return 0

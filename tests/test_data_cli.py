@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from harness.data import cifar, register_cli
+from harness.cli import build_parser
+from harness.data import cifar
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness")
-    register_cli(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     return int(args.func(args))
 
 

@@ -17,7 +17,6 @@ from harness.models import (
     VGG_POOL_AFTER,
     SmallCNN,
     build_model,
-    child_seed,
     clusterable_init_,
     conv_kernels,
     keras_init_,
@@ -168,14 +167,6 @@ def test_build_model_architectures_and_errors() -> None:
     with pytest.raises(ValueError, match="conv layers"):
         build_model(TrainConfig("x", arch="vgg", input_shape=(3, 32, 32), n_out=10,
                                 widths=(8, 8)))
-
-
-def test_child_seeds_differ_and_are_stable() -> None:
-    seeds = {child_seed(0, s) for s in range(4)}
-    assert len(seeds) == 4
-    assert child_seed(5, 2) == child_seed(5, 2)
-    with pytest.raises(ValueError):
-        child_seed(-1, 0)
 
 
 def _distinct(values: np.ndarray) -> set[float]:

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.cluster import DisconnectedGraphWarning, cluster_weights
-from harness.nulls import NULL_METHODS, null_distribution, sample_seeds, shuffle_weights
+from harness.nulls import NULL_METHODS, null_distribution, shuffle_weights
+from harness.seeding import child_streams
 from harness.stats import chi2_rank_test, pvalue
 
 
@@ -113,7 +114,7 @@ def test_shuffle_errors():
 
 
 def test_sample_seeds_are_spawned_children():
-    seeds = sample_seeds(7, 3)
+    seeds = child_streams(7, 3)
     assert [s.spawn_key for s in seeds] == [(0,), (1,), (2,)]
     assert all(s.entropy == 7 for s in seeds)
 

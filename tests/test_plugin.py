@@ -8,7 +8,8 @@ import zlib
 import numpy as np
 import pytest
 
-from harness.plugin import canonical_nodeid, test_seed, to_builtin
+from harness.plugin import canonical_nodeid, to_builtin
+from harness.seeding import derive_seed
 
 pytest_plugins = ["pytester"]
 
@@ -53,7 +54,7 @@ def _read_csv(path):
 
 def test_seed_is_base_plus_crc32():
     nodeid = "experiments/test_x.py::test_y[A-i0]"
-    assert test_seed(5, nodeid) == (5 + zlib.crc32(nodeid.encode())) % 2**32
+    assert derive_seed(5, nodeid) == (5 + zlib.crc32(nodeid.encode())) % 2**32
     assert canonical_nodeid(nodeid + "@A/i0") == nodeid
 
 
@@ -83,7 +84,7 @@ def test_rows_identical_with_and_without_xdist(pytester: pytest.Pytester):
     assert all(r["study"] == "demo" and r["profile"] == "quick" for r in a)
     # Seeds come from the canonical node id, not from xdist's "@group" suffixed one.
     for r in a:
-        assert int(r["seed"]) == test_seed(0, r["test_id"])
+        assert int(r["test_seed"]) == derive_seed(0, r["test_id"])
     claims = _read_csv(pytester.path / "r2" / "claims.csv")
     verdicts = {c["claim"]: c["verdict"] for c in claims}
     assert verdicts == {"one is less than two": "pass", "two is less than one": "fail"}

@@ -25,7 +25,8 @@ from harness.stats import (
 
 
 def test_pvalue_examples_of_the_original_tests():
-    null = np.arange(100)
+    # Without ties the value is the paper's compute_pvalue: (#{null < x} + 1) / (n + 1).
+    null = np.arange(100) + 0.5
     assert pvalue(0, null) == pytest.approx(1 / 101)
     assert pvalue(1, null) == pytest.approx(2 / 101)
     assert pvalue(101, null) == pytest.approx(101 / 101)
@@ -33,10 +34,33 @@ def test_pvalue_examples_of_the_original_tests():
 
 def test_pvalue_right_side_and_ties():
     null = np.array([1.0, 2.0, 2.0, 3.0])
-    assert pvalue(2.0, null, side="left") == pytest.approx(2 / 5)  # only 1.0 < 2.0
-    assert pvalue(2.0, null, side="right") == pytest.approx(2 / 5)  # only 3.0 > 2.0
+    # Ties count against significance (as scipy.stats.permutation_test): 1.0, 2.0, 2.0 <= 2.0.
+    assert pvalue(2.0, null, side="left") == pytest.approx(4 / 5)
+    assert pvalue(2.0, null, side="right") == pytest.approx(4 / 5)
     assert pvalue(0.0, null, side="right") == pytest.approx(5 / 5)
     assert pvalue(9.0, null, side="right") == pytest.approx(1 / 5)
+
+
+def test_pvalue_ties_within_relative_tolerance_and_not_beyond():
+    x = 7.25
+    assert pvalue(x, [x * (1 + 1e-12)] * 5) == 1.0  # float noise: a tie
+    assert pvalue(x, [x * (1 + 1e-6)] * 5) == pytest.approx(1 / 6)  # a real difference
+
+
+def test_all_tied_null_is_never_significant_and_warns():
+    from harness.stats import DegenerateNullWarning
+
+    with pytest.warns(DegenerateNullWarning, match="no spread"):
+        res = ClusterabilityResult.from_null(
+            ncut=3.0, ave_in_out=0.5, labels=np.zeros(4, dtype=int), n_clusters=4,
+            method="fast", null="layer", seed=0, null_distribution=np.full(20, 3.0),
+        )
+    assert res.pvalue == 1.0 and not res.is_sig and math.isnan(res.z)
+    assert "no verdict" in str(res)
+
+
+def test_zero_spread_null_gives_no_z_even_when_the_statistic_differs():
+    assert math.isnan(zscore(1.0, [2.0, 2.0, 2.0]))
 
 
 def test_pvalue_errors():
@@ -74,8 +98,9 @@ def test_zscore_population_sd():
 
 
 def test_zscore_degenerate():
-    assert zscore(1.0, [2.0, 2.0]) == -math.inf
-    assert zscore(3.0, [2.0, 2.0]) == math.inf
+    # A null without spread gives no z-score, whichever side the statistic is on.
+    assert math.isnan(zscore(1.0, [2.0, 2.0]))
+    assert math.isnan(zscore(3.0, [2.0, 2.0]))
     assert math.isnan(zscore(2.0, [2.0, 2.0]))
     assert math.isnan(zscore(2.0, []))
 
@@ -159,7 +184,7 @@ def _result(n_samples=5, labels=(0, 1, -1, 1)):
 
 def test_result_from_null():
     res = _result()
-    assert res.p == pytest.approx(1 / 6)
+    assert res.pvalue == pytest.approx(1 / 6)
     assert res.is_sig
     assert res.null_mean == pytest.approx(5.5)
     assert res.null_std == pytest.approx(np.std(np.linspace(5, 6, 5)))
@@ -196,7 +221,7 @@ def test_result_row_and_json_types():
 def test_result_without_samples_has_nan_null_fields():
     res = _result(n_samples=0)
     assert res.n_samples == 0 and not res.is_sig
-    assert all(math.isnan(v) for v in (res.null_mean, res.null_std, res.z, res.p))
+    assert all(math.isnan(v) for v in (res.null_mean, res.null_std, res.z, res.pvalue))
     out = json.loads(json.dumps(res.to_json(), allow_nan=False))
     assert out["null_mean"] is None and out["p"] is None and out["null_distribution"] == []
 
@@ -205,4 +230,15 @@ def test_result_repr_is_short():
     res = _result(n_samples=200, labels=np.zeros(5000, dtype=int))
     text = repr(res)
     assert len(text) < 250 and "[" not in text
-    assert "p=" in text and "z=" in text
+    assert "pvalue=" in text and "z=" in text
+
+
+def test_result_str_is_a_readable_summary():
+    text = str(_result())
+    for word in ("n-cut", "null", "z =", "p =", "verdict", "significant", "method", "seed"):
+        assert word in text, (word, text)
+
+
+def test_result_to_frame_is_one_row():
+    frame = _result().to_frame()
+    assert frame.shape[0] == 1 and frame.loc[0, "p"] == pytest.approx(1 / 6)

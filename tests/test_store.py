@@ -66,7 +66,9 @@ def test_root_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.setenv("HARNESS_STORE", str(tmp_path / "elsewhere"))
     assert Store().root == tmp_path / "elsewhere"
     monkeypatch.delenv("HARNESS_STORE")
-    assert default_root() == ROOT / ".store"
+    # The working directory, never the package's install location.
+    monkeypatch.chdir(tmp_path)
+    assert default_root() == tmp_path / ".store"
 
 
 # -- build once, verify, rebuild --------------------------------------------------------------

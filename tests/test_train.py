@@ -18,7 +18,7 @@ import harness.train as train_module
 from harness.data import Dataset
 from harness.models import build_model, kernel_layers, weight_matrices
 from harness.store import Store
-from harness.tags import TAGS, config_for_tag, training_tag
+from harness.configs import TAGS, config_for_tag, training_tag
 from harness.train import (
     TrainConfig,
     TrainedModel,
@@ -358,7 +358,7 @@ def test_tags_match_the_paper() -> None:
 
 
 def test_unknown_tag_lists_close_matches() -> None:
-    with pytest.raises(ValueError, match=r"'MNIST\+DROPOUT'.*harness.tags.TAGS"):
+    with pytest.raises(ValueError, match=r"'MNIST\+DROPOUT'.*harness.configs.TAGS"):
         config_for_tag("MNIST+DRPOUT")
     with pytest.raises(ValueError, match="unknown model tag 'ZZZ'; all"):
         config_for_tag("ZZZ")

@@ -21,11 +21,11 @@ from harness.data.catalog import (
     GENERATOR_VERSION,
     OFFLINE_DATASETS,
     cache_path,
+    describe,
     fetch,
     is_cached,
     load_dataset,
 )
-from harness.data.cli import register_cli
 from harness.data.dataset import Dataset
 from harness.data.errors import DataDirNotWritable, DatasetUnavailable, DataUnavailableError
 from harness.data.idx import IDXError, parse_idx, read_idx
@@ -46,6 +46,7 @@ __all__ = [
     "IDXError",
     "as_torch",
     "cache_path",
+    "describe",
     "fetch",
     "input_shape",
     "input_size",
@@ -53,6 +54,5 @@ __all__ = [
     "load_dataset",
     "parse_idx",
     "read_idx",
-    "register_cli",
     "resolve_data_dir",
 ]

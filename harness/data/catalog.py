@@ -38,6 +38,7 @@ __all__ = [
     "GENERATOR_VERSION",
     "OFFLINE_DATASETS",
     "cache_path",
+    "describe",
     "fetch",
     "is_cached",
     "load_dataset",
@@ -315,47 +316,18 @@ def _register_all() -> None:
 _register_all()
 
 
+def describe(name: str) -> str:
+    """One line on what dataset ``name`` is (for listings)."""
+    return _SPECS[name].description
+
+
 def _needs_cifar(name: str) -> bool:
     spec = _SPECS[name]
     return name == "cifar10_full" or any(_needs_cifar(n) for n in spec.needs)
 
 
-_ORDER = (
-    "mnist",
-    "fashion",
-    "small_mnist",
-    "line",
-    "poly",
-    "random",
-    "halves_mnist",
-    "halves_fashion",
-    "halves_same_mnist",
-    "halves_same_fashion",
-    "stacked_mnist",
-    "stacked_fashion",
-    "stacked_same_mnist",
-    "stacked_same_fashion",
-    "mnist-fashion",
-    "mnist-fashion-separated",
-    "line-mnist",
-    "line-mnist-separated",
-    "cifar10",
-    "cifar10_full",
-    "halves_cifar10",
-    "halves_same_cifar10",
-    "stacked_cifar10",
-    "stacked_same_cifar10",
-    "mnist-cifar10",
-    "mnist-cifar10-separated",
-    "fashion-cifar10",
-    "fashion-cifar10-separated",
-    "line-cifar10",
-    "line-cifar10-separated",
-)
-assert sorted(_ORDER) == sorted(_SPECS), "every registered dataset must be listed once"
-
 #: Every known dataset name.
-DATASETS: tuple[str, ...] = _ORDER
+DATASETS: tuple[str, ...] = tuple(_SPECS)  # registration order
 #: The datasets that need the CIFAR-10 archive.
 CIFAR_DATASETS: tuple[str, ...] = tuple(n for n in DATASETS if _needs_cifar(n))
 #: The datasets this project can obtain and build by itself (no CIFAR-10).

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.api import clusterability
+from harness.clusterability import clusterability
 from harness.stats import ClusterabilityResult
 
 FORMAT_VERSION = 1
@@ -55,7 +55,7 @@ def cached_clusterability(
     method: str = "fast",
     n_workers: int | None = None,
 ) -> ClusterabilityResult:
-    """:func:`harness.api.clusterability`, computed once per identity and settings.
+    """:func:`harness.clusterability.clusterability`, computed once per identity and settings.
 
     Parameters
     ----------

@@ -1,8 +1,8 @@
-"""Public entry points: load a network from anywhere, measure its clusterability, CLI.
+"""The clusterability test of one network: load it from anywhere, cluster it, compare with nulls.
 
->>> from harness.api import clusterability
+>>> from harness.clusterability import clusterability
 >>> result = clusterability("my_mlp.npz", n_clusters=12, n_samples=50)   # doctest: +SKIP
->>> result.p, result.z                                                     # doctest: +SKIP
+>>> result.pvalue, result.z                                                     # doctest: +SKIP
 
 ``python -m harness cluster my_mlp.npz -k 12 --null layer --samples 50 --json`` does the same
 from a shell.
@@ -10,9 +10,6 @@ from a shell.
 
 from __future__ import annotations
 
-import argparse
-import json
-import re
 import sys
 import zipfile
 from collections.abc import Sequence
@@ -21,22 +18,18 @@ from typing import Any
 
 import numpy as np
 
+from harness.files import natural_key
 from harness.cluster import METHODS, cluster_weights
 from harness.graph import layer_sizes, validate_weights
 from harness.nulls import NULL_METHODS, null_distribution
 from harness.stats import ClusterabilityResult
 
-__all__ = ["clusterability", "load_weights", "natural_key", "register_cli"]
+__all__ = ["clusterability", "load_weights"]
 
 _ACCEPTED = (
     "a sequence of 2-D (n_in, n_out) arrays, a path to a .npz file, or a torch nn.Module "
     "whose nn.Linear layers form a chain"
 )
-
-
-def natural_key(name: str) -> tuple[Any, ...]:
-    """Sort key that orders embedded numbers numerically: arr_2 < arr_10, W1 < W2 < W10."""
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
 def _load_npz(path: Path) -> list[np.ndarray]:
@@ -65,16 +58,15 @@ def _load_npz(path: Path) -> list[np.ndarray]:
 
 
 def _torch_linear_weights(module: Any) -> list[np.ndarray]:
-    import torch
+    from harness.models import weight_matrices
 
-    linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
-    if not linears:
+    weights = weight_matrices(module)
+    if not weights:
         raise ValueError(
             f"the {type(module).__name__} module has no nn.Linear layers; pass the weight "
             "matrices directly as a list of (n_in, n_out) arrays"
         )
-    # nn.Linear.weight is (out, in): transpose to the (in, out) convention.
-    return [m.weight.detach().to("cpu", torch.float64).numpy().T.copy() for m in linears]
+    return weights
 
 
 def load_weights(source: Any) -> list[np.ndarray]:
@@ -184,88 +176,3 @@ def clusterability(
         seed=seed,
         null_distribution=dist,
     )
-
-
-# --------------------------------------------------------------------------------------
-# CLI: python -m harness cluster FILE.npz ...
-# --------------------------------------------------------------------------------------
-
-
-def _plot_hook() -> Any:
-    """The figure function for ``--plot``: :func:`harness.report.plot_clusterability`."""
-    from harness.report import plot_clusterability
-
-    return plot_clusterability
-
-
-def _summary(result: ClusterabilityResult, source: str, sizes: Sequence[int]) -> str:
-    lines = [
-        f"network   {source}: layers {'-'.join(str(s) for s in sizes)} "
-        f"({result.n_nodes} neurons, {result.n_removed} isolated removed)",
-        f"clusters  K={result.n_clusters}, method={result.method}, seed={result.seed}",
-        f"n-cut     {result.ncut:.4f}   (ave_in_out {result.ave_in_out:.4f})",
-    ]
-    if result.n_samples == 0:
-        lines.append("null      skipped (--samples 0)")
-    else:
-        verdict = (
-            f"significant: below all {result.n_samples} shuffles"
-            if result.is_sig
-            else "not significant at the minimum p-value"
-        )
-        lines += [
-            f"null      '{result.null}' x{result.n_samples}: mean {result.null_mean:.4f}, "
-            f"sd {result.null_std:.4f}",
-            f"z = {result.z:.3f}   p = {result.p:.4g} (min {1 / (result.n_samples + 1):.4g}; {verdict})",
-        ]
-    return "\n".join(lines)
-
-
-def _cmd_cluster(args: argparse.Namespace) -> int:
-    if args.samples < 0:
-        raise ValueError(f"--samples must be >= 0, got {args.samples}")
-    if args.workers is not None and args.workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {args.workers}")
-    plot = _plot_hook() if args.plot is not None else None
-    weights = load_weights(args.file)
-    result = clusterability(
-        weights,
-        args.k,
-        null=args.null,
-        n_samples=args.samples,
-        seed=args.seed,
-        method=args.method,
-        n_workers=args.workers,
-    )
-    if plot is not None:
-        plot(result, weights, args.plot)
-    if args.json:
-        print(json.dumps(result.to_json()))
-    else:
-        print(_summary(result, str(args.file), layer_sizes(weights)))
-        if args.plot is not None:
-            print(f"figure    {args.plot}")
-    return 0
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add ``cluster``: clusterability of one network stored as .npz."""
-    p = subparsers.add_parser(
-        "cluster",
-        help="clusterability of one network (.npz of (n_in, n_out) weight matrices)",
-        description=(
-            "Spectrally cluster a network's |W| graph and compare its n-cut with shuffled "
-            "networks (Filan et al. 2021). FILE.npz holds one (n_in, n_out) matrix per "
-            "layer, taken in natural key order (arr_0, arr_1, ... as np.savez writes them)."
-        ),
-    )
-    p.add_argument("file", metavar="FILE.npz", help="weights, e.g. np.savez(FILE, W0, W1, ...)")
-    p.add_argument("-k", "--clusters", dest="k", type=int, default=12, help="clusters (default 12)")
-    p.add_argument("--null", choices=NULL_METHODS, default="layer", help="shuffle null model")
-    p.add_argument("--samples", type=int, default=50, help="null samples (default 50; 0 = none)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--method", choices=METHODS, default="fast", help="clustering implementation")
-    p.add_argument("--workers", type=int, default=None, help="worker processes for the null")
-    p.add_argument("--json", action="store_true", help="print the full result as one JSON object")
-    p.add_argument("--plot", metavar="OUT.png", default=None, help="also write a figure")
-    p.set_defaults(func=_cmd_cluster)

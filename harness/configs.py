@@ -166,7 +166,7 @@ def config_for_tag(tag: str, **overrides: Any) -> TrainConfig:
         hint = (f"did you mean {', '.join(repr(_BY_UPPER[c]) for c in close)}? "
                 if close else "")
         raise ValueError(
-            f"unknown model tag {tag!r}; {hint}all {len(TAGS)} tags are in harness.tags.TAGS "
+            f"unknown model tag {tag!r}; {hint}all {len(TAGS)} tags are in harness.configs.TAGS "
             "(or run `python -m harness train --list-tags`)"
         )
     config = TAGS[canonical]

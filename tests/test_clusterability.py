@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness.__main__ import main
-from harness.api import clusterability, load_weights, natural_key
+from harness.cli import main
+from harness.clusterability import clusterability, load_weights
+from harness.files import natural_key
 from harness.nulls import null_distribution
 from harness.stats import ClusterabilityResult
 
@@ -102,7 +103,7 @@ def test_planted_modules_are_significant(method):
     ws = planted_network([16, 12, 12, 8], 4, seed=1)
     res = clusterability(ws, 4, n_samples=8, seed=0, method=method, n_workers=1)
     assert isinstance(res, ClusterabilityResult)
-    assert res.p == pytest.approx(1 / 9)
+    assert res.pvalue == pytest.approx(1 / 9)
     assert res.is_sig and res.z < -3
     assert res.ncut < res.null_distribution.min()
     assert res.labels.shape == (48,)
@@ -200,10 +201,18 @@ def test_cli_bad_input_exit_code_2(tmp_path, capsys):
 
 @pytest.mark.parametrize("option", [["--null", "global"], ["--method", "slow"]])
 def test_cli_closed_choices(npz, capsys, option):
-    with pytest.raises(SystemExit) as exc:
-        main(["cluster", str(npz), *option])
-    assert exc.value.code == 2
-    assert "invalid choice" in capsys.readouterr().err
+    assert main(["cluster", str(npz), *option]) == 2
+    err = capsys.readouterr().err
+    assert "invalid choice" in err and err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_cli_choices_match_the_library():
+    from harness.cli import METHOD_CHOICES, NULL_CHOICES
+    from harness.cluster import METHODS
+    from harness.nulls import NULL_METHODS
+
+    assert tuple(NULL_CHOICES) == tuple(NULL_METHODS)
+    assert tuple(METHOD_CHOICES) == tuple(METHODS)
 
 
 @pytest.mark.integration

@@ -1,0 +1,292 @@
+"""The lesion sweep shared by the single and the double lesion test (§6.1-§6.6).
+
+:func:`lesion_sweep` splits a clustering into sub-clusters, draws ``n_trials`` random
+same-size lesions for each, adds the lesions of an optional pair design (the double lesion
+test), evaluates everything in one batched :func:`~harness.lesion.evaluation.evaluate_groups`
+call and computes the single-lesion statistics. :func:`~harness.lesion.single.single_lesion_test`
+and :func:`~harness.lesion.double.double_lesion_test` are thin wrappers around it.
+
+Random draws are reproducible (a deviation from the original, which seeded from the wall
+clock; §11 of the reference): trial ``r`` of the lesion with key ``k`` draws from
+:func:`harness.seeding.generator` ``(seed, r, *k)``, i.e. ``SeedSequence(seed,
+spawn_key=(r, *k))``, a grandchild of ``SeedSequence(seed).spawn(n_trials)[r]``. Every draw
+therefore depends only on (seed, trial, key): not on the number of workers, the order of
+evaluation, or which other sub-clusters are tested. The key starts with a tag that keeps the
+streams of the three kinds of lesion apart (:data:`STREAM_SINGLE`, :data:`STREAM_JOINT`,
+:data:`STREAM_CONDITIONAL`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypedDict
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from harness.lesion.ablation import layer_widths
+from harness.lesion.evaluation import (
+    LESION_METHODS,
+    LESION_TASKS,
+    LesionEvaluation,
+    evaluate_groups,
+)
+from harness.lesion.specs import LesionGroup
+from harness.lesion.statistics import DIFF_THRESHOLD, SingleLesionResult, single_lesion_statistics
+from harness.lesion.units import SubCluster, layer_pool, random_units, sub_clusters
+from harness.options import check_choice
+from harness.seeding import check_seed, generator
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import torch
+    from torch import nn
+
+__all__ = [
+    "STREAM_CONDITIONAL",
+    "STREAM_JOINT",
+    "STREAM_SINGLE",
+    "LesionOptions",
+    "PairDesign",
+    "PairIndex",
+    "Sweep",
+    "SweepSetup",
+    "lesion_sweep",
+    "resolve_seed",
+]
+
+#: First spawn-key entry of the random streams of single, joint and conditional lesions.
+STREAM_SINGLE, STREAM_JOINT, STREAM_CONDITIONAL = 0, 1, 2
+
+#: (i, j) -> (result index of the true pair lesion, result indices of its random lesions).
+PairIndex = dict[tuple[int, int], tuple[int, list[int]]]
+
+
+class LesionOptions(TypedDict, total=False):
+    """Keyword options of the lesion tests; see :func:`lesion_sweep` for their meaning."""
+
+    n_trials: int
+    seed: int | None
+    task: str
+    method: str
+    device: torch.device | str | None
+    layers: Sequence[int] | None
+    p_threshold: float | None
+    diff_threshold: float
+    batch_elements: int | None
+
+
+@dataclass(frozen=True)
+class SweepSetup:
+    """What a pair design needs: the sub-clusters, their layers' unit pools, seed, trials."""
+
+    subs: list[SubCluster]
+    pools: dict[int, NDArray[np.int64]]
+    seed: int
+    n_trials: int
+
+
+#: ``design(setup, start) -> (groups, index)``: the pair lesions of a double lesion test, with
+#: result indices from ``start`` on, and where each pair's true and random lesions are.
+PairDesign = Callable[[SweepSetup, int], tuple[list[LesionGroup], PairIndex]]
+
+
+@dataclass(frozen=True, eq=False)
+class Sweep:
+    """The evaluated lesions of a sweep and its single-lesion statistics."""
+
+    evaluation: LesionEvaluation
+    single: SingleLesionResult
+    pairs: PairIndex
+    p_threshold: float | None
+    diff_threshold: float
+
+
+def resolve_seed(seed: int | None) -> int:
+    """``seed`` checked; for None, fresh entropy drawn once (and recorded in the result).
+
+    An unseeded run can therefore still be replayed with the seed it reports.
+    """
+    if seed is None:
+        return int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
+    return check_seed(seed)
+
+
+def _check_model_sizes(model: nn.Module, layer_sizes: Sequence[int], layers: Sequence[int]) -> None:
+    widths = layer_widths(model)
+    for layer in layers:
+        if layer not in widths:
+            raise ValueError(f"layer {layer} has no incoming Linear/Conv module in the model")
+        if widths[layer] != layer_sizes[layer]:
+            raise ValueError(
+                f"layer_sizes[{layer}] = {layer_sizes[layer]} but the model's layer {layer} has "
+                f"{widths[layer]} units; labels and model must describe the same network"
+            )
+
+
+def _setup(
+    model: nn.Module,
+    labels: ArrayLike,
+    layer_sizes: Sequence[int],
+    layers: Sequence[int] | None,
+    n_trials: int,
+    seed: int | None,
+) -> SweepSetup:
+    if int(n_trials) < 1:
+        raise ValueError(f"n_trials must be at least 1, got {n_trials}")
+    subs = sub_clusters(labels, layer_sizes, layers=layers)
+    if not subs:
+        raise ValueError(
+            "the clustering has no sub-clusters in the chosen layers (all labels are -1?)"
+        )
+    used = sorted({s.layer for s in subs})
+    _check_model_sizes(model, layer_sizes, used)
+    pools = {layer: layer_pool(labels, layer_sizes, layer) for layer in used}
+    return SweepSetup(subs=subs, pools=pools, seed=resolve_seed(seed), n_trials=int(n_trials))
+
+
+def _single_groups(setup: SweepSetup) -> list[LesionGroup]:
+    """The unlesioned model (index 0), then the true and random single lesions.
+
+    True lesion s is at ``1 + s``; random trial r of s at ``1 + S + r * S + s``.
+    """
+    n_subs = len(setup.subs)
+    groups = [LesionGroup(fixed={}, layer=None, index=[0])]
+    for s, sub in enumerate(setup.subs):
+        variants = [sub.unit_array()]
+        index = [1 + s]
+        for r in range(setup.n_trials):
+            rng = generator(setup.seed, r, STREAM_SINGLE, sub.layer, sub.label)
+            variants.append(random_units(setup.pools[sub.layer], sub.size, rng))
+            index.append(1 + n_subs + r * n_subs + s)
+        groups.append(LesionGroup(fixed={}, layer=sub.layer, variants=variants, index=index))
+    return groups
+
+
+def _single_statistics(
+    setup: SweepSetup,
+    evaluation: LesionEvaluation,
+    *,
+    method: str,
+    p_threshold: float | None,
+    diff_threshold: float,
+) -> SingleLesionResult:
+    n_subs, n_trials = len(setup.subs), setup.n_trials
+    outcomes = evaluation.outcomes()
+    keep = np.ones(outcomes.shape[1], dtype=bool)
+    if evaluation.task == "classification":
+        assert evaluation.support is not None
+        keep = evaluation.support > 0
+        if not keep.all():
+            warnings.warn(
+                f"classes {np.flatnonzero(~keep).tolist()} do not occur in y_test; they are left "
+                "out of the per-class outcome vectors",
+                stacklevel=4,
+            )
+    outcomes = outcomes[:, keep]
+    prefix = "class" if evaluation.task == "classification" else "term"
+    names = tuple(f"{prefix}_{k}" for k in np.flatnonzero(keep))
+    true_idx = 1 + np.arange(n_subs)
+    rand_idx = 1 + n_subs + np.arange(n_trials * n_subs).reshape(n_trials, n_subs)
+    return single_lesion_statistics(
+        setup.subs,
+        unlesioned=float(evaluation.overall[0]),
+        unlesioned_outcomes=outcomes[0],
+        true_overall=evaluation.overall[true_idx],
+        true_outcomes=outcomes[true_idx],
+        random_overall=evaluation.overall[rand_idx],
+        random_outcomes=outcomes[rand_idx],
+        task=evaluation.task,
+        p_threshold=p_threshold,
+        diff_threshold=diff_threshold,
+        seed=setup.seed,
+        method=method,
+        outcome_names=names,
+        true_proportions=None
+        if evaluation.proportions is None
+        else evaluation.proportions[true_idx],
+    )
+
+
+def lesion_sweep(
+    model: nn.Module,
+    labels: ArrayLike,
+    layer_sizes: Sequence[int],
+    x_test: ArrayLike | torch.Tensor,
+    y_test: ArrayLike | torch.Tensor,
+    *,
+    design: PairDesign | None = None,
+    n_trials: int = 20,
+    seed: int | None = 0,
+    task: str = "classification",
+    method: str = "fast",
+    device: torch.device | str | None = None,
+    layers: Sequence[int] | None = None,
+    p_threshold: float | None = None,
+    diff_threshold: float = DIFF_THRESHOLD,
+    batch_elements: int | None = None,
+) -> Sweep:
+    """Lesion every sub-cluster (and the pairs of ``design``) against random same-size lesions.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Trained network (ReLU MLP for ``method="fast"``).
+    labels : array-like of int, shape (sum(layer_sizes),)
+        Full-length clustering labels (-1 for removed units), e.g.
+        ``harness.cluster.cluster_weights(...).labels``.
+    layer_sizes : sequence of int
+        Widths of all layers, input and output included.
+    x_test, y_test : test set (see :func:`~harness.lesion.evaluation.evaluate_lesions`).
+    design : callable, optional
+        The pair lesions of a double lesion test (:data:`PairDesign`); None for none.
+    n_trials : int
+        Random lesions per sub-cluster (the paper's "shuffles": 20 for the lesion tables).
+    seed : int or None
+        Random trial ``r`` of sub-cluster (l, c) draws from
+        ``harness.seeding.generator(seed, r, 0, l, c)`` (module docstring); None draws (and
+        records) fresh entropy.
+    task : {"classification", "regression"}
+    method : {"fast", "reference"}
+    device : torch device or str, optional
+    layers : sequence of int, optional
+        Layers to lesion (default: the hidden layers).
+    p_threshold, diff_threshold : taxonomy thresholds
+        See :func:`~harness.lesion.statistics.taxonomy`.
+    batch_elements : int, optional
+        Block size of the fast method (:func:`~harness.lesion.evaluation.evaluate_lesions`).
+
+    Returns
+    -------
+    Sweep
+        The evaluation of all lesions, the single lesion test and where the pairs are.
+    """
+    check_choice("task", task, LESION_TASKS)
+    check_choice("method", method, LESION_METHODS)
+    setup = _setup(model, labels, layer_sizes, layers, n_trials, seed)
+    groups = _single_groups(setup)
+    pairs: PairIndex = {}
+    if design is not None:
+        extra, pairs = design(setup, 1 + len(setup.subs) * (setup.n_trials + 1))
+        groups += extra
+    evaluation = evaluate_groups(
+        model,
+        groups,
+        x_test,
+        y_test,
+        task=task,
+        method=method,
+        device=device,
+        batch_elements=batch_elements,
+    )
+    single = _single_statistics(
+        setup, evaluation, method=method, p_threshold=p_threshold, diff_threshold=diff_threshold
+    )
+    return Sweep(
+        evaluation=evaluation,
+        single=single,
+        pairs=pairs,
+        p_threshold=p_threshold,
+        diff_threshold=diff_threshold,
+    )
