@@ -21,6 +21,7 @@ FACTORS = [
     ("MNIST+DROPOUT", "Dropout"),
     ("MNIST+L1REG", "L1 Reg"),
     ("MNIST+L2REG", "L2 Reg"),
+    ("MNIST+L2REG-ALL", "L2 Reg (all layers)"),
     ("MNIST+MOD-INIT", "Clusterable Init"),
     ("HALVES-SAME-MNIST", "Halves Same"),
     ("HALVES-MNIST", "Halves Diff"),
@@ -28,6 +29,7 @@ FACTORS = [
     ("FASHION+DROPOUT", "Dropout"),
     ("FASHION+L1REG", "L1 Reg"),
     ("FASHION+L2REG", "L2 Reg"),
+    ("FASHION+L2REG-ALL", "L2 Reg (all layers)"),
     ("FASHION+MOD-INIT", "Clusterable Init"),
     ("HALVES-SAME-FASHION", "Halves Same"),
     ("HALVES-FASHION", "Halves Diff"),
@@ -79,7 +81,8 @@ def summary_figures(rows, stem):
     """The factors grid: z per condition (rows) and dataset (panels), unpruned next to pruned."""
     panels = rows.assign(dataset=rows["model_tag"].map(_panel))
     title = f"z-score against the layer null, K = {K}"
-    return plot_factors_grid(panels, stem("factors-grid"), title=title)
+    order = list(dict.fromkeys(CONDITION.values()))
+    return plot_factors_grid(panels, stem("factors-grid"), row_order=order, title=title)
 
 
 def _panel(tag):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
+from harness.cache import cached_clusterability
 from harness.paper import paper_value
 from harness.report import plot_learning_curve
 from harness.seeding import derive_seed
-from harness.cache import cached_clusterability
 
 pytestmark = pytest.mark.learning_curve
 
@@ -26,8 +26,9 @@ def test_learning_curve(tag, trained, profile, store, record, claim):
     every = profile.learning_curve_every
     curve = []
     for epoch, phase, weights in model.snapshots():
-        phase_epoch = epoch if phase == "unpruned" else epoch - profile.epochs
-        last_of_phase = phase_epoch == (profile.epochs if phase == "unpruned" else profile.pruning_epochs)
+        phase_epoch = epoch if phase == "unpruned" else epoch - model.config.epochs
+        phase_length = model.config.epochs if phase == "unpruned" else model.config.pruning_epochs
+        last_of_phase = phase_epoch == phase_length
         if phase_epoch % every and not last_of_phase:
             continue
         result = cached_clusterability(
@@ -40,7 +41,7 @@ def test_learning_curve(tag, trained, profile, store, record, claim):
             identity={"model": model.key, "snapshot_epoch": epoch},
         )
         metrics = model.metrics[phase][phase_epoch - 1]
-        paper_epoch = epoch if profile.epochs == 20 else None
+        paper_epoch = epoch if profile.name == "paper" else None
         record(
             model_tag=tag,
             epoch=epoch,

@@ -7,12 +7,11 @@ did; ``clusterable`` skips the first matrix as training does (reference §2.7).
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
-from harness.paper import paper_columns, paper_value
 from harness.cache import cached_random_init_ncuts
+from harness.paper import paper_columns, paper_value
 from harness.report import plot_random_init
 from harness.seeding import derive_seed
 

@@ -17,9 +17,12 @@ from typing import Any
 import numpy as np
 
 from harness.clusterability import clusterability
+from harness.graph import ISOLATION_RTOL
+from harness.seeding import child_streams
 from harness.stats import ClusterabilityResult
+from harness.store import Store
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: ties, isolation rule, scale-free n-cut, null-specific seeds, fast = reference estimator
 _ARRAY_FIELDS = ("labels", "null_distribution")
 
 __all__ = ["cached_clusterability", "FORMAT_VERSION"]
@@ -50,10 +53,11 @@ def cached_clusterability(
     null: str,
     n_samples: int,
     seed: int,
-    store: Any,
+    store: Store,
     identity: Mapping[str, Any],
     method: str = "fast",
     n_workers: int | None = None,
+    isolation_rtol: float = ISOLATION_RTOL,
 ) -> ClusterabilityResult:
     """:func:`harness.clusterability.clusterability`, computed once per identity and settings.
 
@@ -75,6 +79,7 @@ def cached_clusterability(
         "n_samples": int(n_samples),
         "seed": int(seed),
         "method": str(method),
+        "isolation_rtol": float(isolation_rtol),
         "format": FORMAT_VERSION,
     }
 
@@ -87,6 +92,7 @@ def cached_clusterability(
             seed=seed,
             method=method,
             n_workers=n_workers,
+            isolation_rtol=isolation_rtol,
         )
         _save(result, folder)
 
@@ -111,7 +117,7 @@ def cached_random_init_ncuts(
     clusterable: bool,
     skip_first: bool,
     seed: int,
-    store: Any,
+    store: Store,
     n_clusters: int = 12,
     method: str = "fast",
     n_workers: int | None = None,
@@ -119,7 +125,7 @@ def cached_random_init_ncuts(
     """n-cuts of ``n_trials`` untrained 784-256x4-10 MLPs (the paper's Table I), cached.
 
     Trial ``i`` draws its weights and its k-means seed from child ``i`` of
-    ``SeedSequence(seed)``, so the result does not depend on ``n_workers``.
+    ``seed`` (:func:`harness.seeding.child_streams`), so the result does not depend on ``n_workers``.
     """
     from harness.parallel import parallel_map
 
@@ -134,7 +140,7 @@ def cached_random_init_ncuts(
     }
 
     def build(folder: Path) -> None:
-        children = np.random.SeedSequence(seed).spawn(n_trials)
+        children = child_streams(seed, n_trials)
         jobs = [(n_clusters, clusterable, skip_first, i, c, method) for i, c in enumerate(children)]
         ncuts = parallel_map(_random_init_ncut, jobs, n_workers=n_workers)
         np.savez(folder / "ncuts.npz", ncuts=np.asarray(ncuts, dtype=float))

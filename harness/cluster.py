@@ -88,12 +88,25 @@ import scipy.sparse as sp
 import scipy.sparse.csgraph as csgraph
 import scipy.sparse.linalg as sla
 
-from harness.graph import _symmetric_csr, expand_labels, layer_sizes, validate_weights
+from harness.graph import (
+    ISOLATION_RTOL,
+    expand_labels,
+    kept_units,
+    layer_sizes,
+    normalized_abs,
+    symmetric_csr,
+    validate_weights,
+)
+from harness.options import check_choice
 
 __all__ = [
     "METHODS",
     "ClusteringResult",
     "DisconnectedGraphWarning",
+    "NegligibleClusterWarning",
+    "NetworkGraph",
+    "cluster_graph",
+    "network_graph",
     "ave_in_out",
     "batched_kmeans",
     "cluster_weights",
@@ -104,11 +117,14 @@ __all__ = [
     "spectral_embedding",
 ]
 
-METHODS = ("fast", "reference")
+METHODS = ("fast", "reference", "fast_ncut")
 
 SeedLike = int | np.integer | np.random.SeedSequence | np.random.Generator | None
 
-_FAST_N_INIT = 8
+_NCUT_SELECT_N_INIT = 8  # restarts of "fast_ncut", which ranks them by the objective
+EPS = 1e-8
+"""Relative guard in ``cut / (vol + EPS * mean degree)``: scale-free, and far below any
+real cluster's volume (a cluster's volume is at least its nodes' degrees)."""
 _EIG_TOL = 1e-4  # ARPACK relative tolerance of the fast embedding
 _DENSE_EIG_MAX = 300  # eigenproblems up to this size use dense LAPACK eigh
 _KMEANS_MAX_ITER = 300
@@ -119,6 +135,11 @@ _KMEANS_SETTLED = 1e-3  # a restart whose labels change for at most this fractio
 class DisconnectedGraphWarning(UserWarning):
     """The graph has more than one connected component; spectral clustering may split it
     along the components rather than into balanced clusters."""
+
+
+class NegligibleClusterWarning(UserWarning):
+    """A cluster of the chosen partition has next to no volume (its cut/vol term is
+    meaningless): nearly isolated neurons that the isolation rule did not remove."""
 
 
 # --------------------------------------------------------------------------------------
@@ -199,8 +220,18 @@ class _NcutScorer:
         self.loop_data = np.zeros(0)
         return self
 
+    def volumes(self, labels: np.ndarray) -> np.ndarray:
+        """Volume of clusters ``0..max`` of one partition (shape (n,))."""
+        return np.bincount(labels[labels >= 0], weights=self.degree[labels >= 0])
+
     def score(self, labels: np.ndarray, eps: float) -> np.ndarray:
-        """n-cut of each row of ``labels`` (shape (B, n)); -1 entries are not clusters."""
+        """n-cut of each row of ``labels`` (shape (B, n)); -1 entries are not clusters.
+
+        ``eps`` is relative: each volume gets ``eps * mean(degree)`` added, so the n-cut of
+        ``c * A`` equals the n-cut of ``A`` for every ``c > 0``.
+        """
+        positive = self.degree[self.degree > 0]
+        eps = float(eps) * (float(positive.mean()) if positive.size else 0.0)
         n_rows = labels.shape[0]
         out = np.zeros(n_rows)
         if n_rows == 0 or labels.size == 0:
@@ -230,8 +261,8 @@ class _NcutScorer:
         return out
 
 
-def ncut(adjacency: Any, labels: Any, *, eps: float = 1e-8) -> float:
-    """Normalised cut of a partition: ``sum_c cut(c) / (vol(c) + eps)`` (reference 4.2).
+def ncut(adjacency: Any, labels: Any, *, eps: float = EPS) -> float:
+    """Normalised cut of a partition: ``sum_c cut(c) / (vol(c) + eps * mean_degree)`` (ref. 4.2).
 
     Parameters
     ----------
@@ -240,12 +271,15 @@ def ncut(adjacency: Any, labels: Any, *, eps: float = 1e-8) -> float:
     labels : array-like of int, shape (n_nodes,)
         Cluster id per node; ``-1`` marks nodes that belong to no cluster.
     eps : float, default=1e-8
-        Added to every volume, as in the original (guards empty volumes).
+        Guards empty volumes, relative to the mean degree of the nodes of positive degree
+        (the original added an absolute 1e-8, which made the n-cut depend on the weights'
+        scale: all weights x 1e-10 turned 0.69 into 0.18). Scale-free: multiplying every
+        edge by ``c > 0`` changes no n-cut.
 
     Returns
     -------
     float
-        ``sum_c cut(c) / (vol(c) + eps)`` over the clusters present, with
+        ``sum_c cut(c) / (vol(c) + eps * mean_degree)`` over the clusters present, with
         ``cut(c) = sum_{u in c, v not in c} A_uv`` and ``vol(c) = sum_{u in c} deg(u)``,
         ``deg(u) = sum_v A_uv``. No factor 1/2, so the range is [0, K] for K clusters.
 
@@ -262,7 +296,7 @@ def ncut(adjacency: Any, labels: Any, *, eps: float = 1e-8) -> float:
     return float(_NcutScorer(adj).score(lab[None, :], eps)[0])
 
 
-def ncut_batch(adjacency: Any, labels: Any, *, eps: float = 1e-8) -> np.ndarray:
+def ncut_batch(adjacency: Any, labels: Any, *, eps: float = EPS) -> np.ndarray:
     """n-cut of many partitions of one graph at once.
 
     Parameters
@@ -557,7 +591,7 @@ def batched_kmeans(
     x: np.ndarray,
     n_clusters: int,
     *,
-    n_init: int = _FAST_N_INIT,
+    n_init: int = 25,
     seed: SeedLike = None,
     max_iter: int = _KMEANS_MAX_ITER,
     tol: float = _KMEANS_TOL,
@@ -568,7 +602,7 @@ def batched_kmeans(
     ----------
     x : ndarray of shape (n_samples, n_features)
     n_clusters : int
-    n_init : int, default=8
+    n_init : int, default=25
     seed : int, SeedSequence, Generator or None
     max_iter : int, default=300
     tol : float, default=1e-4
@@ -621,17 +655,43 @@ def batched_kmeans(
 # --------------------------------------------------------------------------------------
 
 
+def inertia_batch(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """k-means inertia of each partition: the sum of squared distances to the cluster means.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n_samples, n_features)
+    labels : ndarray of int, shape (n_partitions, n_samples), labels in ``0..K-1``
+
+    Returns
+    -------
+    ndarray of float64, shape (n_partitions,)
+        ``sum_c sum_{i in c} |x_i - mean_c|^2 = sum_i |x_i|^2 - sum_c |sum_{i in c} x_i|^2 / n_c``
+        (in float64, whatever precision the iterations ran in).
+    """
+    x64 = np.asarray(x, dtype=np.float64)
+    total = float(np.einsum("ij,ij->", x64, x64))
+    out = np.empty(labels.shape[0])
+    k = int(labels.max()) + 1 if labels.size else 0
+    for r, lab in enumerate(labels):
+        counts = np.bincount(lab, minlength=k).astype(np.float64)
+        sums = np.stack([np.bincount(lab, weights=x64[:, j], minlength=k) for j in range(x64.shape[1])], axis=1)
+        used = counts > 0
+        out[r] = total - float((np.einsum("ij,ij->i", sums[used], sums[used]) / counts[used]).sum())
+    return np.maximum(out, 0.0)
+
+
 def default_n_init(n_nodes: int, method: str = "reference") -> int:
-    """k-means restarts when ``n_init`` is None: reference 25 (100 above 2000 nodes), fast 8."""
+    """k-means restarts when ``n_init`` is None: 25, or 100 above 2000 nodes (the original's
+    rule, for "reference" and "fast" alike); 8 for "fast_ncut"."""
     _check_method(method)
-    if method == "fast":
-        return _FAST_N_INIT
+    if method == "fast_ncut":
+        return _NCUT_SELECT_N_INIT
     return 100 if n_nodes > 2000 else 25
 
 
 def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    check_choice("method", method, METHODS)
 
 
 def _check_k(n_clusters: Any, n_nodes: int, *, name: str = "n_clusters", minimum: int = 2) -> int:
@@ -647,6 +707,16 @@ def _check_k(n_clusters: Any, n_nodes: int, *, name: str = "n_clusters", minimum
     return k
 
 
+def _check_k_against_network(n_clusters: int, n_kept: int, what: str) -> None:
+    """K must be below the number of clustered neurons: K = n puts every neuron in a cluster
+    of its own, a partition with nothing left to find (and whose shuffles all tie with it)."""
+    if n_clusters >= n_kept:
+        raise ValueError(
+            f"n_clusters={n_clusters} is not below the {n_kept} non-isolated neurons of "
+            f"{what}; use at most {n_kept - 1} clusters"
+        )
+
+
 def _warn_if_disconnected(adj: sp.csr_matrix, stacklevel: int = 3) -> int:
     n_comp, _ = csgraph.connected_components(adj, directed=False)
     if n_comp > 1:
@@ -660,14 +730,21 @@ def _warn_if_disconnected(adj: sp.csr_matrix, stacklevel: int = 3) -> int:
 
 
 def _int_seed(seed: SeedLike) -> int | None:
-    """An int for scikit-learn's random_state from any seed-like value."""
+    """An int for scikit-learn's random_state (which must lie in ``[0, 2**32)``) from any seed.
+
+    Seeds in range pass unchanged; a larger one is mapped by the harness's one rule
+    (:func:`harness.seeding.stream_seed`), so any seed the rest of the harness accepts works.
+    """
+    from harness.seeding import SEED_MODULUS, stream_seed
+
     if seed is None:
         return None
     if isinstance(seed, np.random.Generator):
-        return int(seed.integers(2**32 - 1))
+        return int(seed.integers(SEED_MODULUS - 1))
     if isinstance(seed, np.random.SeedSequence):
-        return int(seed.generate_state(1)[0])
-    return int(seed)
+        return stream_seed(seed)
+    value = int(seed)
+    return value if value < SEED_MODULUS else stream_seed(value)
 
 
 def spectral_clustering(
@@ -708,20 +785,38 @@ def spectral_clustering(
     adj = _as_adjacency(adjacency)
     k = _check_k(n_clusters, adj.shape[0])
     _warn_if_disconnected(adj)
-    return _cluster(adj, k, method=method, n_init=n_init, seed=seed, coloring=None)[0]
+    return cluster_graph(adj, k, method=method, n_init=n_init, seed=seed)[0]
 
 
-def _cluster(
+def cluster_graph(
     adj: sp.csr_matrix,
     k: int,
     *,
-    method: str,
-    n_init: int | None,
-    seed: SeedLike,
-    coloring: np.ndarray | None,
+    method: str = "fast",
+    n_init: int | None = None,
+    seed: SeedLike = None,
+    coloring: np.ndarray | None = None,
     scorer: _NcutScorer | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Core of :func:`spectral_clustering` on a validated graph: labels and their n-cut."""
+    """Core of :func:`spectral_clustering` on a validated graph: labels and their n-cut.
+
+    Parameters
+    ----------
+    adj : scipy.sparse.csr_matrix of shape (n, n)
+        A validated graph (see :func:`network_graph` for a network's).
+    k : int
+    method, n_init, seed
+        See :func:`spectral_clustering`.
+    coloring : ndarray of bool, shape (n,), optional
+        A known 2-colouring (layer parity), which saves detecting one.
+    scorer : optional
+        The graph's prepared n-cut scorer (``NetworkGraph.scorer``).
+
+    Returns
+    -------
+    labels : ndarray of int64, shape (n,)
+    ncut : float
+    """
     n = adj.shape[0]
     n_init = default_n_init(n, method) if n_init is None else int(n_init)
     if n_init < 1:
@@ -743,17 +838,41 @@ def _cluster(
                 random_state=_int_seed(seed),
             ).fit(adj)
         labels = np.asarray(model.labels_, dtype=np.int64)
-        return labels, float(scorer.score(labels[None, :], 1e-8)[0])
+        return labels, _checked_score(scorer, labels, k)
     rng = np.random.default_rng(seed)
     emb, _ = _embedding(adj, k, rng, coloring)
     candidates = batched_kmeans(emb, k, n_init=n_init, seed=rng, tol=_KMEANS_TOL)
-    scores = scorer.score(candidates, 1e-8)
+    if method == "fast":
+        # scikit-learn's rule: the restart with the lowest inertia (the first on ties).
+        best = int(np.argmin(inertia_batch(emb, candidates)))
+        return candidates[best], _checked_score(scorer, candidates[best], k)
+    scores = scorer.score(candidates, EPS)
     # A restart that lost a cluster would win unfairly (fewer terms in the sum).
     n_used = np.array([np.unique(row).size for row in candidates])
     if (n_used == k).any():
         scores = np.where(n_used == k, scores, np.inf)
     best = int(np.argmin(scores))
+    _warn_if_negligible(scorer, candidates[best], k)
     return candidates[best], float(scores[best])
+
+
+def _checked_score(scorer: _NcutScorer, labels: np.ndarray, k: int) -> float:
+    _warn_if_negligible(scorer, labels, k)
+    return float(scorer.score(labels[None, :], EPS)[0])
+
+
+def _warn_if_negligible(scorer: _NcutScorer, labels: np.ndarray, k: int) -> None:
+    vol = scorer.volumes(labels)
+    tiny = np.flatnonzero(vol <= ISOLATION_RTOL * vol.sum() / max(k, 1))
+    if tiny.size:
+        warnings.warn(
+            f"{tiny.size} cluster(s) of the chosen partition have next to no volume "
+            f"(at most {float(vol[tiny].max()):.3g} of a total {float(vol.sum()):.3g}): they hold "
+            "nearly isolated neurons and contribute ~0 to the n-cut. Raise isolation_rtol "
+            "to remove such neurons before clustering.",
+            NegligibleClusterWarning,
+            stacklevel=3,
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -812,46 +931,68 @@ class ClusteringResult:
 
 
 @dataclass(frozen=True)
-class _NetworkGraph:
-    """The graph of a network's non-isolated neurons, with what clustering needs."""
+class NetworkGraph:
+    """The graph of a network's non-isolated neurons, with what clustering needs.
+
+    Attributes
+    ----------
+    adjacency : scipy.sparse.csr_matrix of shape (n_kept, n_kept)
+        ``|W|`` scaled by a power of two (see :func:`harness.graph.normalized_abs`).
+    parity : ndarray of bool, shape (n_kept,)
+        True on odd layers: a 2-colouring of the bipartite graph.
+    mask : ndarray of bool, shape (n_nodes,)
+        True for the kept neurons, over all neurons in global order.
+    scorer
+        Degrees and edge list prepared for scoring many partitions.
+    """
 
     adjacency: sp.csr_matrix
-    parity: np.ndarray  # bool per kept node: True on odd layers (a 2-colouring)
-    mask: np.ndarray  # bool per original node: kept
+    parity: np.ndarray
+    mask: np.ndarray
     scorer: _NcutScorer
 
 
-def _network_graph(
-    weights: Sequence[np.ndarray], n_clusters: int, *, what: str = "the network"
-) -> _NetworkGraph:
-    """``remove_isolated`` + ``weights_to_graph`` in one pass over the nonzero weights.
+def network_graph(
+    weights: Sequence[np.ndarray],
+    n_clusters: int,
+    *,
+    isolation_rtol: float = ISOLATION_RTOL,
+    what: str = "the network",
+) -> NetworkGraph:
+    """Isolated neurons removed and the |W| graph of the rest, in one pass over the weights.
 
-    The hot path of null sampling; equal to ``weights_to_graph(remove_isolated(w)[0])``.
+    The hot path of null sampling; its adjacency equals
+    ``weights_to_graph(remove_isolated(w, isolation_rtol=...)[0])`` up to the power-of-two
+    scale of :func:`harness.graph.normalized_abs`, which no n-cut sees.
+
+    Raises
+    ------
+    ValueError
+        If no neuron is left, or ``n_clusters`` is not below the number of kept neurons.
     """
-    sizes = layer_sizes(weights)
-    nonzero = [np.nonzero(w) for w in weights]
-    keep = [np.zeros(size, dtype=bool) for size in sizes]
-    for layer, (r, c) in enumerate(nonzero):
-        keep[layer][r] = True
-        keep[layer + 1][c] = True
+    absw = normalized_abs(weights)
+    sizes = layer_sizes(absw)
+    keep = kept_units(absw, isolation_rtol=isolation_rtol)
     counts = [int(k.sum()) for k in keep]
     n_kept = sum(counts)
     if n_kept == 0:
         raise ValueError(f"{what} has no nonzero weights: every neuron is isolated")
-    if n_clusters > n_kept:
-        raise ValueError(
-            f"n_clusters={n_clusters} exceeds the {n_kept} non-isolated neurons of {what}; "
-            f"use at most {n_kept} clusters"
-        )
+    _check_k_against_network(int(n_clusters), n_kept, what)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     new_index = [np.cumsum(k) - 1 + offsets[layer] for layer, k in enumerate(keep)]
-    rows = np.concatenate([new_index[layer][r] for layer, (r, _) in enumerate(nonzero)])
-    cols = np.concatenate([new_index[layer + 1][c] for layer, (_, c) in enumerate(nonzero)])
-    vals = np.concatenate([np.abs(w[r, c]) for w, (r, c) in zip(weights, nonzero, strict=True)])
-    adjacency = _symmetric_csr(n_kept, rows, cols, vals)
+    rows_l, cols_l, vals_l = [], [], []
+    for layer, a in enumerate(absw):
+        r, c = np.nonzero(a)
+        inside = keep[layer][r] & keep[layer + 1][c]
+        r, c = r[inside], c[inside]
+        rows_l.append(new_index[layer][r])
+        cols_l.append(new_index[layer + 1][c])
+        vals_l.append(a[r, c])
+    rows, cols, vals = np.concatenate(rows_l), np.concatenate(cols_l), np.concatenate(vals_l)
+    adjacency = symmetric_csr(n_kept, rows, cols, vals)
     parity = np.repeat(np.arange(len(sizes)) % 2 == 1, counts)
     scorer = _NcutScorer.from_edges(n_kept, rows, cols, vals)
-    return _NetworkGraph(adjacency, parity, np.concatenate(keep), scorer)
+    return NetworkGraph(adjacency, parity, np.concatenate(keep), scorer)
 
 
 def cluster_weights(
@@ -861,6 +1002,7 @@ def cluster_weights(
     method: str = "fast",
     seed: int | None = None,
     n_init: int | None = None,
+    isolation_rtol: float = ISOLATION_RTOL,
 ) -> ClusteringResult:
     """Cluster a network's neurons: validate, drop isolated neurons, build |W| graph, cluster.
 
@@ -869,12 +1011,15 @@ def cluster_weights(
     weights : sequence of array-like, each of shape (n_l, n_{l+1})
         Weight matrices, inputs x outputs (Keras layout).
     n_clusters : int
-        Number of clusters K (``2 <= K <=`` number of non-isolated neurons).
-    method : {"fast", "reference"}, default="fast"
+        Number of clusters K (``2 <= K <`` number of non-isolated neurons).
+    method : {"fast", "reference", "fast_ncut"}, default="fast"
     seed : int or None
         Seed of the clustering (None: not reproducible).
     n_init : int, optional
         k-means restarts; see :func:`default_n_init`.
+    isolation_rtol : float, default=ISOLATION_RTOL
+        Neurons whose degree is at most this fraction of the median degree are removed
+        (see :func:`harness.graph.kept_units`); 0 gives the paper's exact-zero rule.
 
     Returns
     -------
@@ -886,9 +1031,9 @@ def cluster_weights(
         raise ValueError(f"n_clusters must be an integer, got {n_clusters!r}")
     if n_clusters < 2:
         raise ValueError(f"n_clusters must be >= 2, got {n_clusters}")
-    graph = _network_graph(ws, int(n_clusters))
+    graph = network_graph(ws, int(n_clusters), isolation_rtol=isolation_rtol)
     _warn_if_disconnected(graph.adjacency)
-    labels, value = _cluster(
+    labels, value = cluster_graph(
         graph.adjacency,
         int(n_clusters),
         method=method,

@@ -23,14 +23,27 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = [
+    "ISOLATION_RTOL",
     "expand_labels",
+    "kept_units",
+    "normalized_abs",
     "layer_sizes",
     "node_index",
     "node_layer_unit",
     "remove_isolated",
+    "symmetric_csr",
     "validate_weights",
     "weights_to_graph",
 ]
+
+ISOLATION_RTOL = float(np.finfo(np.float32).eps)
+"""Default relative degree below which a neuron counts as isolated (float32 machine epsilon).
+
+A neuron whose degree (sum of its |w|) is at most ``ISOLATION_RTOL`` times the median degree of
+the network is isolated: removed before clustering, as neurons of degree exactly 0 are in the
+paper. Weights that weight decay drives towards 0 in float32 (L2 on blank border pixels and dead
+units: 1e-39 and below) never reach 0; left in, they give clusters of no volume and n-cuts near
+0. ``isolation_rtol=0`` gives the paper's exact-zero rule."""
 
 
 def validate_weights(weights: Sequence[object]) -> list[np.ndarray]:
@@ -75,6 +88,8 @@ def validate_weights(weights: Sequence[object]) -> list[np.ndarray]:
             arr = np.array(w, dtype=np.float64, copy=True)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"layer {layer}: cannot convert to a float matrix ({exc})") from exc
+        if np.iscomplexobj(w) or np.iscomplexobj(arr):
+            raise ValueError(f"layer {layer} holds complex numbers; weights must be real")
         if arr.ndim != 2:
             raise ValueError(
                 f"layer {layer} has {arr.ndim} dimensions (shape {arr.shape}); every weight "
@@ -164,11 +179,11 @@ def weights_to_graph(weights: Sequence[np.ndarray]) -> sp.csr_matrix:
         cols.append(c + offsets[layer + 1])
         vals.append(np.abs(w[r, c]))
     n = int(offsets[-1])
-    # Rows come out in row-major order, which _symmetric_csr relies on to skip a sort.
-    return _symmetric_csr(n, np.concatenate(rows), np.concatenate(cols), np.concatenate(vals))
+    # Rows come out in row-major order, which symmetric_csr relies on to skip a sort.
+    return symmetric_csr(n, np.concatenate(rows), np.concatenate(cols), np.concatenate(vals))
 
 
-def _symmetric_csr(n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> sp.csr_matrix:
+def symmetric_csr(n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> sp.csr_matrix:
     """``U + U.T`` for the upper-triangular edge list ``(rows, cols, vals)`` in row-major order.
 
     Building U's CSR arrays directly and adding its transpose avoids the sort of a COO
@@ -182,18 +197,70 @@ def _symmetric_csr(n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray)
     return sp.csr_matrix(upper + upper.T.tocsr())
 
 
-def remove_isolated(weights: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
-    """Drop the neurons with no nonzero weight (degree 0), section 3.2 of the reference.
+def normalized_abs(weights: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """``|W_l| / 2**e`` for every layer, with ``2**e`` the power of two just above max |W|.
+
+    Every normalised cut, degree ratio and spectral embedding is invariant to multiplying all
+    weights by a constant; dividing by a power of two is exact in floating point, so the
+    graph of ``c * W`` equals the graph of ``W`` bit for bit when ``c`` is a power of two, and
+    up to rounding otherwise. It also keeps degrees finite for weights near the float64 limits
+    (1e307 x 784 overflows) and away from the subnormal range (1e-320).
+    """
+    absw = [np.abs(np.asarray(w, dtype=np.float64)) for w in weights]
+    top = max((float(a.max()) for a in absw if a.size), default=0.0)
+    if top == 0.0 or not np.isfinite(top):
+        return absw
+    exponent = int(np.frexp(top)[1])
+    return [np.ldexp(a, -exponent) for a in absw]
+
+
+def kept_units(
+    abs_weights: Sequence[np.ndarray], *, isolation_rtol: float = ISOLATION_RTOL
+) -> list[np.ndarray]:
+    """Which neurons take part in the graph: per layer, a bool mask of the non-isolated ones.
+
+    Parameters
+    ----------
+    abs_weights : sequence of ndarray of shape (n_l, n_{l+1})
+        Absolute weights (see :func:`normalized_abs`).
+    isolation_rtol : float, default=ISOLATION_RTOL
+        A neuron is isolated when its degree (the sum of its edges' weights) is at most
+        ``isolation_rtol`` times the median degree over the neurons of positive degree.
+        0 gives the paper's rule (degree exactly 0).
+
+    Returns
+    -------
+    list of ndarray of bool, one per layer of units (``len(abs_weights) + 1``)
+    """
+    if not isolation_rtol >= 0.0:
+        raise ValueError(f"isolation_rtol must be >= 0, got {isolation_rtol!r}")
+    sizes = layer_sizes(abs_weights)
+    degree = [np.zeros(n) for n in sizes]
+    for layer, a in enumerate(abs_weights):
+        degree[layer] += a.sum(axis=1)
+        degree[layer + 1] += a.sum(axis=0)
+    flat = np.concatenate(degree)
+    positive = flat[flat > 0]
+    threshold = float(isolation_rtol) * float(np.median(positive)) if positive.size else 0.0
+    return [d > threshold for d in degree]
+
+
+def remove_isolated(
+    weights: Sequence[np.ndarray], *, isolation_rtol: float = ISOLATION_RTOL
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Drop the isolated neurons (section 3.2 of the reference), by :func:`kept_units`' rule.
 
     Parameters
     ----------
     weights : sequence of ndarray of shape (n_l, n_{l+1})
+    isolation_rtol : float, default=ISOLATION_RTOL
+        See :func:`kept_units`; 0 removes only neurons of degree exactly 0, as the paper.
 
     Returns
     -------
     kept_weights : list of ndarray of shape (m_l, m_{l+1})
-        The matrices with the rows and columns of removed neurons dropped, in every layer,
-        the output layer included (the original left output columns unmasked, an
+        The (signed) matrices with the rows and columns of removed neurons dropped, in every
+        layer, the output layer included (the original left output columns unmasked, an
         ``Ellipsis`` quirk that is not reproduced; it only matters when an output unit is
         isolated). A layer may end up with zero units.
     mask : ndarray of bool, shape (n_nodes,)
@@ -205,16 +272,7 @@ def remove_isolated(weights: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np
     output layer stay, as in the original.
     """
     ws = [np.asarray(w) for w in weights]
-    sizes = layer_sizes(ws)
-    nz = [w != 0 for w in ws]
-    keep: list[np.ndarray] = []
-    for layer in range(len(sizes)):
-        k = np.zeros(sizes[layer], dtype=bool)
-        if layer > 0:
-            k |= nz[layer - 1].any(axis=0)
-        if layer < len(ws):
-            k |= nz[layer].any(axis=1)
-        keep.append(k)
+    keep = kept_units(normalized_abs(ws), isolation_rtol=isolation_rtol)
     kept = [w[keep[i]][:, keep[i + 1]] for i, w in enumerate(ws)]
     return kept, np.concatenate(keep)
 

@@ -23,14 +23,21 @@ import scipy.sparse.csgraph as csgraph
 from harness.cluster import (
     METHODS,
     DisconnectedGraphWarning,
-    _cluster,
-    _network_graph,
+    cluster_graph,
+    network_graph,
 )
-from harness.graph import remove_isolated, validate_weights
-from harness.parallel import iter_chunks, parallel_map, threads_per_process
-from harness.seeding import child_streams, stream
+from harness.graph import ISOLATION_RTOL, remove_isolated, validate_weights
+from harness.options import check_choice
+from harness.parallel import Progress, iter_chunks, parallel_map, threads_per_process
+from harness.seeding import derive_seed, stream
 
-__all__ = ["NULL_METHODS", "null_distribution", "nullnull_sample_ncut", "shuffle_weights"]
+__all__ = [
+    "NULL_METHODS",
+    "null_distribution",
+    "null_sample_ncut",
+    "null_sample_streams",
+    "shuffle_weights",
+]
 
 NULL_METHODS = ("layer", "layer_nonzero", "layer_nonzero_distribution", "layer_all_distribution")
 
@@ -41,8 +48,20 @@ _MIN_PARALLEL_WORK = 2_000_000
 
 
 def _check_null(null: str) -> None:
-    if null not in NULL_METHODS:
-        raise ValueError(f"null must be one of {NULL_METHODS}, got {null!r}")
+    check_choice("null", null, NULL_METHODS)
+
+
+def null_sample_streams(seed: int, null: str, n_samples: int) -> list[np.random.SeedSequence]:
+    """The seed of every null sample: ``stream(derive_seed(seed, "null", null), i)``.
+
+    The null method enters the seed, so two nulls of one network are independent draws (the
+    ``layer`` and ``layer_nonzero`` shuffles of an unpruned network are the same operation,
+    and with one seed they would give bit-identical distributions). Sample ``i`` has its own
+    stream, so the distribution does not depend on how samples are spread over workers.
+    """
+    _check_null(null)
+    base = derive_seed(seed, "null", null)
+    return [stream(base, i) for i in range(int(n_samples))]
 
 
 def _kde_resample_nonzero(w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -132,21 +151,33 @@ def null_sample_ncut(
     n_init: int | None,
     seed_seq: np.random.SeedSequence,
     index: int,
+    *,
+    network_seed: int | None = None,
+    isolation_rtol: float = ISOLATION_RTOL,
 ) -> tuple[float, bool]:
-    """n-cut of one null sample; also whether its graph was disconnected."""
+    """n-cut of one null sample; also whether its graph was disconnected.
+
+    A shuffle that leaves the network unchanged (every weight equal, say) is the network
+    itself, so it is clustered with the network's own seed ``network_seed`` and gets the
+    network's own n-cut: a tie, which counts against significance.
+    """
     # Two independent streams from the sample's seed: shuffle, then clustering.
     shuffle_ss, cluster_ss = stream(seed_seq, 0), stream(seed_seq, 1)
     shuffled = shuffle_weights(weights, null, np.random.default_rng(shuffle_ss))
-    graph = _network_graph(
-        shuffled, n_clusters, what=f"null sample {index} (after '{null}' shuffling)"
+    unchanged = all(np.array_equal(a, b) for a, b in zip(shuffled, weights, strict=True))
+    graph = network_graph(
+        shuffled,
+        n_clusters,
+        isolation_rtol=isolation_rtol,
+        what=f"null sample {index} (after '{null}' shuffling)",
     )
     n_components, _ = csgraph.connected_components(graph.adjacency, directed=False)
-    _, value = _cluster(
+    _, value = cluster_graph(
         graph.adjacency,
         n_clusters,
         method=method,
         n_init=n_init,
-        seed=cluster_ss,
+        seed=network_seed if unchanged and network_seed is not None else cluster_ss,
         coloring=graph.parity,
         scorer=graph.scorer,
     )
@@ -157,9 +188,17 @@ def _run_chunk(task: tuple[Any, ...]) -> list[tuple[float, bool]]:
     """Worker entry: all samples of one chunk, single-threaded for bitwise reproducibility."""
     from threadpoolctl import threadpool_limits
 
-    weights, n_clusters, null, method, n_init, items = task
-    with threadpool_limits(limits=1):
-        return [null_sample_ncut(weights, n_clusters, null, method, n_init, ss, i) for i, ss in items]
+    weights, n_clusters, null, method, n_init, items, network_seed, rtol = task
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        # One summary warning is issued by the caller, not one per sample.
+        warnings.simplefilter("ignore", DisconnectedGraphWarning)
+        return [
+            null_sample_ncut(
+                weights, n_clusters, null, method, n_init, ss, i,
+                network_seed=network_seed, isolation_rtol=rtol,
+            )
+            for i, ss in items
+        ]
 
 
 def null_distribution(
@@ -172,6 +211,8 @@ def null_distribution(
     method: str = "fast",
     n_workers: int | None = None,
     n_init: int | None = None,
+    isolation_rtol: float = ISOLATION_RTOL,
+    progress: bool | None = None,
 ) -> np.ndarray:
     """n-cuts of ``n_samples`` shuffled copies of a network (reference section 5.2).
 
@@ -187,8 +228,10 @@ def null_distribution(
         One of :data:`NULL_METHODS` (see :func:`shuffle_weights`).
     n_samples : int, default=50
     seed : int, default=0
-        Sample ``i`` uses ``np.random.SeedSequence(seed).spawn(n_samples)[i]``.
-    method : {"fast", "reference"}, default="fast"
+        The network's clustering seed. Sample ``i`` uses :func:`null_sample_streams`
+        ``(seed, null, n_samples)[i]``; a shuffle that leaves the network unchanged is
+        clustered with ``seed`` itself (it is the network).
+    method : {"fast", "reference", "fast_ncut"}, default="fast"
     n_workers : int, optional
         Worker processes (spawn pool, one thread each); default: this process's share of
         the cores, or 1 (in-process) for tiny jobs (fewer than 2e6 nonzero weights x
@@ -196,6 +239,12 @@ def null_distribution(
         on its own seed.
     n_init : int, optional
         k-means restarts per sample (default as :func:`harness.cluster.default_n_init`).
+    isolation_rtol : float, default=ISOLATION_RTOL
+        The isolation rule (:func:`harness.graph.kept_units`), applied before shuffling and
+        again to every shuffled network.
+    progress : bool, optional
+        Show a progress bar on stderr; default: only on a terminal, outside xdist workers,
+        unless ``HARNESS_PROGRESS=0``.
 
     Returns
     -------
@@ -214,8 +263,7 @@ def null_distribution(
         Once, if some shuffled graphs had several connected components.
     """
     _check_null(null)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    check_choice("method", method, METHODS)
     if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 0:
         raise ValueError(f"n_samples must be a non-negative integer, got {n_samples!r}")
     if (
@@ -225,28 +273,34 @@ def null_distribution(
     ):
         raise ValueError(f"n_clusters must be an integer >= 2, got {n_clusters!r}")
     n_samples = int(n_samples)
-    kept, mask = remove_isolated(validate_weights(weights))
-    if int(mask.sum()) < n_clusters:
+    kept, mask = remove_isolated(validate_weights(weights), isolation_rtol=isolation_rtol)
+    if int(mask.sum()) <= n_clusters:
         raise ValueError(
-            f"n_clusters={n_clusters} exceeds the {int(mask.sum())} non-isolated neurons of "
-            "the network"
+            f"n_clusters={n_clusters} is not below the {int(mask.sum())} non-isolated neurons "
+            f"of the network; use at most {int(mask.sum()) - 1} clusters"
         )
     if n_samples == 0:
         return np.zeros(0)
-    seeds = list(enumerate(child_streams(seed, n_samples)))
+    seeds = list(enumerate(null_sample_streams(seed, null, n_samples)))
     if n_workers is None:
         n_weights = sum(int(np.count_nonzero(w)) for w in kept)
         # Starting a spawn pool costs seconds; tiny jobs run faster in this process.
         small_job = n_weights * n_samples < _MIN_PARALLEL_WORK
         n_workers = 1 if small_job else threads_per_process()
     n_workers = max(1, min(int(n_workers), n_samples))
-    # One task per worker, so each worker receives the (possibly large) weights once.
+    # A few chunks per worker: each chunk ships the weights once, and finished chunks move
+    # the progress bar.
+    n_chunks = min(n_samples, n_workers * 4) if n_workers > 1 else min(n_samples, 10)
     tasks = [
-        (kept, int(n_clusters), null, method, n_init, chunk)
-        for chunk in iter_chunks(seeds, n_workers)
+        (kept, int(n_clusters), null, method, n_init, chunk, int(seed), isolation_rtol)
+        for chunk in iter_chunks(seeds, n_chunks)
         if chunk
     ]
-    results = [r for chunk in parallel_map(_run_chunk, tasks, n_workers=n_workers) for r in chunk]
+    with Progress(n_samples, f"'{null}' null samples", enabled=progress) as bar:
+        chunks = parallel_map(
+            _run_chunk, tasks, n_workers=n_workers, on_result=lambda chunk: bar.update(len(chunk))
+        )
+    results = [r for chunk in chunks for r in chunk]
     n_disconnected = sum(disc for _, disc in results)
     if n_disconnected:
         warnings.warn(

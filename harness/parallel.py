@@ -1,4 +1,4 @@
-"""Thread pinning, process pools and device choice.
+"""Thread pinning, worker processes, progress bars and device choice.
 
 Oversubscribed BLAS/OpenMP threads make k-means and eigen-solvers many times slower, so every
 process of the harness (the pytest controller, each xdist worker, each null-sampling worker)
@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -85,6 +85,7 @@ def parallel_map(
     items: Iterable[T],
     *,
     n_workers: int | None = None,
+    on_result: Callable[[R], object] | None = None,
 ) -> list[R]:
     """Map ``fn`` over ``items`` in ``n_workers`` processes, results in input order.
 
@@ -92,22 +93,99 @@ def parallel_map(
     everything runs in-process, which keeps tracebacks simple and avoids start-up cost. Each
     worker pins its threads to ``cores // n_workers`` so the pool never oversubscribes.
     ``fn`` and the items must be picklable (module-level functions, plain data).
+    ``on_result(result)`` is called in this process as each result arrives (any order).
+
+    Workers come from loky's reusable executor (shipped with joblib): unlike
+    ``multiprocessing``'s spawn and forkserver methods, its workers do not import the
+    caller's ``__main__``, so a plain script, a notebook or pytest can call this at top level
+    without an ``if __name__ == "__main__":`` guard; and the pool is reused across calls. If
+    the pool breaks (a worker killed by the OS, say), the remaining items run in this process
+    after a one-line notice on stderr.
     """
     items = list(items)
     if n_workers is None:
         n_workers = threads_per_process()
     n_workers = max(1, min(int(n_workers), len(items) or 1))
     if n_workers == 1:
-        return [fn(item) for item in items]
-    share = max(1, threads_per_process() // n_workers)
-    import multiprocessing as mp
+        return [_reported(fn(item), on_result) for item in items]
+    from concurrent.futures import as_completed
 
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=n_workers, mp_context=ctx, initializer=_init_worker, initargs=(share,)
-    ) as pool:
-        chunks = max(1, len(items) // (4 * n_workers))
-        return list(pool.map(fn, items, chunksize=chunks))
+    from joblib.externals.loky import get_reusable_executor
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    share = max(1, threads_per_process() // n_workers)
+    executor = get_reusable_executor(
+        max_workers=n_workers,
+        initializer=_init_worker,
+        initargs=(share,),
+        env={var: str(share) for var in _THREAD_ENV_VARS},
+    )
+    futures = [executor.submit(fn, item) for item in items]
+    results: dict[int, R] = {}
+    index = {id(f): i for i, f in enumerate(futures)}
+    try:
+        for future in as_completed(futures):
+            results[index[id(future)]] = _reported(future.result(), on_result)
+    except (TerminatedWorkerError, BrokenProcessPool, OSError) as exc:
+        print(
+            f"harness: worker processes failed ({type(exc).__name__}); running the remaining "
+            f"{len(items) - len(results)} task(s) in this process",
+            file=sys.stderr,
+        )
+        for i, item in enumerate(items):
+            if i not in results:
+                results[i] = _reported(fn(item), on_result)
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        executor.shutdown(wait=False, kill_workers=True)
+        raise
+    return [results[i] for i in range(len(items))]
+
+
+def _reported(result: R, on_result: Callable[[R], object] | None) -> R:
+    if on_result is not None:
+        on_result(result)
+    return result
+
+
+def progress_wanted(enabled: bool | None = None) -> bool:
+    """Whether to draw a progress bar: ``enabled`` if given, else only on a terminal.
+
+    Off when stderr is not a terminal (a pipe, a file, pytest's capture), inside an xdist
+    worker, and when ``HARNESS_PROGRESS=0``.
+    """
+    if enabled is not None:
+        return bool(enabled)
+    if os.environ.get("HARNESS_PROGRESS", "").strip() in {"0", "false", "no", "off"}:
+        return False
+    return bool(sys.stderr.isatty()) and xdist_worker_index() is None
+
+
+class Progress:
+    """A progress bar (tqdm on stderr) of ``total`` steps that is silent unless wanted.
+
+    ``with Progress(100, "null samples") as bar: bar.update(5)``; see :func:`progress_wanted`
+    for when it shows. It shows done / total, the rate and an estimate of the time left.
+    """
+
+    def __init__(self, total: int, desc: str, *, enabled: bool | None = None) -> None:
+        self._bar: Any = None
+        if progress_wanted(enabled) and total > 0:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, unit="sample", file=sys.stderr, leave=False)
+
+    def update(self, n: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 def iter_chunks(seq: list[T], n: int) -> Iterator[list[T]]:

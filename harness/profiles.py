@@ -3,34 +3,66 @@
 =========  =====================================  ==============================================
 profile    purpose                                what it runs
 =========  =====================================  ==============================================
-smoke      tests and CI plumbing                  small real subsets, 1+1 epochs, 1 instance,
-                                                  4 null samples; claims recorded, not asserted
-quick      default main job on a 2-core machine   full data, reduced epochs, 2 instances,
-                                                  50 null samples; claims asserted
-paper      the paper's settings                   20+20 epochs, 5 instances, 50 nulls (320 for
-                                                  the different-K study), 100 random inits
+smoke      tests and CI plumbing                  the first 4,000 training examples, each tag's
+                                                  schedule x 0.05 (the MLP's 20+20 -> 1+1),
+                                                  1 instance, 4 null samples; claims recorded,
+                                                  not asserted
+quick      default main job on a 2-core machine   full data, each tag's schedule x 0.3 / x 0.2
+                                                  (20+20 -> 6+4), 2 instances, 50 null
+                                                  samples; claims asserted
+paper      the paper's settings                   each tag's own schedule (x 1.0), 5 instances,
+                                                  50 nulls (320 for the different-K study),
+                                                  100 random inits
 =========  =====================================  ==============================================
+
+A profile never replaces a model's training schedule or data; it scales them
+(:meth:`Profile.schedule`, :meth:`Profile.subset`), so ``MNIST-x10-EPOCHS`` still trains ten
+times longer than ``MNIST`` and ``RANDOM-OVERFITTING`` keeps its 3,000 examples at every profile.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
-__all__ = ["Profile", "PROFILES", "get_profile"]
+__all__ = ["MLP_SCHEDULE", "Profile", "PROFILES", "get_profile"]
+
+#: The paper's default MLP schedule, ``mlp_config`` (reference §2.1): 20 epochs of training,
+#: then 20 of pruning. Profiles are described as a fraction of it.
+MLP_SCHEDULE = (20, 20)
+
+
+def _scaled(epochs: int, scale: float) -> int:
+    """``max(1, round(epochs * scale))`` with halves rounded up; 0 stays 0."""
+    if epochs == 0:
+        return 0
+    # The 1e-9 absorbs float error in the product (0.3 * 35 = 10.499999999999998), so
+    # halves round up as written rather than by the accident of the binary fraction.
+    return max(1, math.floor(epochs * scale + 0.5 + 1e-9))
 
 
 @dataclass(frozen=True)
 class Profile:
-    """Everything a profile scales. Experiments read these; nothing else hard-codes sizes."""
+    """Everything a profile scales. Experiments read these; nothing else hard-codes sizes.
+
+    Attributes
+    ----------
+    epoch_scale, pruning_scale : float
+        Fractions of each model's own epochs and pruning epochs that this profile trains
+        (1.0: the tag's schedule exactly); see :meth:`schedule`.
+    n_train, n_test : int or None
+        Caps on the training / test subset (the first n examples); None: no cap. A model's
+        own subset (``RANDOM-OVERFITTING``'s 3,000) is never enlarged; see :meth:`subset`.
+    """
 
     name: str
-    epochs: int
-    pruning_epochs: int
+    epoch_scale: float
+    pruning_scale: float
     instances: int
     n_nulls: int
     n_nulls_k: int  # null samples for the different-K study (paper: 320)
-    n_train: int | None  # training subset (first n examples); None = full
-    n_test: int | None
+    n_train: int | None  # cap on the training subset (first n examples); None = no cap
+    n_test: int | None  # cap on the test subset; None = no cap
     random_init_trials: int
     lesion_trials: int
     double_lesion_trials: int
@@ -38,15 +70,57 @@ class Profile:
     assert_claims: bool
     description: str
 
+    def schedule(self, epochs: int, pruning_epochs: int) -> tuple[int, int]:
+        """A model's ``(epochs, pruning_epochs)`` at this profile.
+
+        Each is ``max(1, round(n * scale))`` (halves rounded up) with ``epoch_scale`` /
+        ``pruning_scale``; a phase of 0 epochs stays 0 (no pruning stays no pruning). At
+        scale 1.0 this is the model's own schedule.
+
+        >>> PROFILES["quick"].schedule(20, 20), PROFILES["quick"].schedule(200, 20)
+        ((6, 4), (60, 4))
+        >>> PROFILES["smoke"].schedule(10, 0), PROFILES["paper"].schedule(30, 40)
+        ((1, 0), (30, 40))
+        """
+        return _scaled(epochs, self.epoch_scale), _scaled(pruning_epochs, self.pruning_scale)
+
+    def subset(self, n: int | None, split: str = "train") -> int | None:
+        """A model's subset size of ``split`` ("train" or "test") under this profile's cap.
+
+        ``min(n, cap)``, where ``n = None`` is the full split and ``cap = None`` no cap; so
+        the profile can only shrink a model's data, never replace its own subset.
+
+        >>> PROFILES["smoke"].subset(None), PROFILES["smoke"].subset(3000)
+        (4000, 3000)
+        >>> PROFILES["paper"].subset(3000), PROFILES["paper"].subset(None, "test")
+        (3000, None)
+        """
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        cap = self.n_train if split == "train" else self.n_test
+        if cap is None:
+            return n
+        return cap if n is None else min(n, cap)
+
+    @property
+    def epochs(self) -> int:
+        """Epochs of the paper's default MLP (20) at this profile: ``schedule(20, 20)[0]``."""
+        return self.schedule(*MLP_SCHEDULE)[0]
+
+    @property
+    def pruning_epochs(self) -> int:
+        """Pruning epochs of the default MLP (20) at this profile."""
+        return self.schedule(*MLP_SCHEDULE)[1]
+
     def to_row(self) -> dict[str, object]:
-        return asdict(self)
+        return {**asdict(self), "epochs": self.epochs, "pruning_epochs": self.pruning_epochs}
 
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
-        epochs=1,
-        pruning_epochs=1,
+        epoch_scale=0.05,
+        pruning_scale=0.05,
         instances=1,
         n_nulls=4,
         n_nulls_k=4,
@@ -57,12 +131,13 @@ PROFILES: dict[str, Profile] = {
         double_lesion_trials=2,
         learning_curve_every=1,
         assert_claims=False,
-        description="plumbing only: small real subsets, 1+1 epochs, 4 nulls; claims recorded",
+        description="plumbing only: small real subsets, 1+1 epochs (schedules x 0.05), "
+        "4 nulls; claims recorded",
     ),
     "quick": Profile(
         name="quick",
-        epochs=6,
-        pruning_epochs=4,
+        epoch_scale=0.3,
+        pruning_scale=0.2,
         instances=2,
         n_nulls=50,
         n_nulls_k=50,
@@ -73,12 +148,13 @@ PROFILES: dict[str, Profile] = {
         double_lesion_trials=10,
         learning_curve_every=1,
         assert_claims=True,
-        description="full data, 6+4 epochs, 2 instances, 50 nulls; claims asserted",
+        description="full data, 6+4 epochs (schedules x 0.3 / x 0.2), 2 instances, 50 nulls; "
+        "claims asserted",
     ),
     "paper": Profile(
         name="paper",
-        epochs=20,
-        pruning_epochs=20,
+        epoch_scale=1.0,
+        pruning_scale=1.0,
         instances=5,
         n_nulls=50,
         n_nulls_k=320,
@@ -89,7 +165,8 @@ PROFILES: dict[str, Profile] = {
         double_lesion_trials=50,
         learning_curve_every=5,
         assert_claims=True,
-        description="the paper's settings: 20+20 epochs, 5 instances, 50/320 nulls",
+        description="the paper's settings: each model's own schedule (MLP 20+20), "
+        "5 instances, 50/320 nulls",
     ),
 }
 

@@ -9,9 +9,10 @@ back.
 
 Where this differs from the original Keras / tensorflow-model-optimization code:
 
-* L1/L2 penalties apply to **every** kernel at the configured rate. The original gave the first
-  Dense layer an L1 penalty even in L2 runs (reference §11, bug 1); that is not reproduced, so
-  +L2REG numbers may differ slightly from the paper's.
+* L1/L2 penalties apply to **every** kernel at the configured rate, unless
+  ``first_layer_l1`` reproduces the original's quirk (reference §2.2, §11 item 1): its first
+  Dense layer got an L1 penalty at the active rate even in L2 runs. The paper's ``+L2REG``
+  MLP tags set it (``harness.configs``); ``*+L2REG-ALL`` are the clean L2 networks.
 * Adam is torch's, with Keras' ``eps=1e-7``. Keras adds eps to the un-bias-corrected
   ``sqrt(v)``, torch to the corrected one; the difference matters only in the first few steps.
 * Cross-entropy is computed from logits (exact) rather than from clipped softmax outputs.
@@ -127,6 +128,12 @@ class TrainConfig:
         CNN conv-block dropout rate when ``dropout > 0``.
     l1, l2 : float
         Penalty rates: ``l1 * sum|w|`` and ``l2 * sum w**2`` over every kernel (not biases).
+    first_layer_l1 : bool
+        MLPs only: reproduce the original's quirk (§2.2, §11 item 1). The first Linear kernel
+        gets ``rate * sum|w|`` with the active rate (``l2`` when > 0, else ``l1``) *instead
+        of* its L1/L2 terms; the other kernels are unchanged. A no-op without L2 (L1 is on
+        every kernel already), so :meth:`resolved` clears it there. Part of the store key only
+        when True: configs without it keep their keys.
     init_modules : int
         > 0: clusterable init with this many modules (§2.7).
     seed : int
@@ -164,6 +171,7 @@ class TrainConfig:
     conv_dropout: float = 0.25
     l1: float = 0.0
     l2: float = 0.0
+    first_layer_l1: bool = False
     init_modules: int = 0
     seed: int = 0
     n_train: int | None = None
@@ -225,10 +233,15 @@ class TrainConfig:
                 "need 0 <= initial_sparsity <= final_sparsity < 1, got "
                 f"{self.initial_sparsity} and {self.final_sparsity}"
             )
-        for name in ("shuffle", "augment", "snapshots"):
+        for name in ("shuffle", "augment", "snapshots", "first_layer_l1"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
             object.__setattr__(self, name, bool(getattr(self, name)))
+        if self.first_layer_l1 and self.arch != "mlp":
+            raise ValueError(
+                "first_layer_l1 reproduces a quirk of the original MLPs (reference §2.2); "
+                f"its {self.arch} networks regularise every layer alike, so arch must be 'mlp'"
+            )
 
     # -- conversions ----------------------------------------------------------------------
 
@@ -302,7 +315,8 @@ class TrainConfig:
             if value is not None and value > limit:
                 raise ValueError(f"{name}={value} exceeds the {limit} examples of {dataset.name}")
         return dataclasses.replace(
-            self, widths=widths, dense_widths=dense, input_shape=shape, n_out=n_out
+            self, widths=widths, dense_widths=dense, input_shape=shape, n_out=n_out,
+            first_layer_l1=self.first_layer_l1 and self.l2 > 0,
         )
 
     def __repr__(self) -> str:
@@ -405,12 +419,22 @@ class _Pruner:
 # The loop
 
 
-def _penalty(kernels: Sequence[torch.Tensor], l1: float, l2: float) -> torch.Tensor | None:
-    """``l1 * sum|w| + l2 * sum w**2`` over all kernels (None when both rates are 0)."""
+def _penalty(
+    kernels: Sequence[torch.Tensor], l1: float, l2: float, *, first_layer_l1: bool = False
+) -> torch.Tensor | None:
+    """``l1 * sum|w| + l2 * sum w**2`` over all kernels (None when both rates are 0).
+
+    With ``first_layer_l1`` the first kernel's terms are replaced by ``rate * sum|w|`` at the
+    active rate, ``l2`` when it is on (the original's L2 took precedence), else ``l1``: the
+    original MLP's ``Dense(..., kernel_regularizer=l1(reg_rate))`` first layer (§2.2).
+    """
     if not kernels or (l1 == 0 and l2 == 0):
         return None
     terms: list[torch.Tensor] = []
-    for w in kernels:
+    for i, w in enumerate(kernels):
+        if i == 0 and first_layer_l1:
+            terms.append((l2 or l1) * w.abs().sum())
+            continue
         if l1:
             terms.append(l1 * w.abs().sum())
         if l2:
@@ -452,6 +476,7 @@ def run_epoch(
     classification: bool,
     l1: float = 0.0,
     l2: float = 0.0,
+    first_layer_l1: bool = False,
     pruner: _Pruner | None = None,
     schedule: Callable[[int], float | None] | None = None,
     first_step: int = 0,
@@ -479,6 +504,8 @@ def run_epoch(
         Cross-entropy and accuracy if True, else mean squared error and no accuracy.
     l1, l2 : float
         Penalty rates over every kernel; the reported loss includes the penalty (as Keras).
+    first_layer_l1 : bool
+        The first kernel gets L1 at the active rate instead (:attr:`TrainConfig.first_layer_l1`).
     pruner, schedule, first_step
         When pruning: ``schedule(step)`` gives the sparsity to prune to before global step
         ``step`` (None: keep the masks), and masks are re-applied after each optimizer step.
@@ -516,7 +543,7 @@ def run_epoch(
             xb = _augment(xb)
         out = model(xb)
         loss = F.cross_entropy(out, yb) if classification else F.mse_loss(out, yb)
-        penalty = _penalty(kernels, l1, l2)
+        penalty = _penalty(kernels, l1, l2, first_layer_l1=first_layer_l1)
         total = loss if penalty is None else loss + penalty
         optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -785,8 +812,9 @@ def train(
                     train_loss, train_acc, taken = run_epoch(
                         model, optimizer, x_train, y_train, order(),
                         batch_size=cfg.batch_size, classification=classification,
-                        l1=cfg.l1, l2=cfg.l2, pruner=pruner, schedule=schedule,
-                        first_step=step, augment=augment, buffers=buffers,
+                        l1=cfg.l1, l2=cfg.l2, first_layer_l1=cfg.first_layer_l1,
+                        pruner=pruner, schedule=schedule, first_step=step, augment=augment,
+                        buffers=buffers,
                     )
                     step += taken
                     if pruner is not None and step == end_step:
@@ -805,7 +833,9 @@ def train(
                         model, x_test, y_test, classification=classification
                     )
                     with torch.no_grad():
-                        penalty = _penalty(kernels, cfg.l1, cfg.l2)
+                        penalty = _penalty(
+                            kernels, cfg.l1, cfg.l2, first_layer_l1=cfg.first_layer_l1
+                        )
                     pen = float(penalty) if penalty is not None else 0.0
                     row: dict[str, Any] = {
                         "epoch": epoch,
@@ -972,9 +1002,18 @@ class TrainedModel:
         )
 
 
+# Fields added after models were first stored, with the value that reproduces the earlier
+# behaviour: left out of the key at that value, so the models stored before keep their keys.
+_KEY_OMITTED_AT = {"first_layer_l1": False}
+
+
 def model_key_payload(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
     """What identifies a trained model in the store: the resolved config and the data hash."""
-    return {"config": config.resolved(dataset).to_dict(), "dataset": dataset.content_hash}
+    fields = config.resolved(dataset).to_dict()
+    for name, value in _KEY_OMITTED_AT.items():
+        if fields[name] == value:
+            del fields[name]
+    return {"config": fields, "dataset": dataset.content_hash}
 
 
 def get_or_train(

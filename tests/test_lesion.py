@@ -21,8 +21,9 @@ from harness.lesion import evaluation as lesion_evaluation
 
 
 def _pvalue(x: float, null: np.ndarray, side: str = "left") -> float:
+    """(#{null at least as extreme as x} + 1) / (n + 1): ties count against significance."""
     null = np.asarray(null, dtype=float)
-    count = np.sum(null < x) if side == "left" else np.sum(null > x)
+    count = np.sum(null <= x) if side == "left" else np.sum(null >= x)
     return (count + 1) / (len(null) + 1)
 
 
@@ -403,8 +404,10 @@ def test_single_lesion_statistics_on_a_hand_made_example():
         np.testing.assert_array_equal(row.random, r_all[:, s])
     # Sub-cluster 0 is worse than every random lesion and drops accuracy by 0.133: important.
     assert res.rows[0].pvalue == pytest.approx(1 / 5) and res.rows[0].taxonomy == "important"
-    # Sub-cluster 1 ties one random lesion (a tie is not "more extreme"): still p = 1/5.
-    assert res.rows[1].pvalue == pytest.approx(1 / 5) and res.rows[1].taxonomy == "important"
+    # Sub-cluster 1 ties one random lesion (a tie counts against significance): p = 2/5, so
+    # its 0.05 drop is not significant.
+    assert res.rows[1].pvalue == pytest.approx(2 / 5)
+    assert res.rows[1].taxonomy == "diff-but-not-sig"
     # Sub-cluster 2 leaves the network unchanged, better than all random lesions.
     assert res.rows[2].pvalue == 1.0 and res.rows[2].diff == pytest.approx(0.0)
     assert res.rows[2].taxonomy == "small"  # size 5 <= 12 is checked before the p rules
@@ -418,7 +421,7 @@ def test_single_lesion_statistics_on_a_hand_made_example():
         random_overall=r_all,
         random_outcomes=r_out,
     )
-    assert [r.taxonomy for r in res13.rows] == ["important", "important", "prunable"]
+    assert [r.taxonomy for r in res13.rows] == ["important", "diff-but-not-sig", "prunable"]
 
     # Whole-network statistics, recomputed from the formulas of §6.5.
     t_means, r_means = t_out.mean(1), r_out.mean(2)

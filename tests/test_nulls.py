@@ -158,12 +158,12 @@ def test_null_distribution_errors():
 
 
 def test_shuffle_that_isolates_too_many_neurons_raises():
-    # Kept network: a 2x2 diagonal (4 neurons). A 'layer' shuffle puts both nonzeros in one
-    # row or column 2 times out of 3, leaving 3 neurons < 4 clusters.
-    w = np.zeros((2, 6))
-    w[0, 0], w[1, 1] = 1.0, 2.0
+    # Kept network: a 3x3 diagonal (6 neurons). A 'layer' shuffle usually puts two nonzeros
+    # in one row or column, leaving at most 5 neurons: not enough for 5 clusters.
+    w = np.zeros((3, 8))
+    w[0, 0], w[1, 1], w[2, 2] = 1.0, 2.0, 3.0
     with pytest.raises(ValueError, match=r"null sample \d+ \(after 'layer' shuffling\)"):
-        null_distribution([w], 4, n_samples=10, seed=0, n_workers=1)
+        null_distribution([w], 5, n_samples=10, seed=0, n_workers=1)
 
 
 def test_disconnected_null_samples_warn_once():
@@ -192,3 +192,46 @@ def test_pvalues_of_iid_networks_against_their_layer_null_are_uniform():
     assert 0.3 < ps.mean() < 0.75  # expected 0.55
     assert np.mean(ps <= 0.1) < 0.3  # expected 0.1
     assert chi2_rank_test(ps, n_samples) > 1e-3
+
+
+def test_the_two_nulls_of_an_unpruned_network_are_independent_draws():
+    # layer and layer_nonzero are the same operation on a dense matrix; the null method
+    # enters the seed, so their distributions are not bit-identical (Table A's Cohen's d).
+    rng = np.random.default_rng(0)
+    ws = [rng.normal(size=(20, 12)), rng.normal(size=(12, 6))]
+    a = null_distribution(ws, 3, null="layer", n_samples=6, seed=4, n_workers=1)
+    b = null_distribution(ws, 3, null="layer_nonzero", n_samples=6, seed=4, n_workers=1)
+    assert not np.array_equal(a, b)
+
+
+def test_null_sample_streams_depend_on_the_null_and_the_sample():
+    from harness.nulls import null_sample_streams
+
+    layer = [s.generate_state(1)[0] for s in null_sample_streams(0, "layer", 3)]
+    nonzero = [s.generate_state(1)[0] for s in null_sample_streams(0, "layer_nonzero", 3)]
+    assert len(set(layer) | set(nonzero)) == 6
+
+
+def test_all_equal_weights_are_never_significant():
+    from harness.clusterability import clusterability
+    from harness.stats import DegenerateNullWarning
+
+    ws = [np.full((12, 8), 0.3), np.full((8, 4), 0.3)]
+    with pytest.warns(DegenerateNullWarning):
+        res = clusterability(ws, 3, n_samples=8, seed=1, n_workers=1)
+    assert res.pvalue == 1.0 and not res.is_sig
+    np.testing.assert_array_equal(res.null_distribution, res.ncut)
+
+
+@given(value=st.floats(1e-6, 1e6), k=st.integers(2, 5), seed=st.integers(0, 2**40))
+@settings(max_examples=15, deadline=None)
+def test_all_equal_weights_never_significant_property(value, k, seed):
+    import warnings as _w
+
+    from harness.clusterability import clusterability
+
+    ws = [np.full((9, 6), value), np.full((6, 3), -value)]
+    with _w.catch_warnings():
+        _w.simplefilter("ignore")
+        res = clusterability(ws, k, n_samples=5, seed=seed, n_workers=1)
+    assert not res.is_sig and res.pvalue == 1.0

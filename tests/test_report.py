@@ -371,7 +371,9 @@ def _good_calls() -> dict[str, Callable[[Path], list[Path]]]:
             8.3, {"layer": rng.normal(9.2, 0.03, 40), "layer_nonzero": rng.normal(8.6, 0.02, 40)},
             stem, p={"layer": 1 / 41, "layer_nonzero": 1 / 41}, z={"layer": -30.0}, title="t",
         ),
-        "factors": lambda stem: R.plot_factors_grid(_factors(), stem, title="factors"),
+        "factors": lambda stem: R.plot_factors_grid(
+            _factors(), stem, row_order=["L1", "Control", "absent"], title="factors"
+        ),
         "k": lambda stem: R.plot_k_sensitivity(
             [{"model_tag": m, "null": n, "n_clusters": k, "is_sig": k > 4, "z": -k * 1.0}
              for m in ("A", "B") for n in ("layer", "layer_nonzero") for k in (2, 4, 7, 12)],

@@ -23,8 +23,10 @@ from harness.train import (
     TrainConfig,
     TrainedModel,
     TrainingDivergedError,
+    _penalty,
     _Pruner,
     get_or_train,
+    model_key_payload,
     polynomial_sparsity,
     prune_step_sparsity,
     run_epoch,
@@ -362,6 +364,102 @@ def test_unknown_tag_lists_close_matches() -> None:
         config_for_tag("MNIST+DRPOUT")
     with pytest.raises(ValueError, match="unknown model tag 'ZZZ'; all"):
         config_for_tag("ZZZ")
+
+
+# -- the first-layer L1 quirk of the original MLPs (§2.2, §11 item 1) --------------------------
+
+
+def test_quirk_puts_l1_at_the_active_rate_on_the_first_kernel_only() -> None:
+    torch.manual_seed(0)
+    kernels = [torch.randn(6, 5), torch.randn(4, 6), torch.randn(3, 4)]
+    first, rest = kernels[0], kernels[1:]
+    rate = 0.01
+
+    def l1(w: torch.Tensor) -> float:
+        return float(w.abs().sum())
+
+    def sq(w: torch.Tensor) -> float:
+        return float((w * w).sum())
+
+    quirk = _penalty(kernels, 0.0, rate, first_layer_l1=True)
+    clean = _penalty(kernels, 0.0, rate)
+    assert quirk is not None and clean is not None
+    assert float(quirk) == pytest.approx(rate * (l1(first) + sum(map(sq, rest))))
+    assert float(clean) == pytest.approx(rate * sum(map(sq, kernels)))
+    # L1 runs have L1 on every kernel already: the quirk changes nothing.
+    l1_quirk, l1_clean = (_penalty(kernels, rate, 0.0, first_layer_l1=q) for q in (True, False))
+    assert l1_quirk is not None and l1_clean is not None and torch.equal(l1_quirk, l1_clean)
+    # Both on: the original's L2 took precedence, so the first kernel gets L1 at the L2 rate.
+    both = _penalty(kernels, rate / 2, rate, first_layer_l1=True)
+    assert both is not None
+    assert float(both) == pytest.approx(
+        rate * l1(first) + sum(rate / 2 * l1(w) + rate * sq(w) for w in rest))
+    assert _penalty(kernels, 0.0, 0.0, first_layer_l1=True) is None
+
+
+@pytest.mark.parametrize("quirk", [True, False], ids=["quirk", "l2-all"])
+def test_first_kernel_step_is_sign_based_under_the_quirk(quirk: bool) -> None:
+    # Zero inputs and Keras' zero biases make every hidden activation 0, so no data gradient
+    # reaches any kernel: one SGD step (lr 1) moves each kernel by minus its penalty gradient.
+    rate = 0.05
+    config = tiny(l2=rate, first_layer_l1=quirk, input_shape=(784,), n_out=10)
+    model = build_model(config)
+    kernels = [m.weight for m in kernel_layers(model)]
+    before = [w.detach().clone() for w in kernels]
+    x, y = torch.zeros(16, 784), torch.zeros(16, dtype=torch.int64)
+    _, _, steps = run_epoch(model, torch.optim.SGD(model.parameters(), lr=1.0), x, y, None,
+                            batch_size=16, classification=True, l2=config.l2,
+                            first_layer_l1=config.first_layer_l1)
+    assert steps == 1
+    moved = [w.detach() - b for w, b in zip(kernels, before, strict=True)]
+    first = -rate * torch.sign(before[0]) if quirk else -2 * rate * before[0]
+    torch.testing.assert_close(moved[0], first)
+    for step, b in zip(moved[1:], before[1:], strict=True):
+        torch.testing.assert_close(step, -2 * rate * b)  # L2 on every later kernel
+
+
+def test_train_applies_the_quirk_and_reports_its_penalty() -> None:
+    rate = 1e-3
+    config = tiny(l2=rate, first_layer_l1=True, epochs=1, pruning_epochs=0)
+    result = train(config, synthetic(), device="cpu", progress=False)
+    assert result.config.first_layer_l1
+    kernels = list(_kernels(result.unpruned_state).values())
+    expected = rate * (kernels[0].abs().sum() + sum((w * w).sum() for w in kernels[1:]))
+    assert result.metrics["unpruned"][0]["penalty"] == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_paper_l2_mlp_tags_carry_the_quirk_and_l2reg_all_tags_do_not() -> None:
+    for tag, config in TAGS.items():
+        paper_l2_mlp = config.arch == "mlp" and config.l2 > 0 and not tag.endswith("-ALL")
+        assert config.first_layer_l1 == paper_l2_mlp, tag
+    for tag in ("MNIST+L2REG", "FASHION+MOD-INIT+L2REG", "HALVES-CIFAR10+MOD-INIT+L2REG",
+                "POLY+L2REG", "MNIST-FASHION-SEPARATED+L2REG", "FASHION-CIFAR10+L2REG"):
+        assert config_for_tag(tag).first_layer_l1, tag
+    for tag in ("MNIST+L1REG", "CNN-MNIST+L2REG", "CNN-VGG-CIFAR10+DROPOUT+L2REG", "MNIST"):
+        assert not config_for_tag(tag).first_layer_l1, tag
+    for dataset in ("MNIST", "FASHION"):
+        clean, paper = config_for_tag(f"{dataset}+L2REG-ALL"), config_for_tag(f"{dataset}+L2REG")
+        assert clean == paper.replace(first_layer_l1=False) and clean.l2 == 5e-5
+        assert clean.l1 == 0 and not clean.first_layer_l1
+
+
+def test_quirk_flag_is_checked_and_keyed_only_when_it_changes_the_model() -> None:
+    with pytest.raises(ValueError, match="arch must be 'mlp'"):
+        TrainConfig("mnist", arch="cnn", l2=5e-5, first_layer_l1=True)
+    with pytest.raises(ValueError, match="first_layer_l1 must be True or False"):
+        TrainConfig("mnist", first_layer_l1="yes")  # type: ignore[arg-type]
+    data = synthetic()
+    plain = model_key_payload(tiny(l2=5e-5), data)
+    quirk = model_key_payload(tiny(l2=5e-5, first_layer_l1=True), data)
+    assert "first_layer_l1" not in plain["config"]  # configs without it keep their keys
+    assert quirk["config"] == {**plain["config"], "first_layer_l1": True}
+    # Without L2 the quirk is a no-op: resolved() clears it, so it is the same model and key.
+    assert tiny(l1=5e-5, first_layer_l1=True).resolved(data) == tiny(l1=5e-5).resolved(data)
+    assert (model_key_payload(tiny(l1=5e-5, first_layer_l1=True), data)
+            == model_key_payload(tiny(l1=5e-5), data))
+    config = tiny(l2=5e-5, first_layer_l1=True)
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert "first_layer_l1=True" in repr(config)
 
 
 # -- store-backed training --------------------------------------------------------------------

@@ -96,23 +96,22 @@ class PairLesion:
 
     def to_row(self) -> Row:
         """Builtin-typed row: both sub-clusters and the statistics."""
-        return {
-            "first_layer": self.first.layer,
-            "first_label": self.first.label,
-            "first_size": self.first.size,
-            "second_layer": self.second.layer,
-            "second_label": self.second.label,
-            "second_size": self.second.size,
-            "is_diagonal": bool(self.is_diagonal),
-            "true": float(self.true),
-            "diff": float(self.diff),
-            "score": float(self.score),
-            "pvalue": float(self.pvalue),
-            "random_mean": float(self.random_mean),
-            "random_std": float(self.random_std),
-            "z": float(self.z),
-            "taxonomy": str(self.taxonomy),
-        }
+        row: Row = {}
+        for role, sub in (("first", self.first), ("second", self.second)):
+            sub_row = sub.to_row()
+            row.update({f"{role}_{k}": sub_row[k] for k in ("layer", "label", "size")})
+        row.update(
+            is_diagonal=bool(self.is_diagonal),
+            true=float(self.true),
+            diff=float(self.diff),
+            score=float(self.score),
+            pvalue=float(self.pvalue),
+            random_mean=float(self.random_mean),
+            random_std=float(self.random_std),
+            z=float(self.z),
+            taxonomy=str(self.taxonomy),
+        )
+        return row
 
 
 @dataclass(frozen=True, eq=False)
@@ -301,9 +300,9 @@ def _conditional_design(setup: SweepSetup, start: int) -> tuple[list[LesionGroup
             if i == j:
                 continue
             exclude = given.unit_array() if first.layer == given.layer else None
+            key = (first.layer, first.label, given.layer, given.label)
             variants = [first.unit_array()]
             for r in range(n_trials):
-                key = (first.layer, first.label, given.layer, given.label)
                 rng = generator(setup.seed, r, STREAM_CONDITIONAL, *key)
                 variants.append(
                     random_units(setup.pools[first.layer], first.size, rng, exclude=exclude)
@@ -405,9 +404,7 @@ def double_lesion_test(
         The network, its clustering and a test set.
     mode : {"joint", "conditional"}
     **options
-        ``n_trials`` (default 20), ``seed`` (0), ``task``, ``method``, ``device``,
-        ``layers``, ``p_threshold``, ``diff_threshold``, ``batch_elements``: all parameters
-        are those of :func:`~harness.lesion.sweep.lesion_sweep`.
+        Keyword options of :func:`~harness.lesion.sweep.lesion_sweep` (:class:`LesionOptions`).
 
     Returns
     -------

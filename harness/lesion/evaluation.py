@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -26,6 +26,8 @@ from harness.lesion.specs import LesionGroup, check_lesion, group_lesions
 from harness.options import check_choice
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    from typing import Unpack
+
     import torch
     from torch import nn
 
@@ -34,6 +36,7 @@ __all__ = [
     "BATCH_ELEMENTS_CUDA",
     "LESION_METHODS",
     "LESION_TASKS",
+    "EvaluationOptions",
     "LesionEvaluation",
     "evaluate_groups",
     "evaluate_lesions",
@@ -303,6 +306,15 @@ def _check_fast_forward(
         )
 
 
+class EvaluationOptions(TypedDict, total=False):
+    """Keyword options of the lesion evaluation; see :func:`evaluate_groups`."""
+
+    task: str
+    method: str
+    device: torch.device | str | None
+    batch_elements: int | None
+
+
 def evaluate_groups(
     model: nn.Module,
     groups: Sequence[LesionGroup],
@@ -314,11 +326,39 @@ def evaluate_groups(
     device: torch.device | str | None = None,
     batch_elements: int | None = None,
 ) -> LesionEvaluation:
-    """:func:`evaluate_lesions` for lesions already grouped into batches.
+    """Evaluate the model under each lesion of ``groups`` (§6.3).
 
-    Parameters are those of :func:`evaluate_lesions`, with ``groups`` in place of
-    ``lesions``; outcome ``i`` belongs to the group member with result index ``i`` (the
-    indices of all groups together must be ``0..M-1``).
+    Parameters
+    ----------
+    model : torch.nn.Module
+        For ``method="fast"`` a ReLU MLP (Linear modules in ``model.modules()`` order form
+        the chain input -> hidden -> output); ``"reference"`` works with any model for which
+        :func:`~harness.lesion.ablation.lesioned` makes sense.
+    groups : sequence of LesionGroup
+        The lesions (hidden layers only: 1..L-1 for L Linear modules), batched
+        (:func:`~harness.lesion.specs.group_lesions`); the result indices of all groups
+        together must be ``0..M-1``.
+    x_test : array-like or tensor, shape (N, ...)
+        Inputs as the model expects them (the fast method flattens them to (N, in_features)).
+    y_test : array-like, shape (N,) of int (classification) or (N, n_outputs) (regression)
+    task : {"classification", "regression"}
+    method : {"fast", "reference"}
+        ``"reference"`` lesions the model with :func:`~harness.lesion.ablation.lesioned` and
+        runs its forward once per lesion. ``"fast"`` evaluates lesions in batches from cached
+        activations; same predictions, outputs equal to float32 rounding
+        (:mod:`harness.lesion.fast`).
+    device : torch device or str, optional
+        Default :func:`harness.parallel.pick_device` (CUDA when present). The model is not
+        moved: the fast method copies its weights, the reference method a deep copy.
+    batch_elements : int, optional
+        Bound on the elements of one block of activations of the fast method (memory and
+        speed; results do not depend on it). Default :data:`BATCH_ELEMENTS` on the CPU,
+        :data:`BATCH_ELEMENTS_CUDA` on a GPU.
+
+    Returns
+    -------
+    LesionEvaluation
+        Outcome ``i`` belongs to the group member with result index ``i``.
     """
     import torch
 
@@ -368,52 +408,25 @@ def evaluate_lesions(
     lesions: Sequence[Mapping[int, ArrayLike]],
     x_test: ArrayLike | torch.Tensor,
     y_test: ArrayLike | torch.Tensor,
-    *,
-    task: str = "classification",
-    method: str = "fast",
-    device: torch.device | str | None = None,
-    batch_elements: int | None = None,
+    **options: Unpack[EvaluationOptions],
 ) -> LesionEvaluation:
     """Evaluate the model under each lesion (§6.3).
 
     Parameters
     ----------
-    model : torch.nn.Module
-        For ``method="fast"`` a ReLU MLP (Linear modules in ``model.modules()`` order form
-        the chain input -> hidden -> output); ``"reference"`` works with any model for which
-        :func:`~harness.lesion.ablation.lesioned` makes sense.
+    model, x_test, y_test
+        The network and a test set (see :func:`evaluate_groups`).
     lesions : sequence of mappings, length M
         Each ``{layer_id: unit indices}`` (hidden layers only: 1..L-1 for L Linear modules);
-        ``{}`` is the unlesioned model.
-    x_test : array-like or tensor, shape (N, ...)
-        Inputs as the model expects them (the fast method flattens them to (N, in_features)).
-    y_test : array-like, shape (N,) of int (classification) or (N, n_outputs) (regression)
-    task : {"classification", "regression"}
-    method : {"fast", "reference"}
-        ``"reference"`` lesions the model with :func:`~harness.lesion.ablation.lesioned` and
-        runs its forward once per lesion. ``"fast"`` evaluates lesions in batches from cached
-        activations; same predictions, outputs equal to float32 rounding
-        (:mod:`harness.lesion.fast`).
-    device : torch device or str, optional
-        Default :func:`harness.parallel.pick_device` (CUDA when present). The model is not
-        moved: the fast method copies its weights, the reference method a deep copy.
-    batch_elements : int, optional
-        Bound on the elements of one block of activations of the fast method (memory and
-        speed; results do not depend on it). Default :data:`BATCH_ELEMENTS` on the CPU,
-        :data:`BATCH_ELEMENTS_CUDA` on a GPU.
+        ``{}`` is the unlesioned model. Lesions that differ only in their deepest layer are
+        evaluated in one batch.
+    **options
+        ``task``, ``method`` (``"fast"`` or ``"reference"``), ``device``,
+        ``batch_elements``: see :func:`evaluate_groups`.
 
     Returns
     -------
     LesionEvaluation
         Outcomes in the order of ``lesions``.
     """
-    return evaluate_groups(
-        model,
-        group_lesions(lesions),
-        x_test,
-        y_test,
-        task=task,
-        method=method,
-        device=device,
-        batch_elements=batch_elements,
-    )
+    return evaluate_groups(model, group_lesions(lesions), x_test, y_test, **options)

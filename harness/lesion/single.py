@@ -37,9 +37,7 @@ def single_lesion_test(
     model, labels, layer_sizes, x_test, y_test
         The network, its clustering and a test set.
     **options
-        ``n_trials`` (default 20), ``seed`` (0), ``task``, ``method``, ``device``,
-        ``layers``, ``p_threshold``, ``diff_threshold``, ``batch_elements``: all parameters
-        are those of :func:`~harness.lesion.sweep.lesion_sweep`.
+        Keyword options of :func:`~harness.lesion.sweep.lesion_sweep` (:class:`LesionOptions`).
 
     Returns
     -------

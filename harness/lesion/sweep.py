@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -30,6 +30,7 @@ from harness.lesion.ablation import layer_widths
 from harness.lesion.evaluation import (
     LESION_METHODS,
     LESION_TASKS,
+    EvaluationOptions,
     LesionEvaluation,
     evaluate_groups,
 )
@@ -63,26 +64,22 @@ STREAM_SINGLE, STREAM_JOINT, STREAM_CONDITIONAL = 0, 1, 2
 PairIndex = dict[tuple[int, int], tuple[int, list[int]]]
 
 
-class LesionOptions(TypedDict, total=False):
+class LesionOptions(EvaluationOptions, total=False):
     """Keyword options of the lesion tests; see :func:`lesion_sweep` for their meaning."""
 
     n_trials: int
     seed: int | None
-    task: str
-    method: str
-    device: torch.device | str | None
     layers: Sequence[int] | None
     p_threshold: float | None
     diff_threshold: float
-    batch_elements: int | None
 
 
 @dataclass(frozen=True)
 class SweepSetup:
     """What a pair design needs: the sub-clusters, their layers' unit pools, seed, trials."""
 
-    subs: list[SubCluster]
-    pools: dict[int, NDArray[np.int64]]
+    subs: list[SubCluster] = field(repr=False)
+    pools: dict[int, NDArray[np.int64]] = field(repr=False)
     seed: int
     n_trials: int
 
@@ -98,7 +95,7 @@ class Sweep:
 
     evaluation: LesionEvaluation
     single: SingleLesionResult
-    pairs: PairIndex
+    pairs: PairIndex = field(repr=False)
     p_threshold: float | None
     diff_threshold: float
 
@@ -238,7 +235,7 @@ def lesion_sweep(
         ``harness.cluster.cluster_weights(...).labels``.
     layer_sizes : sequence of int
         Widths of all layers, input and output included.
-    x_test, y_test : test set (see :func:`~harness.lesion.evaluation.evaluate_lesions`).
+    x_test, y_test : test set (see :func:`~harness.lesion.evaluation.evaluate_groups`).
     design : callable, optional
         The pair lesions of a double lesion test (:data:`PairDesign`); None for none.
     n_trials : int
@@ -250,12 +247,13 @@ def lesion_sweep(
     task : {"classification", "regression"}
     method : {"fast", "reference"}
     device : torch device or str, optional
+    batch_elements : int, optional
+        How and where the lesions are evaluated
+        (:func:`~harness.lesion.evaluation.evaluate_groups`).
     layers : sequence of int, optional
         Layers to lesion (default: the hidden layers).
     p_threshold, diff_threshold : taxonomy thresholds
         See :func:`~harness.lesion.statistics.taxonomy`.
-    batch_elements : int, optional
-        Block size of the fast method (:func:`~harness.lesion.evaluation.evaluate_lesions`).
 
     Returns
     -------

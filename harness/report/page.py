@@ -15,26 +15,31 @@ at any time. All text is HTML-escaped.
 from __future__ import annotations
 
 import base64
-import csv
-import html
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from harness.files import atomic_write_text, natural_key
+from harness.report.cells import format_number
 from harness.report.naming import FIGURES_DIR
-from harness.report.tables import VERDICTS, aggregate, format_number, is_timing_column
+from harness.report.page_tables import (
+    escape,
+    read_csv_table,
+    short_test_id,
+    summary_html,
+    table_html,
+)
+from harness.report.tables import VERDICTS
 
 __all__ = ["build_index", "read_run_info", "write_run_info"]
 
 RUN_INFO_FILE = "run.json"
 INDEX_FILE = "index.html"
 CLAIMS_FILE = "claims.csv"
-MAX_TABLE_ROWS = 2000
 _IMAGE_EXTS = (".png", ".svg")
 _MIME = {".png": "image/png", ".svg": "image/svg+xml"}
 
@@ -136,10 +141,6 @@ footer a { color:var(--accent); }
 """
 
 
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
 def _href(path: Path, base: Path) -> str:
     rel = path.relative_to(base).as_posix()
     return quote(rel, safe="/")
@@ -215,7 +216,7 @@ def _kv(mapping: Mapping[str, Any]) -> str:
             if isinstance(value, Mapping)
             else _fmt_value(value)
         )
-        items.append(f"<dt>{_e(key)}</dt><dd>{_e(text)}</dd>")
+        items.append(f"<dt>{escape(key)}</dt><dd>{escape(text)}</dd>")
     return f'<dl class="kv">{"".join(items)}</dl>'
 
 
@@ -228,12 +229,12 @@ def _run_section(run_info: Mapping[str, Any]) -> str:
             value = run_info[key]
             text = _fmt_duration(value) if key == "wall_time_s" else _fmt_value(value)
             facts.append(
-                f'<div class="fact"><span class="k">{_e(label)}</span><span class="v">{_e(text)}</span></div>'
+                f'<div class="fact"><span class="k">{escape(label)}</span><span class="v">{escape(text)}</span></div>'
             )
     parts = [f'<div class="facts">{"".join(facts)}</div>']
     if "args" in run_info:
         parts.append(
-            f'<p class="links">pytest arguments: <code>{_e(_fmt_value(run_info["args"]))}</code></p>'
+            f'<p class="links">pytest arguments: <code>{escape(_fmt_value(run_info["args"]))}</code></p>'
         )
     nested = {k: v for k, v in run_info.items() if isinstance(v, Mapping)}
     flat_rest = {
@@ -242,191 +243,18 @@ def _run_section(run_info: Mapping[str, Any]) -> str:
     for key in sorted(nested, key=natural_key):
         label = "Library versions" if key == "versions" else key.replace("_", " ").capitalize()
         parts.append(
-            f"<details{' open' if key == 'versions' else ''}><summary>{_e(label)}</summary>{_kv(nested[key])}</details>"
+            f"<details{' open' if key == 'versions' else ''}><summary>{escape(label)}</summary>{_kv(nested[key])}</details>"
         )
     if flat_rest:
         parts.append(f"<details><summary>Other run information</summary>{_kv(flat_rest)}</details>")
     return "".join(parts)
 
 
-# ----------------------------------------------------------------------------------------
-# tables
-
-
-def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        try:
-            header = next(reader)
-        except StopIteration:
-            return [], []
-        rows = [dict(zip(header, r + [""] * (len(header) - len(r)), strict=False)) for r in reader]
-    return header, rows
-
-
-def _as_float(text: str) -> float | None:
-    if text in ("True", "False"):
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def _numeric_kind(values: Sequence[str]) -> str:
-    present = [v for v in values if v != ""]
-    if not present or any(_as_float(v) is None for v in present):
-        return "text"
-    if all(v.lstrip("-").isdigit() for v in present):
-        return "int"
-    return "float"
-
-
-def _display_columns(header: Sequence[str]) -> list[str]:
-    """CSV order, without ``study``, each ``paper_X`` moved right after ``X``."""
-    cols = [c for c in header if c != "study"]
-    out = [c for c in cols if not (c.startswith("paper_") and c[6:] in cols)]
-    for c in cols:
-        if c.startswith("paper_") and c[6:] in cols:
-            out.insert(out.index(c[6:]) + 1, c)
-    return out
-
-
-def _short_test_id(test_id: str) -> str:
-    return test_id.split("::", 1)[1] if "::" in test_id else test_id
-
-
-def _table_html(header: Sequence[str], rows: Sequence[Mapping[str, str]]) -> str:
-    cols = _display_columns(header)
-    kinds = {c: _numeric_kind([r.get(c, "") for r in rows]) for c in cols}
-
-    def classes(c: str) -> list[str]:
-        out = []
-        if kinds[c] != "text":
-            out.append("num")
-        if c.startswith("paper_"):
-            out.append("paper")
-        if is_timing_column(c):
-            out.append("timing")
-        return out
-
-    head = "".join(
-        f'<th class="{" ".join(classes(c))}"'
-        + (' title="the paper\'s published value"' if c.startswith("paper_") else "")
-        + f">{_e(c)}</th>"
-        for c in cols
-    )
-    body = []
-    shown = rows[:MAX_TABLE_ROWS]
-    for r in shown:
-        cells = []
-        for c in cols:
-            raw = r.get(c, "")
-            cls = classes(c)
-            if c == "test_id":
-                cells.append(
-                    f'<td class="tid-cell" title="{_e(raw)}"><code>{_e(_short_test_id(raw))}</code></td>'
-                )
-                continue
-            if c == "outcome" and raw:
-                cells.append(f'<td><span class="pill o-{_e(raw)}">{_e(raw)}</span></td>')
-                continue
-            if kinds[c] == "float" and raw:
-                value = _as_float(raw)
-                text = format_number(value) if value is not None else raw
-                attr = f' title="{_e(raw)}"'
-            else:
-                text, attr = raw, ""
-            if raw in ("True", "False"):
-                cls.append(f"t-{raw}")
-            cells.append(f'<td class="{" ".join(cls)}"{attr}>{_e(text)}</td>')
-        body.append(f"<tr>{''.join(cells)}</tr>")
-    note = ""
-    if len(rows) > MAX_TABLE_ROWS:
-        note = f'<p class="links">First {MAX_TABLE_ROWS} of {len(rows)} rows; the CSV has all.</p>'
-    return (
-        f'<div class="tablewrap"><table><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table></div>{note}"
-    )
-
-
-#: Columns that identify one trained model across instances (the paper's table lines).
-_GROUP_COLUMNS = (
-    "model_tag",
-    "network",
-    "condition",
-    "phase",
-    "dataset",
-    "init",
-    "n_clusters",
-    "null",
-    "method",
-)
-
-
-def _parse_cell(text: str) -> Any:
-    if text == "":
-        return None
-    if text in ("True", "False"):
-        return text == "True"
-    if text.lstrip("-").isdigit():
-        return int(text)
-    value = _as_float(text)
-    return text if value is None else value
-
-
-def _summary_html(header: Sequence[str], rows: Sequence[Mapping[str, str]]) -> str:
-    """Per-model means over instances next to the paper's values (like Table B), if any.
-
-    Shown for tables with an ``instance`` column and ``paper_<metric>`` columns; groups are
-    the model-identifying columns present (:data:`_GROUP_COLUMNS`).
-    """
-    cols = set(header)
-    paper = [c[6:] for c in header if c.startswith("paper_") and c[6:] in cols]
-    by = [c for c in _GROUP_COLUMNS if c in cols]
-    if "instance" not in cols or not paper or not by or not rows:
-        return ""
-    stats: dict[str, tuple[str, ...]] = {}
-    for m in paper:
-        stats[m] = ("mean", "sd") if m == "ncut" else ("mean",)
-    if "is_sig" in cols:
-        stats["is_sig"] = ("n_true",)
-    if "p" in cols:
-        stats["p"] = (*stats.get("p", ()), "n_one")
-    for m in paper:
-        stats[f"paper_{m}"] = ("const",)
-    records = [{k: _parse_cell(v) for k, v in r.items()} for r in rows]
-    df = aggregate(records, by, stats=stats)
-    rename = {f"{m}_mean": m for m in paper}
-    rename |= {f"paper_{m}_const": f"paper_{m}" for m in paper}
-    rename |= {"is_sig_n_true": "n_sig", "p_n_one": "n_p1"}
-    df = df.rename(columns=rename)
-    # A table can hold its own n_sig / n_p1 columns (e.g. stability summaries): keep the first.
-    df = df.loc[:, ~df.columns.duplicated()]
-    out_rows = []
-    for rec in df.to_dict(orient="records"):
-        line = {}
-        for k, v in rec.items():
-            if v is None or (isinstance(v, float) and math.isnan(v)):
-                line[str(k)] = ""
-            elif isinstance(v, float):
-                line[str(k)] = repr(v)
-            else:
-                line[str(k)] = str(v)
-        out_rows.append(line)
-    note = (
-        '<p class="links">Mean over instances (<code>n</code>); <code>ncut_sd</code> is the '
-        "sample SD over instances; <code>n_sig</code> counts instances beating every shuffle, "
-        "<code>n_p1</code> those above every shuffle. Shaded: the paper's published values.</p>"
-    )
-    return f"<h3>Per model, ours next to the paper</h3>{_table_html(list(df.columns), out_rows)}{note}<h3>All rows</h3>"
-
-
 def _claims_section(reports_dir: Path) -> tuple[str, dict[str, int]]:
     path = reports_dir / CLAIMS_FILE
     if not path.is_file():
         return '<p class="empty">No claims table (claims.csv) in this run.</p>', {}
-    header, rows = _read_csv(path)
+    header, rows = read_csv_table(path)
     rank = {v: i for i, v in enumerate(VERDICTS)}
     rows = sorted(rows, key=lambda r: rank.get(r.get("verdict", ""), len(VERDICTS)))
     counts: dict[str, int] = {}
@@ -435,7 +263,7 @@ def _claims_section(reports_dir: Path) -> tuple[str, dict[str, int]]:
     if not rows:
         return '<p class="empty">No claims were recorded in this run.</p>', counts
     chips = "".join(
-        f'<span class="pill v-{_e(v)}">{counts[v]} {_e(v)}</span>'
+        f'<span class="pill v-{escape(v)}">{counts[v]} {escape(v)}</span>'
         for v in [*VERDICTS, *sorted(set(counts) - set(VERDICTS))]
         if v in counts
     )
@@ -444,15 +272,15 @@ def _claims_section(reports_dir: Path) -> tuple[str, dict[str, int]]:
         v = r.get("verdict", "")
         tid = r.get("test_id", "")
         note = r.get("note", "")
-        claim = _e(r.get("claim", "")) + (
-            f'<br><span class="links">{_e(note)}</span>' if note else ""
+        claim = escape(r.get("claim", "")) + (
+            f'<br><span class="links">{escape(note)}</span>' if note else ""
         )
         lines.append(
-            f'<tr><td><span class="pill v-{_e(v)}">{_e(v)}</span></td>'
-            f'<td class="claim">{claim}</td><td>{_e(r.get("expected", ""))}</td>'
-            f'<td class="obs">{_e(r.get("observed", ""))}</td>'
-            f'<td title="{_e(tid)}"><code>{_e(_short_test_id(tid))}</code></td>'
-            f"<td>{_e(r.get('study', ''))}</td></tr>"
+            f'<tr><td><span class="pill v-{escape(v)}">{escape(v)}</span></td>'
+            f'<td class="claim">{claim}</td><td>{escape(r.get("expected", ""))}</td>'
+            f'<td class="obs">{escape(r.get("observed", ""))}</td>'
+            f'<td title="{escape(tid)}"><code>{escape(short_test_id(tid))}</code></td>'
+            f"<td>{escape(r.get('study', ''))}</td></tr>"
         )
     table = (
         '<div class="tablewrap"><table class="claims"><thead><tr><th>verdict</th><th>claim</th>'
@@ -509,7 +337,7 @@ def _figures(reports_dir: Path, study: str, embed: bool) -> str:
         else:
             others.append(p)
     links = "".join(
-        f'<a href="{_href(p, reports_dir)}">{_e(p.name)}</a>'
+        f'<a href="{_href(p, reports_dir)}">{escape(p.name)}</a>'
         for p in sorted(others, key=lambda q: natural_key(q.name))
     )
     files_html = f'<p class="links">Files: {links}</p>' if links else ""
@@ -524,18 +352,18 @@ def _figures(reports_dir: Path, study: str, embed: bool) -> str:
             test_part, name = "", stem
         # drop the crc32 suffix that slug() adds for uniqueness
         test_label = test_part.rsplit("-", 1)[0] if len(test_part) > 9 else test_part
-        caption = f"<b>{_e(name)}</b>" + (
-            f' &middot; <span class="tid">{_e(test_label)}</span>' if test_label else ""
+        caption = f"<b>{escape(name)}</b>" + (
+            f' &middot; <span class="tid">{escape(test_label)}</span>' if test_label else ""
         )
         if embed:
             data = base64.b64encode(shown.read_bytes()).decode("ascii")
             src = f"data:{_MIME[shown.suffix.lower()]};base64,{data}"
-            img = f'<img src="{src}" alt="{_e(name)}">'
+            img = f'<img src="{src}" alt="{escape(name)}">'
         else:
             target = files.get(".svg") or shown
             img = (
                 f'<a href="{_href(target, reports_dir)}"><img src="{_href(shown, reports_dir)}" '
-                f'alt="{_e(name)}" loading="lazy"></a>'
+                f'alt="{escape(name)}" loading="lazy"></a>'
             )
         size = _png_size(shown) if shown.suffix.lower() == ".png" else None
         if size:
@@ -561,12 +389,12 @@ def _files_section(reports_dir: Path) -> str:
             continue
         if p.is_dir():
             n = sum(1 for q in p.rglob("*") if q.is_file() and not q.name.startswith("."))
-            lines.append(f"<dt>{_e(p.name)}/</dt><dd>{n} files</dd>")
+            lines.append(f"<dt>{escape(p.name)}/</dt><dd>{n} files</dd>")
         elif p.is_file():
             size = p.stat().st_size
             human = f"{size / 1024:.1f} KiB" if size >= 1024 else f"{size} B"
             lines.append(
-                f'<dt><a href="{_href(p, reports_dir)}">{_e(p.name)}</a></dt><dd>{_e(human)}</dd>'
+                f'<dt><a href="{_href(p, reports_dir)}">{escape(p.name)}</a></dt><dd>{escape(human)}</dd>'
             )
     if not lines:
         return '<p class="empty">No files.</p>'
@@ -628,23 +456,23 @@ def build_index(
         body = ""
         count = ""
         if csv_path.is_file():
-            header, rows = _read_csv(csv_path)
+            header, rows = read_csv_table(csv_path)
             count = f'<span class="count">{len(rows)} row{"s" if len(rows) != 1 else ""}</span>'
-            links = [f'<a href="{_href(csv_path, root)}">{_e(csv_path.name)}</a>']
+            links = [f'<a href="{_href(csv_path, root)}">{escape(csv_path.name)}</a>']
             md = root / f"{study}.md"
             if md.is_file():
-                links.append(f'<a href="{_href(md, root)}">{_e(md.name)}</a>')
+                links.append(f'<a href="{_href(md, root)}">{escape(md.name)}</a>')
             body += f'<p class="links">{"".join(links)} &middot; paper values shaded</p>'
             if rows:
-                body += _summary_html(header, rows) + _table_html(header, rows)
+                body += summary_html(header, rows) + table_html(header, rows)
             else:
                 body += '<p class="empty">No rows.</p>'
         body += _figures(root, study, embed_images)
         sections.append(
-            f'<section id="{_anchor("study", study)}"><h2>{_e(study)}{count}</h2>{body}</section>'
+            f'<section id="{_anchor("study", study)}"><h2>{escape(study)}{count}</h2>{body}</section>'
         )
     nav = ['<a href="#run">Run</a>', '<a href="#claims">Claims</a>']
-    nav += [f'<a href="#{_anchor("study", s)}">{_e(s)}</a>' for s in studies]
+    nav += [f'<a href="#{_anchor("study", s)}">{escape(s)}</a>' for s in studies]
     nav.append('<a href="#files">Files</a>')
     profile = info.get("profile")
     subtitle = "Re-implementation of Filan et al., <i>Clusterability in Neural Networks</i> (arXiv:2103.03386)"
@@ -658,20 +486,20 @@ def build_index(
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="clusterability-harness {_e(version)}">
-<title>{_e(title)}</title>
+<meta name="generator" content="clusterability-harness {escape(version)}">
+<title>{escape(title)}</title>
 <style>{_CSS}</style>
 </head>
 <body>
-<header class="top"><h1>{_e(title)}</h1><p>{subtitle}</p></header>
+<header class="top"><h1>{escape(title)}</h1><p>{subtitle}</p></header>
 <nav>{"".join(nav)}</nav>
 <main>
 <section id="run"><h2>Run</h2>{_banner(counts)}{_run_section(info)}</section>
 <section id="claims"><h2>Claims<span class="count">{sum(counts.values())} total</span></h2>{claims_html}</section>
 {"".join(sections) if sections else '<section><p class="empty">No study tables or figures in this folder.</p></section>'}
 <section id="files"><h2>Files</h2>{_files_section(root)}</section>
-<footer>Generated by clusterability-harness {_e(version)} from the files in this folder;
-rebuild with <code>python -m harness report --reports-dir {_e(root.name)}</code>.
+<footer>Generated by clusterability-harness {escape(version)} from the files in this folder;
+rebuild with <code>python -m harness report --reports-dir {escape(root.name)}</code>.
 Tables: identity columns, metrics, then the paper's published values (<code>paper_*</code>,
 shaded, placed next to ours) and timings. Method: Filan, Casper, Hod, Wild, Critch &amp; Russell (2021),
 <a href="https://arxiv.org/abs/2103.03386">arXiv:2103.03386</a>.</footer>

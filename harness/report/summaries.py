@@ -24,9 +24,10 @@ from pathlib import Path
 import pandas as pd
 
 from harness.files import natural_key
+from harness.report.cells import Row
 from harness.report.figures.common import StrPath
 from harness.report.naming import SUMMARY_ID, check_name, figure_stem
-from harness.report.tables import Row, study_frame
+from harness.report.tables import study_frame
 
 __all__ = ["SummaryFigures", "summary_stem", "write_summary_figures"]
 

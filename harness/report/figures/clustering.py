@@ -1,4 +1,4 @@
-"""Figures of clustering results: the n-cut against its nulls, the factors grid, K sensitivity.
+"""Figures of clustering results: n-cuts against nulls, factors grid, K, random init, training.
 
 Every function takes plain arrays or DataFrames and an output path *stem* (no extension),
 writes one file per requested format (PNG and SVG by default) atomically and returns the
@@ -14,10 +14,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.collections import PathCollection
 from numpy.typing import ArrayLike
 
 from harness.files import natural_key
+from harness.report.cells import is_missing
 from harness.report.figures.common import (
     OTHER_PHASE,
     PAPER_COLOR,
@@ -28,20 +30,25 @@ from harness.report.figures.common import (
     StrPath,
     as_frame,
     check_formats,
-    dropped_note,
     empty,
     empty_figure,
     figure_doc,
     finish,
     finite,
-    is_missing,
     new_figure,
     numeric,
     ordered_unique,
     require,
+    swarm_offsets,
 )
 
-__all__ = ["plot_factors_grid", "plot_k_sensitivity", "plot_null_distribution"]
+__all__ = [
+    "plot_factors_grid",
+    "plot_k_sensitivity",
+    "plot_learning_curve",
+    "plot_null_distribution",
+    "plot_random_init",
+]
 
 _NULL_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd")
 _SYMLOG_TICKS = (-1000, -300, -100, -30, -10, -3, 0, 3, 10, 30, 100, 300, 1000)
@@ -137,10 +144,9 @@ def plot_null_distribution(
             ax.set_ylabel("shuffled networks")
             ax.legend(loc="best")
             ax.margins(x=0.08)
-        notes.append(dropped_note(dropped))
         lines = ([title] if title else []) + ["; ".join(stat_parts)]
         ax.set_title("\n".join(lines), fontsize=9.5)
-        return finish(fig, out_stem, fmts, note="; ".join(n for n in notes if n))
+        return finish(fig, out_stem, fmts, note="; ".join(notes), dropped=dropped)
 
 
 @figure_doc
@@ -152,6 +158,7 @@ def plot_factors_grid(
     row: str = "condition",
     col: str = "dataset",
     phase: str = "phase",
+    row_order: Sequence[object] | None = None,
     title: str | None = None,
     formats: Sequence[str] = ("png", "svg"),
 ) -> list[Path]:
@@ -169,6 +176,9 @@ def plot_factors_grid(
         Result rows with columns ``row``, ``col``, ``phase`` and ``value``.
     value, row, col, phase : str
         Column names.
+    row_order : sequence, optional
+        The ``row`` values from top to bottom; values not listed follow in order of first
+        appearance (the default for all).
     %(output)s
     """
     fmts = check_formats(formats)
@@ -181,6 +191,8 @@ def plot_factors_grid(
     paper_vals = numeric(df[paper_col]) if paper_col in df.columns else None
     cols = sorted(ordered_unique(list(df[col])), key=lambda v: natural_key(str(v)))
     rows_ = ordered_unique(list(df[row]))
+    if row_order is not None:
+        rows_ = [r for r in row_order if r in rows_] + [r for r in rows_ if r not in row_order]
     phases = ordered_unique(list(df[phase]))
     phases.sort(
         key=lambda ph: (0, list(PHASE_STYLE).index(ph)) if ph in PHASE_STYLE else (1, str(ph))
@@ -269,7 +281,7 @@ def plot_factors_grid(
             )
         if title:  # title before footnote, as before: the order shows in the SVG and PDF
             fig.suptitle(title)
-        return finish(fig, out_stem, fmts, note=dropped_note(n_dropped))
+        return finish(fig, out_stem, fmts, dropped=n_dropped)
 
 
 @figure_doc
@@ -364,5 +376,214 @@ def plot_k_sensitivity(
             ax_z.set_ylabel(f"{value} (mean +- SD)")
             if any(h is not None for h in hues) or any(s is not None for s in styles):
                 ax_z.legend(loc="best")
-        note = dropped_note(n_dropped) if drew else ""
-        return finish(fig, out_stem, fmts, note=note, title=title)
+        return finish(fig, out_stem, fmts, dropped=n_dropped if drew else 0, title=title)
+
+
+@figure_doc
+def plot_random_init(
+    random_ncuts: Mapping[str, ArrayLike],
+    out_stem: StrPath,
+    *,
+    trained: Mapping[str, ArrayLike] | None = None,
+    paper: Mapping[str, float] | None = None,
+    title: str | None = None,
+    formats: Sequence[str] = ("png", "svg"),
+) -> list[Path]:
+    """N-cuts of randomly initialised networks next to those of trained ones.
+
+    One panel per network (key), each with its own n-cut scale (a random MLP's n-cuts spread
+    over +-0.03 around 10.3, a CNN's around 10.9): random-init n-cuts in grey, trained n-cuts
+    in blue, each a box (quartiles) over a swarm of the individual values. ``paper`` values
+    (the paper's random-init means, Table I) are hollow black diamonds on the grey box.
+
+    Parameters
+    ----------
+    random_ncuts : mapping of str to array-like of shape (n_trials,)
+        Network name -> n-cuts of untrained networks.
+    trained : mapping of str to array-like, optional
+        Network name -> n-cuts of trained networks (may have keys of its own).
+    paper : mapping of str to float, optional
+        Network name -> the paper's random-init mean.
+    %(output)s
+    """
+    fmts = check_formats(formats)
+    trained = dict(trained or {})
+    paper = dict(paper or {})
+    keys = list(dict.fromkeys([*random_ncuts, *trained]))
+    series = [("random init", "#8c8c8c", dict(random_ncuts)), ("trained", QUALITATIVE[0], trained)]
+    with new_figure((max(4.5, 2.3 * len(keys) + 0.8), 3.8)) as fig:
+        axes = fig.subplots(1, max(1, len(keys)), squeeze=False)[0]
+        dropped = 0
+        handles: dict[str, PathCollection] = {}
+        for ax, key in zip(axes, keys, strict=False):
+            drew = False
+            ticks: dict[int, str] = {}
+            for x, (name, color, data) in enumerate(series):
+                if key not in data:
+                    continue
+                ticks[x] = name.replace(" ", "\n")
+                vals, n_bad = finite(data[key])
+                dropped += n_bad
+                if vals.size == 0:
+                    continue
+                drew = True
+                ax.boxplot(
+                    [vals],
+                    positions=[x],
+                    widths=0.55,
+                    showfliers=False,
+                    patch_artist=True,
+                    boxprops={"facecolor": color, "alpha": 0.25, "edgecolor": color},
+                    medianprops={"color": color},
+                    whiskerprops={"color": color},
+                    capprops={"color": color},
+                )
+                handles[name] = ax.scatter(
+                    x + swarm_offsets(vals, width=0.45),
+                    vals,
+                    s=9,
+                    color=color,
+                    alpha=0.8,
+                    linewidths=0,
+                    label=name,
+                )
+            ref = paper.get(key)
+            if ref is not None and math.isfinite(float(ref)):
+                drew = True
+                handles["paper"] = ax.scatter(
+                    [0],
+                    [float(ref)],
+                    marker="D",
+                    s=55,
+                    facecolors="none",
+                    edgecolors=PAPER_COLOR,
+                    zorder=4,
+                    label="paper (random-init mean)",
+                )
+            ax.set_title(str(key))
+            if not drew:
+                empty(ax, "no finite n-cuts")
+                continue
+            ax.set_xticks(list(ticks), list(ticks.values()))
+            ax.set_xlim(-0.6, 1.6)
+            ax.margins(y=0.15)
+        if not keys:
+            empty(axes[0], "no n-cuts")
+        else:
+            axes[0].set_ylabel("n-cut")
+        if handles:
+            fig.legend(
+                handles=list(handles.values()), loc="outside lower center", ncols=len(handles)
+            )
+        return finish(fig, out_stem, fmts, dropped=dropped, title=title)
+
+
+@figure_doc
+def plot_learning_curve(
+    data: Rows,
+    out_stem: StrPath,
+    *,
+    x: str = "epoch",
+    ncut: str = "ncut",
+    acc: str | None = "test_acc",
+    hue: str | None = None,
+    prune_start: float | None = None,
+    title: str | None = None,
+    formats: Sequence[str] = ("png", "svg"),
+) -> list[Path]:
+    """N-cut (top) and test accuracy (bottom) through training, pruning start dashed.
+
+    Parameters
+    ----------
+    data : DataFrame or sequence of dict
+        One row per checkpoint with columns ``x`` and ``ncut``, optionally ``acc``,
+        ``phase`` ("unpruned"/"pruned"), ``paper_<ncut>`` (drawn dotted, grey) and ``hue``.
+    x, ncut, acc, hue : str
+        Column names (``acc``/``hue`` may be None or absent).
+    prune_start : float, optional
+        Epoch after which pruning starts; the dashed line goes there. By default the last
+        ``unpruned`` epoch when a ``phase`` column exists.
+    %(output)s
+    """
+    fmts = check_formats(formats)
+    df = as_frame(data)
+    has_acc = bool(acc) and acc in df.columns
+    with new_figure((6.4, 5.0 if has_acc else 3.4)) as fig:
+        axes = fig.subplots(2 if has_acc else 1, 1, sharex=True, squeeze=False)[:, 0]
+        if df.empty:
+            for ax in axes:
+                empty(ax, "no checkpoints")
+            return finish(fig, out_stem, fmts, title=title)
+        require(df, [x, ncut], "plot_learning_curve")
+        xs = numeric(df[x])
+        groups = ordered_unique(list(df[hue])) if hue and hue in df.columns else [None]
+        panels: list[tuple[Axes, str]] = [(axes[0], ncut)]
+        if has_acc:
+            assert acc is not None
+            panels.append((axes[1], acc))
+        dropped = 0
+        for ax, column in panels:
+            ys = numeric(df[column])
+            paper_col = f"paper_{column}"
+            paper_ys = numeric(df[paper_col]) if paper_col in df.columns else None
+            drew = False
+            for gi, g in enumerate(groups):
+                sel = np.ones(len(df), dtype=bool) if g is None else np.asarray(df[hue] == g)
+                ok = sel & np.isfinite(xs) & np.isfinite(ys)
+                dropped += int((sel & ~(np.isfinite(xs) & np.isfinite(ys))).sum())
+                order = np.argsort(xs[ok], kind="stable")
+                color = QUALITATIVE[gi % 10]
+                if ok.any():
+                    drew = True
+                    ax.plot(
+                        xs[ok][order],
+                        ys[ok][order],
+                        marker="o",
+                        markersize=3.5,
+                        color=color,
+                        label=None if g is None else str(g),
+                    )
+                if paper_ys is not None:
+                    okp = sel & np.isfinite(xs) & np.isfinite(paper_ys)
+                    if okp.any():
+                        op = np.argsort(xs[okp], kind="stable")
+                        ax.plot(
+                            xs[okp][op],
+                            paper_ys[okp][op],
+                            linestyle=":",
+                            marker="D",
+                            markersize=3,
+                            markerfacecolor="none",
+                            color=color,
+                            alpha=0.7,
+                            label="paper" if gi == 0 else None,
+                        )
+            if not drew:
+                empty(ax, f"no finite {column} values")
+            ax.set_ylabel(column)
+        starts: list[float] = []
+        if prune_start is not None and math.isfinite(float(prune_start)):
+            starts = [float(prune_start)]
+        elif "phase" in df.columns:
+            unpruned = np.asarray(df["phase"] == "unpruned") & np.isfinite(xs)
+            if unpruned.any() and np.asarray(df["phase"] == "pruned").any():
+                starts = [float(xs[unpruned].max())]
+        for ax in axes:
+            for s in starts:
+                ax.axvline(s, color="0.25", linestyle="--", linewidth=1.0)
+        if starts:
+            axes[0].text(
+                starts[0],
+                1.0,
+                " pruning starts",
+                transform=axes[0].get_xaxis_transform(),
+                va="top",
+                ha="left",
+                fontsize=7.5,
+                color="0.25",
+            )
+        axes[-1].set_xlabel(x)
+        handles, labels = axes[0].get_legend_handles_labels()
+        if labels:
+            axes[0].legend(loc="best")
+        return finish(fig, out_stem, fmts, dropped=dropped, title=title)

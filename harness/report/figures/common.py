@@ -12,7 +12,6 @@ PNGs carry no software tag, and nothing random is drawn (strip plots use the det
 from __future__ import annotations
 
 import io
-import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from numpy.typing import ArrayLike
 
 from harness.files import atomic_write_bytes
 from harness.options import check_choice
+from harness.report.cells import is_missing
 
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
@@ -46,13 +46,11 @@ __all__ = [
     "as_frame",
     "check_formats",
     "cluster_colors",
-    "dropped_note",
     "empty",
     "empty_figure",
     "figure_doc",
     "finish",
     "finite",
-    "is_missing",
     "new_figure",
     "numeric",
     "ordered_unique",
@@ -192,14 +190,17 @@ def finish(
     formats: Sequence[str],
     *,
     note: str = "",
+    dropped: int = 0,
     title: str | None = None,
     ax: Axes | None = None,
 ) -> list[Path]:
     """The last step of a figure function: footnote, title, then :func:`save`.
 
-    ``note`` becomes a small grey footnote at the bottom right (nothing when empty).
-    ``title``, when given, goes above ``ax`` or, without ``ax``, above the whole figure.
+    ``note`` and the number of values ``dropped`` (non-finite, not drawn) become a small grey
+    footnote at the bottom right (none when there is nothing to say). ``title``, when given,
+    goes above ``ax`` or, without ``ax``, above the whole figure.
     """
+    note = "; ".join(n for n in (note, _dropped_note(dropped)) if n)
     if note:
         fig.supxlabel(note, x=0.995, ha="right", fontsize=7, color="0.45")
     if title:
@@ -236,14 +237,9 @@ def finite(values: ArrayLike) -> tuple[np.ndarray, int]:
     return arr[mask], int(arr.size - mask.sum())
 
 
-def dropped_note(n: int) -> str:
+def _dropped_note(n: int) -> str:
     """The footnote for ``n`` values not drawn (empty for none)."""
     return f"{n} non-finite value{'s' if n != 1 else ''} not shown" if n else ""
-
-
-def is_missing(value: object) -> bool:
-    """Whether a cell value is missing: None or a float NaN."""
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def ordered_unique(values: Sequence[object]) -> list[object]:

@@ -28,7 +28,6 @@ from harness.report.figures.common import (
     TRUE_COLOR,
     StrPath,
     check_formats,
-    dropped_note,
     empty,
     figure_doc,
     finish,
@@ -170,7 +169,7 @@ def plot_lesion_accuracy(
             ax.set_xlim(-0.7, n - 0.3)
             ax.set_ylabel("test accuracy after lesion")
             ax.legend(loc="best")
-        return finish(fig, out_stem, fmts, note=dropped_note(dropped), title=title, ax=ax)
+        return finish(fig, out_stem, fmts, dropped=dropped, title=title, ax=ax)
 
 
 @figure_doc
@@ -262,8 +261,7 @@ def plot_lesion_class_damage(
                 if ii.size:
                     ax.scatter(jj + 0.32, ii - 0.3, s=7, color="black", marker="o")
                     ax.set_xlabel("class   (\u2022 = true lesion worse than every random lesion)")
-        note = dropped_note(int((~finite).sum()))
-        return finish(fig, out_stem, fmts, note=note, title=title, ax=ax)
+        return finish(fig, out_stem, fmts, dropped=int((~finite).sum()), title=title, ax=ax)
 
 
 @figure_doc
@@ -347,8 +345,7 @@ def plot_lesion_taxonomy(
             ax.legend(
                 loc="center left", bbox_to_anchor=(1.01, 0.5), title="taxonomy", title_fontsize=8
             )
-        note = dropped_note(int((~ok).sum()))
-        return finish(fig, out_stem, fmts, note=note, title=title, ax=ax)
+        return finish(fig, out_stem, fmts, dropped=int((~ok).sum()), title=title, ax=ax)
 
 
 @figure_doc
@@ -431,8 +428,8 @@ def plot_double_lesion_heatmap(
                     "second (lesioned first, held fixed)\n"
                     f"\u2605 p \u2264 {p_threshold:.3g}    ? p = 1 (less damage than every random lesion)"
                 )
-        note = dropped_note(int((~finite).sum()))  # "" when there is no cell at all
-        return finish(fig, out_stem, fmts, note=note, title=title, ax=ax)
+        dropped = int((~finite).sum())  # 0 when there is no cell at all
+        return finish(fig, out_stem, fmts, dropped=dropped, title=title, ax=ax)
 
 
 @figure_doc

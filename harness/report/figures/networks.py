@@ -289,7 +289,5 @@ def plot_clusterability(
     """
     title = f"K = {result.n_clusters}: n-cut {result.ncut:.3f}"
     if result.n_samples:
-        title += (
-            f", p = {result.pvalue:.3g}, z = {result.z:.2f} ({result.null} null, n = {result.n_samples})"
-        )
+        title += f", p = {result.pvalue:.3g}, z = {result.z:.2f} ({result.null} null, n = {result.n_samples})"
     return plot_clustering(weights, result.labels, path, title=title)
