@@ -77,6 +77,12 @@ def pin_threads(n_threads: int) -> None:
 
 
 def _init_worker(n_threads: int) -> None:
+    # Ctrl-C in a terminal signals the whole process group. The parent turns it into one
+    # line and stops the pool; a worker that also raised KeyboardInterrupt would print its
+    # own traceback.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     pin_threads(n_threads)
 
 
@@ -172,9 +178,15 @@ class Progress:
     def __init__(self, total: int, desc: str, *, enabled: bool | None = None) -> None:
         self._bar: Any = None
         if progress_wanted(enabled) and total > 0:
+            import shutil
+
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=desc, unit="sample", file=sys.stderr, leave=False)
+            # A terminal that reports no size (a fresh pseudo-terminal) would get no bar at all.
+            width = shutil.get_terminal_size((0, 0)).columns or 80
+            self._bar = tqdm(
+                total=total, desc=desc, unit="sample", file=sys.stderr, leave=False, ncols=width
+            )
 
     def update(self, n: int = 1) -> None:
         if self._bar is not None:

@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 import harness.train as train_module
+from harness.configs import TAGS, config_for_tag, training_tag
 from harness.data import Dataset
 from harness.models import build_model, kernel_layers, weight_matrices
 from harness.store import Store
-from harness.configs import TAGS, config_for_tag, training_tag
 from harness.train import (
     TrainConfig,
     TrainedModel,
