@@ -9,7 +9,7 @@ WORKERS  ?= auto
 PYTEST   := $(BIN)/python -m pytest
 RUN      := $(PYTEST) experiments -n $(WORKERS) --profile $(PROFILE)
 
-.PHONY: setup data datasets models test experiments bench clean-reports \
+.PHONY: setup data datasets browser models test experiments bench clean-reports \
 	mlp-clustering mlp-clustering-stability mlp-clustering-stability-n-clusters \
 	mlp-learning-curve mlp-random-init mlp-null-models mlp-lesion mlp-double-lesion
 
@@ -26,7 +26,22 @@ data: setup
 datasets: data  ## every derived dataset of the paper that does not need CIFAR-10
 	$(BIN)/python -m harness data fetch --all
 
-test: data
+# Headless Chromium renders reports/index.html in the report test (tests/test_report.py looks
+# for chromium or chromium-browser). Installed with apt-get (sudo -n when not root) if absent;
+# HARNESS_SKIP_BROWSER=1 skips both the install and that test.
+browser:
+	@if [ "$${HARNESS_SKIP_BROWSER:-}" = 1 ] || command -v chromium >/dev/null 2>&1 \
+	    || command -v chromium-browser >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" -eq 0 ]; then as=""; elif sudo -n true 2>/dev/null; then as="sudo -n"; \
+	else as=none; fi; \
+	if [ "$$as" != none ] && command -v apt-get >/dev/null 2>&1 \
+	    && $$as env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+	    && $$as env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	then exit 0; fi; \
+	echo "make browser: the report test needs headless Chromium; install Debian's chromium package (as root: apt-get install chromium), or set HARNESS_SKIP_BROWSER=1 to skip that test" >&2; \
+	exit 1
+
+test: data browser
 	$(PYTEST) tests -n 2
 	$(PYTEST) experiments -n 2 --profile smoke --reports-dir reports/smoke
 

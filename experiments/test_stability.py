@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from harness.claims import REGISTRY, claims_for
 from harness.paper import paper_columns
 from harness.report import plot_null_distribution
 
@@ -37,15 +38,21 @@ def test_instance(tag, instance, trained, analysed, record, figure):
         z=result.z,
         title=f"{tag} pruned (instance {instance}), K = {K}",
     )
-    record(
-        result.to_row(),
-        model_tag=tag,
-        phase="pruned",
-        instance=instance,
-        model_key=model.key[:16],
+    record(instance_row(model, result, tag, instance))
+
+
+def instance_row(model, result, tag, instance):
+    """One row of Table G: one pruned instance against the layer null."""
+    return {
+        **result.to_row(),
+        "model_tag": tag,
+        "phase": "pruned",
+        "instance": instance,
+        "model_key": model.key[:16],
+        "model_seed": model.config.seed,
         **model.final_metrics("pruned"),
         **paper_columns("G", tag, ("ncut", "null_mean", "z", "p", "is_stable"), phase="pruned"),
-    )
+    }
 
 
 @pytest.mark.parametrize("tag", TAGS)
@@ -66,6 +73,17 @@ def test_stability_summary(tag, trained, analysed, profile, record):
         z=float(np.mean([r.z for r in results])),
         p=float(np.mean([r.pvalue for r in results])),
         n_sig=n_sig,
+        frac_sig=n_sig / len(results),
         is_stable=n_sig == len(results),
         **paper_columns("G", tag, ("ncut", "n_sig", "is_stable"), phase="pruned"),
     )
+
+
+@pytest.mark.parametrize("claim_id", claims_for("stability"))
+def test_claim(claim_id, trained, analysed, cell_rows, claim):
+    def build(cell, instance):
+        model = trained(cell.tag, instance)
+        result = analysed(model, "pruned", n_clusters=K, null="layer")
+        return instance_row(model, result, cell.tag, instance)
+
+    claim(claim_id, cell_rows(REGISTRY[claim_id].cells, build))

@@ -25,7 +25,7 @@ __all__ = ["build_parser", "main"]
 # Kept here (not imported from the library) so that building the parser imports nothing heavy;
 # tests check they equal harness.nulls.NULL_METHODS and harness.cluster.METHODS.
 NULL_CHOICES = ("layer", "layer_nonzero", "layer_nonzero_distribution", "layer_all_distribution")
-METHOD_CHOICES = ("fast", "reference")
+METHOD_CHOICES = ("fast", "reference", "fast_ncut")
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -73,6 +73,7 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
         seed=args.seed,
         method=args.method,
         n_workers=args.workers,
+        progress=False if args.quiet else None,
     )
     if args.plot is not None:
         from harness.report import plot_clusterability

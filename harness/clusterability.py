@@ -134,7 +134,7 @@ def _complex_dtype(w: object) -> str | None:
     """The dtype of ``w`` if it is complex, else None (also when it is no array at all)."""
     is_complex = getattr(w, "is_complex", None)
     if callable(is_complex) and hasattr(w, "dtype"):  # a torch tensor, on any device
-        return str(getattr(w, "dtype")) if is_complex() else None
+        return str(w.dtype) if is_complex() else None
     try:
         dtype = getattr(w, "dtype", None)
         dtype = np.dtype(dtype) if dtype is not None else np.asarray(w).dtype

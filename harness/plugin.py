@@ -161,8 +161,56 @@ def _check_markexpr(config: pytest.Config) -> None:
         )
 
 
+def _check_writable_dir(path: Path, source: str, fix: str) -> None:
+    """UsageError unless ``path`` is a folder this process can write to, or can create.
+
+    Checked before the first test, because the controller writes reports (and tests write
+    the store) only later. Nothing is created: the nearest existing folder gets a probe file,
+    removed at once.
+    """
+    import tempfile
+
+    path = Path(os.path.abspath(path))
+    existing = path
+    try:
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            problem = (
+                "is a file, not a folder"
+                if existing == path
+                else f"cannot be created: {existing} is not a folder"
+            )
+            raise pytest.UsageError(f"{source} {path} {problem}; {fix}")
+        with tempfile.TemporaryFile(dir=existing, prefix=".harness-probe-"):
+            pass
+    except OSError as exc:
+        where = "" if existing == path else f" (cannot create files in {existing})"
+        raise pytest.UsageError(
+            f"{source} {path} is not writable{where}: {exc.strerror or exc}; {fix}"
+        ) from None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     _check_markexpr(config)
+    if not _is_worker(config):  # workers inherit the controller's checked settings
+        reports_opt = config.getoption("--reports-dir")
+        if reports_opt:
+            _check_writable_dir(
+                Path(reports_opt), "--reports-dir", "pass a folder the reports can be written to"
+            )
+        store_opt = config.getoption("--store")
+        store_env = os.environ.get("HARNESS_STORE")
+        if store_opt:
+            _check_writable_dir(
+                Path(store_opt).expanduser(), "--store", "pass a writable folder for the artifact store"
+            )
+        elif store_env:
+            _check_writable_dir(
+                Path(store_env).expanduser(),
+                "HARNESS_STORE",
+                "set HARNESS_STORE to a writable folder (or pass --store DIR)",
+            )
     profile = get_profile(config.getoption("--profile") or DEFAULT_PROFILE)
     seed_opt = config.getoption("--harness-seed")
     base_seed = DEFAULT_SEED if seed_opt is None else int(seed_opt)
@@ -205,15 +253,29 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group tests that share a trained model onto one xdist worker (``--dist loadgroup``).
+    """Deselect what the profile does not run; group tests that share a trained model.
+
+    A profile may restrict the studies, model tags and claims it runs (the ``ci`` profile
+    does); other tests are deselected, as with ``-k``. Tests that share a model go to one
+    xdist worker (``--dist loadgroup``).
 
     A test parametrized with ``tag`` and ``instance`` joins group ``<tag>/i<instance>`` unless
     it carries its own ``xdist_group`` mark; the model is then trained once, where it is used.
     """
+    profile = config.stash[_STATE].profile
+    kept, dropped = [], []
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
+        study = _study_of(item.nodeid) if item.nodeid.startswith("experiments/") else None
+        if not profile.runs(study=study, tag=params.get("tag"), claim=params.get("claim_id")):
+            dropped.append(item)
+            continue
+        kept.append(item)
         if "tag" in params and "instance" in params and not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(f"{params['tag']}/i{params['instance']}"))
+    if dropped:  # the profile's grid is smaller (the ci profile): deselect, as -k would
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 # --------------------------------------------------------------------------------------
@@ -307,56 +369,90 @@ def _fmt(value: Any) -> str:
 
 @pytest.fixture
 def claim(request: pytest.FixtureRequest, profile: Profile) -> Callable[..., bool]:
-    """Record a research claim; fail the test with the numbers when it does not hold.
+    """Check a research claim; fail the test with the numbers when it does not hold.
 
-    ``claim(text, holds, expected="p = 1/51 in every instance", observed={...})``.
-    ``xfail="reason"`` marks a claim we believe is wrong at this scale: it is recorded as
-    ``xfail`` and the test is marked expected-to-fail with the reason (strict: if the claim
-    unexpectedly holds, the run says so). In profiles that do not assert claims (smoke) the
-    verdict is ``recorded``.
+    Two forms:
+
+    ``claim(claim_id, rows)``
+        A claim of the registry (:mod:`harness.claims`), evaluated on ``rows`` (a DataFrame
+        or a list of row dicts). Its status at this profile decides what happens: asserted
+        (fails the test when it does not hold), expected-to-fail with its reason (strict: a
+        claim that unexpectedly holds fails the run, so the xfail gets removed), or recorded
+        with its reason (mixed cells of the paper; the smoke profile).
+    ``claim(text, holds, expected=..., observed=..., xfail=None)``
+        An ad-hoc claim of your own experiment, asserted unless the profile records only.
+
+    Every claim becomes a row of ``reports/claims.csv`` with its verdict.
     """
     node = request.node
 
-    def _claim(
-        text: str,
-        holds: bool,
-        *,
-        expected: Any = "",
-        observed: Any = "",
-        xfail: str | None = None,
-    ) -> bool:
-        holds = bool(holds)
-        if not profile.assert_claims:
+    def _finish(entry: dict[str, Any], status: str, reason: str) -> bool:
+        holds = bool(entry["holds"])
+        if status == "record" or not profile.assert_claims:
             verdict = "recorded"
-        elif xfail is not None:
+        elif status == "xfail":
             verdict = "xpass" if holds else "xfail"
         else:
             verdict = "pass" if holds else "fail"
-        entry = {
-            "study": _study_of(node.nodeid),
-            "claim": text,
-            "expected": _fmt(expected),
-            "observed": _fmt(observed),
-            "verdict": verdict,
-            "holds": holds,
-            "test_id": canonical_nodeid(node.nodeid),
-            "profile": profile.name,
-            "note": xfail or "",
-        }
+        entry.update(verdict=verdict, note=reason, status=status)
         node.user_properties.append((CLAIM_KEY, entry))
+        text = entry["claim"]
         if verdict == "fail":
             raise ClaimFailed(
                 f"claim does not hold: {text}\n  expected: {entry['expected']}\n"
                 f"  observed: {entry['observed']}"
             )
         if verdict == "xfail":
-            pytest.xfail(f"{text}: {xfail} (observed {entry['observed']})")
+            pytest.xfail(f"{text}: {reason} (observed {entry['observed']})")
         if verdict == "xpass":
             raise ClaimFailed(
-                f"claim marked expected-to-fail now holds: {text} ({xfail}); "
+                f"claim marked expected-to-fail now holds: {text} ({reason}); "
                 f"observed {entry['observed']}. Remove the xfail."
             )
         return holds
+
+    def _claim(
+        text: str,
+        holds: Any,
+        *,
+        expected: Any = "",
+        observed: Any = "",
+        xfail: str | None = None,
+    ) -> bool:
+        from harness.claims import REGISTRY
+
+        base = {
+            "study": _study_of(node.nodeid),
+            "test_id": canonical_nodeid(node.nodeid),
+            "profile": profile.name,
+        }
+        if text in REGISTRY and not isinstance(holds, bool):
+            import pandas as pd
+
+            entry = REGISTRY[text]
+            rows = holds if isinstance(holds, pd.DataFrame) else pd.DataFrame(list(holds))
+            outcome = entry.evaluate(rows)
+            status, reason = entry.status_at(profile.name)
+            record = {
+                **base,
+                "claim_id": entry.id,
+                "table": entry.table,
+                "claim": entry.statement,
+                "expected": entry.evidence,
+                "observed": _fmt(dict(outcome.observed)),
+                "holds": bool(outcome.holds),
+            }
+            return _finish(record, status, reason)
+        record = {
+            **base,
+            "claim_id": "",
+            "table": "",
+            "claim": text,
+            "expected": _fmt(expected),
+            "observed": _fmt(observed),
+            "holds": bool(holds),
+        }
+        return _finish(record, "xfail" if xfail is not None else "assert", xfail or "")
 
     return _claim
 

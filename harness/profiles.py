@@ -7,6 +7,9 @@ smoke      tests and CI plumbing                  the first 4,000 training examp
                                                   schedule x 0.05 (the MLP's 20+20 -> 1+1),
                                                   1 instance, 4 null samples; claims recorded,
                                                   not asserted
+ci         claims asserted on every CI run     5 MLPs on 12,000 examples, 3+3 epochs,
+                                                  1 instance, 30 nulls; only the claims of
+                                                  ``harness.claims.CI_CLAIMS``
 quick      default main job on a 2-core machine   full data, each tag's schedule x 0.3 / x 0.2
                                                   (20+20 -> 6+4), 2 instances, 50 null
                                                   samples; claims asserted
@@ -26,6 +29,21 @@ import math
 from dataclasses import asdict, dataclass
 
 __all__ = ["MLP_SCHEDULE", "Profile", "PROFILES", "get_profile"]
+
+# The claims the ci profile asserts; their reasons live in harness.claims.CI_CLAIMS (a test
+# keeps the two lists equal; importing harness.claims here would import pandas at start-up).
+_CI_CLAIMS = (
+    "B-MNIST+DROPOUT-pruned-sig",
+    "B-FASHION+DROPOUT-pruned-sig",
+    "B-HALVES-MNIST-pruned-sig",
+    "B-FASHION+DROPOUT-pruned-below-unpruned",
+    "B-dropout-lowers-MNIST",
+    "B-MNIST+DROPOUT-pruned-below-unpruned",
+    "I-random-init-mlp",
+    "I-random-init-mlp-clusterable",
+    "I-trained-below-random",
+    "A-MNIST+DROPOUT-pruned-cohen-d-large",
+)
 
 #: The paper's default MLP schedule, ``mlp_config`` (reference §2.1): 20 epochs of training,
 #: then 20 of pruning. Profiles are described as a fraction of it.
@@ -69,6 +87,17 @@ class Profile:
     learning_curve_every: int  # cluster every n-th epoch snapshot
     assert_claims: bool
     description: str
+    tags: tuple[str, ...] | None = None  # only these model tags run (None: every tag)
+    studies: tuple[str, ...] | None = None  # only these experiment modules run (None: all)
+    claims: tuple[str, ...] | None = None  # only these registry claims run (None: all)
+
+    def runs(self, *, study: str | None = None, tag: str | None = None, claim: str | None = None) -> bool:
+        """Whether a test of this study / model tag / claim runs at this profile."""
+        if study is not None and self.studies is not None and study not in self.studies:
+            return False
+        if tag is not None and self.tags is not None and tag not in self.tags:
+            return False
+        return claim is None or self.claims is None or claim in self.claims
 
     def schedule(self, epochs: int, pruning_epochs: int) -> tuple[int, int]:
         """A model's ``(epochs, pruning_epochs)`` at this profile.
@@ -151,6 +180,26 @@ PROFILES: dict[str, Profile] = {
         description="full data, 6+4 epochs (schedules x 0.3 / x 0.2), 2 instances, 50 nulls; "
         "claims asserted",
     ),
+    "ci": Profile(
+        name="ci",
+        epoch_scale=0.15,
+        pruning_scale=0.15,
+        instances=1,
+        n_nulls=30,
+        n_nulls_k=30,
+        n_train=12000,
+        n_test=2000,
+        random_init_trials=20,
+        lesion_trials=20,
+        double_lesion_trials=4,
+        learning_curve_every=1,
+        assert_claims=True,
+        description="claims asserted in CI on a 2-core runner: 5 MLPs on the first 12,000 "
+        "examples, 3+3 epochs, 1 instance, 30 nulls; the claims of harness.claims.CI_CLAIMS",
+        tags=("MNIST", "MNIST+DROPOUT", "FASHION", "FASHION+DROPOUT", "HALVES-MNIST"),
+        studies=("clustering", "null_models", "random_init"),
+        claims=tuple(_CI_CLAIMS),
+    ),
     "paper": Profile(
         name="paper",
         epoch_scale=1.0,
@@ -161,7 +210,7 @@ PROFILES: dict[str, Profile] = {
         n_train=None,
         n_test=None,
         random_init_trials=100,
-        lesion_trials=20,
+        lesion_trials=100,  # the paper's count for single lesions (reference §6.7)
         double_lesion_trials=50,
         learning_curve_every=5,
         assert_claims=True,

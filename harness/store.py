@@ -38,6 +38,8 @@ from typing import Any
 
 from filelock import FileLock
 
+from harness.files import atomic_write_text, fsync_dir, fsync_file
+
 __all__ = [
     "FORMAT_VERSION",
     "Store",
@@ -213,7 +215,7 @@ class Store:
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            _fsync_dir(kind_dir)
+            fsync_dir(kind_dir)
         return final
 
     # -- inspection -----------------------------------------------------------------------
@@ -305,13 +307,14 @@ class Store:
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             versions=library_versions(),
         )
-        _write_json(tmp / _META, meta)
+        atomic_write_text(tmp / _META, _json_text(meta))
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         manifest = {p.relative_to(tmp).as_posix(): _sha256(p) for p in files}
         for p in files:
-            _fsync_file(p)
-        _write_json(tmp / _MANIFEST, {"format_version": FORMAT_VERSION, "files": manifest})
-        _fsync_file(tmp / _MANIFEST)
+            fsync_file(p)
+        atomic_write_text(
+            tmp / _MANIFEST, _json_text({"format_version": FORMAT_VERSION, "files": manifest})
+        )
 
     def _problem(self, path: Path) -> str | None:
         manifest_path = path / _MANIFEST
@@ -319,9 +322,13 @@ class Store:
             return "no manifest"
         try:
             with open(manifest_path, encoding="utf-8") as fh:
-                files = json.load(fh)["files"]
-        except (OSError, ValueError, KeyError, TypeError):
+                manifest = json.load(fh)
+        except (OSError, ValueError):
             return "unreadable manifest"
+        files: Any = manifest.get("files") if isinstance(manifest, dict) else None
+        problem = _manifest_problem(files)
+        if problem is not None:
+            return problem
         for name, digest in files.items():
             file = path / name
             if not file.is_file():
@@ -415,28 +422,31 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(_plain(obj, finite=False), fh, indent=1, sort_keys=True, allow_nan=True)
-        fh.write("\n")
+def _json_text(obj: Any) -> str:
+    """Indented JSON of ``obj`` for meta and manifest files (NaN allowed: metrics may be NaN)."""
+    return json.dumps(_plain(obj, finite=False), indent=1, sort_keys=True, allow_nan=True) + "\n"
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+_HEX = frozenset("0123456789abcdef")
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - not all platforms can open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
+def _manifest_problem(files: Any) -> str | None:
+    """What is wrong with a manifest's ``files`` entry, or None.
+
+    The store writes ``{relative POSIX path: sha256 hex}`` for every file, ``meta.json``
+    included; anything else (a list, an empty mapping, non-string digests, paths leaving the
+    artifact) is corruption, not an artifact with nothing to check.
+    """
+    if not isinstance(files, dict):
+        return "manifest has no mapping of files"
+    if _META not in files:
+        return f"manifest does not list {_META}"
+    for name, digest in files.items():
+        parts = name.split("/")
+        if any(part in ("", ".", "..") for part in parts):  # "" also catches "/abs" and "a//b"
+            return f"manifest lists a path outside the artifact: {name!r}"
+        if name == _MANIFEST:
+            return "manifest lists itself"
+        if not (isinstance(digest, str) and len(digest) == 64 and all(c in _HEX for c in digest)):
+            return f"manifest has no sha256 for {name}"
+    return None

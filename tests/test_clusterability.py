@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -93,6 +95,95 @@ def test_load_errors(tmp_path):
         load_weights(42)
     with pytest.raises(TypeError, match="single array"):
         load_weights(np.ones((3, 3)))
+
+
+def _npz_with_header(path, shape, dtype="<f8", data=b"\0" * 64, compression=zipfile.ZIP_STORED):
+    """A .npz whose one member's header claims ``shape`` but holds only ``data``."""
+    buf = io.BytesIO()
+    header = {"descr": dtype, "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buf, header)
+    buf.write(data)
+    with zipfile.ZipFile(path, "w", compression=compression) as archive:
+        archive.writestr("arr_0.npy", buf.getvalue())
+    return path
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_load_npz_checks_the_header_before_allocating(tmp_path, compression):
+    path = _npz_with_header(tmp_path / "huge.npz", (10**6, 10**6), compression=compression)
+    with pytest.raises(ValueError) as info:
+        load_weights(path)
+    message = str(info.value)
+    assert "arr_0.npy" in message and "(1000000, 1000000)" in message
+    assert "8000000000000 bytes" in message and "holds 64 bytes" in message
+
+
+def test_load_npz_rejects_a_truncated_member(tmp_path):
+    path = _npz_with_header(tmp_path / "short.npz", (3, 2), data=np.ones(5).tobytes())
+    with pytest.raises(ValueError, match=r"claims shape \(3, 2\).*48 bytes.*holds 40 bytes"):
+        load_weights(path)
+
+
+def test_load_npz_rejects_a_member_declaring_an_impossible_size(tmp_path):
+    path = _npz_with_header(tmp_path / "liar.npz", (4, 4), data=np.ones(16).tobytes())
+    raw = bytearray(path.read_bytes())
+    # Stored (uncompressed) members declare the same size twice; make the directory lie.
+    central = raw.rindex(b"PK\x01\x02")
+    raw[central + 24 : central + 28] = (2**31).to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="arr_0.npy declares"):
+        load_weights(path)
+
+
+def test_load_npz_reads_compressed_fortran_and_integer_arrays(tmp_path):
+    ws = [np.asfortranarray(np.arange(12.0).reshape(4, 3)), np.arange(6).reshape(3, 2)]
+    path = tmp_path / "mixed.npz"
+    np.savez_compressed(path, *ws)
+    out = load_weights(path)
+    for a, b in zip(out, ws, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_load_npy_renamed_npz(tmp_path):
+    path = tmp_path / "single.npz"
+    with open(path, "wb") as fh:
+        np.save(fh, np.ones((3, 2)))
+    with pytest.raises(ValueError, match="single .npy array, not a .npz archive"):
+        load_weights(path)
+
+
+def test_load_text_named_npz(tmp_path):
+    path = tmp_path / "notes.npz"
+    path.write_text("W0 = [[1, 2], [3, 4]]\n")
+    with pytest.raises(ValueError, match="is not a .npz archive") as info:
+        load_weights(path)
+    assert "pickl" not in str(info.value)
+
+
+def test_load_rejects_non_array_members(tmp_path):
+    path = tmp_path / "extra.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("README.txt", "weights follow")
+    with pytest.raises(ValueError, match="member README.txt is not a .npy array"):
+        load_weights(path)
+    strings = tmp_path / "strings.npz"
+    np.savez(strings, np.array([["a", "b"]]))
+    with pytest.raises(ValueError, match="not a numeric type"):
+        load_weights(strings)
+
+
+def test_load_rejects_complex_weights_naming_the_layer(tmp_path):
+    ws = [np.ones((3, 2)), np.ones((2, 2)) * (1 + 1j)]
+    with pytest.raises(ValueError, match=r"layer 1 holds complex values \(dtype complex128\)"):
+        load_weights(ws)
+    with pytest.raises(ValueError, match="layer 0 holds complex"):
+        load_weights([[[1j, 2], [3, 4]], np.ones((2, 2))])
+    with pytest.raises(ValueError, match="layer 0 holds complex values \\(dtype torch.complex64"):
+        load_weights([torch.ones(2, 2, dtype=torch.complex64)])
+    path = tmp_path / "complex.npz"
+    np.savez(path, *ws)
+    with pytest.raises(ValueError, match=r"layer 1 \(arr_1.npy\) holds complex values"):
+        load_weights(path)
 
 
 # ---------------------------------------------------------------- clusterability
@@ -186,7 +277,7 @@ def _bad_inputs(tmp_path):
         ([str(nan)], "non-finite"),
         ([str(shapes)], "layer 0 has 4 outputs but layer 1 expects 5 inputs"),
         ([str(good), "-k", "1"], "n_clusters must be >= 2"),
-        ([str(good), "-k", "99"], "exceeds"),
+        ([str(good), "-k", "99"], "n_clusters=99"),
         ([str(good), "--samples", "-3"], "--samples"),
     ]
 

@@ -184,6 +184,25 @@ def test_unwritable_data_dir_names_directory_and_env_var(
     assert "HARNESS_DATA_DIR" in msg
 
 
+def test_data_writer_checks_the_folder_then_writes_atomically(tmp_path: Path) -> None:
+    from harness.data.storage import atomic_writer
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(DataDirNotWritable, match="HARNESS_DATA_DIR"):
+        with atomic_writer(blocker / "derived" / "x.npz"):
+            pass
+    target = tmp_path / "derived" / "x.npz"
+    with atomic_writer(target) as handle:  # creates the folder
+        handle.write(b"old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_writer(target) as handle:
+            handle.write(b"half")
+            raise KeyboardInterrupt
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in target.parent.iterdir()] == ["x.npz"]
+
+
 # --- Debian package -----------------------------------------------------------------------
 
 DEB_FOLDER = "usr/share/datasets/tiny"

@@ -486,6 +486,12 @@ def test_regression_direction_higher_mse_is_damage():
     cls = L.single_lesion_statistics(subs, task="classification", **kw)
     assert cls.rows[0].pvalue == 1.0 and cls.rows[0].taxonomy == "prunable"
     assert cls.effect_means < 1
+    # The regression row says that its mean columns are not the paper's POLY direction.
+    direction = reg.to_row()["direction"]
+    assert direction.startswith("corrected: higher MSE = damage") and "§11 item 9" in direction
+    assert reg.summary_frame()["direction"].tolist() == [direction]
+    assert "corrected" not in cls.to_row()["direction"]
+    assert {"combined_p_means", "chi2_p_means", "effect_means"} <= set(reg.to_row())
 
 
 def test_term_outcomes_average_outputs_with_coefficient_one():
@@ -585,6 +591,55 @@ def test_joint_diagonal_equals_single_lesion(trained, labels):
         assert (d.true, d.diff, d.pvalue, d.z) == (s.true, s.diff, s.pvalue, s.z)
         np.testing.assert_array_equal(d.random, s.random)
     assert joint.single.to_frame().equals(single.to_frame())
+
+
+def test_double_single_trials_apart_from_pair_trials(trained, labels, monkeypatch):
+    model, x, y = trained
+    kw = {"seed": 6, "mode": "conditional", "layers": [1, 3]}
+    seen = _record_lesions(monkeypatch)
+    res = L.double_lesion_test(
+        model, labels, SIZES, x, y, n_trials=3, single_trials=7, method="reference", **kw
+    )
+    subs = res.single.sub_clusters
+    n_single = 1 + len(subs) * (7 + 1)
+    assert len(seen) == n_single + len(subs) * (len(subs) - 1) * (3 + 1)
+    # The singles: 7 random trials, recorded, and the same as a single test with 7 trials.
+    assert res.single_trials == res.single.n_trials == 7 and res.n_trials == 3
+    assert {len(r.random) for r in res.single.rows} == {7}
+    alone = L.single_lesion_test(model, labels, SIZES, x, y, n_trials=7, seed=6, layers=[1, 3])
+    assert res.single.to_frame().equals(alone.to_frame())
+    assert set(res.single.to_frame()["n_trials"]) == {7}
+    assert res.single.to_row()["n_trials"] == 7
+    # The pairs: 3 random trials, the same draws as with 3 single trials.
+    same = L.double_lesion_test(model, labels, SIZES, x, y, n_trials=3, **kw)
+    assert same.single_trials == 3
+    for a, b in zip(res.rows, same.rows, strict=True):
+        assert len(a.random) == (7 if a.is_diagonal else 3)
+        if not a.is_diagonal:
+            assert (a.true, a.score, a.pvalue) == (b.true, b.score, b.pvalue)
+            np.testing.assert_array_equal(a.random, b.random)
+        else:
+            np.testing.assert_array_equal(a.random[:3], b.random)  # trial r: one stream
+        # "important" uses 1/7 on the diagonal (the singles), 1/3 for the pairs.
+        expected = L.taxonomy(a.pvalue, a.score, n_trials=len(a.random))
+        assert a.taxonomy == expected
+    single_important = [r.taxonomy == "important" for r in res.single.rows]
+    assert single_important == [r.pvalue < 1 / 7 and r.diff <= -0.01 for r in res.single.rows]
+    # Every row records both counts.
+    frame = res.to_frame()
+    assert set(frame["n_trials"]) == {3} and set(frame["single_trials"]) == {7}
+    assert frame["n_random"].tolist() == [7 if d else 3 for d in frame["is_diagonal"]]
+    row = res.to_row()
+    assert (row["n_trials"], row["single_trials"]) == (3, 7)
+    assert "single_trials=7" in repr(res)
+
+
+def test_single_trials_validation(trained, labels):
+    model, x, y = trained
+    with pytest.raises(ValueError, match="single_trials must be at least 1"):
+        L.double_lesion_test(model, labels, SIZES, x, y, n_trials=2, single_trials=0)
+    with pytest.raises(ValueError, match="double lesion test only"):
+        L.single_lesion_test(model, labels, SIZES, x, y, n_trials=2, single_trials=3)
 
 
 def test_double_random_members_never_overlap(trained, labels, monkeypatch):

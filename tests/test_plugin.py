@@ -120,3 +120,47 @@ def test_instance_parametrized_by_profile(pytester: pytest.Pytester):
     result.stdout.fnmatch_lines(["*test_grid[[]A-i0[]]*", "*test_grid[[]A-i1[]]*"])
     result = pytester.runpytest_subprocess("-n", "0", "--co", "-q", "--profile", "smoke")
     assert "i1]" not in result.stdout.str()
+
+
+RAN = '''
+from pathlib import Path
+
+def test_runs():
+    (Path(__file__).parent / "ran").write_text("x")
+'''
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--reports-dir", "blocker"], None, "*--reports-dir */blocker is a file, not a folder*"),
+        (["--reports-dir", "blocker/r"], None, "*--reports-dir */blocker/r cannot be created*"),
+        (["--store", "blocker/s"], None, "*--store */blocker/s cannot be created*"),
+        ([], "blocker/s", "*HARNESS_STORE */blocker/s cannot be created*set HARNESS_STORE*"),
+    ],
+    ids=["reports-dir-is-a-file", "reports-dir-under-a-file", "store-option", "store-env"],
+)
+def test_unwritable_output_folders_are_usage_errors_before_any_test(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, args, env, message
+):
+    _setup(pytester)
+    pytester.makepyfile(test_ran=RAN)
+    (pytester.path / "blocker").write_text("a file, not a folder")  # unwritable even as root
+    if env is not None:
+        monkeypatch.setenv("HARNESS_STORE", str(pytester.path / env))
+    else:
+        monkeypatch.delenv("HARNESS_STORE", raising=False)
+    result = pytester.runpytest_subprocess("-n", "2", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    assert not (pytester.path / "ran").exists(), "a test ran before the usage error"
+
+
+def test_creatable_output_folders_are_not_created_early(pytester: pytest.Pytester):
+    _setup(pytester)
+    result = pytester.runpytest_subprocess(
+        "-n", "0", "--store", "new/store", "--reports-dir", "new/reports", "-k", "claim_holds"
+    )
+    result.assert_outcomes(passed=1)
+    assert (pytester.path / "new" / "reports" / "claims.csv").is_file()
+    assert not (pytester.path / "new" / "store").exists()

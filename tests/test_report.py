@@ -225,11 +225,12 @@ def test_claims_failing_first_and_validated(tmp_path: Path) -> None:
     paths = R.write_claims(random.Random(1).sample(claims, len(claims)), tmp_path)
     assert [p.name for p in paths] == ["claims.csv", "claims.md"]
     table = read_csv_text(tmp_path / "claims.csv")
-    assert table[0][:6] == ["claim", "expected", "observed", "verdict", "test_id", "study"]
-    verdicts = [r[3] for r in table[1:]]
-    assert verdicts == ["fail", "error", "xfail", "recorded", "pass"]
+    assert table[0][: len(R.CLAIM_COLUMNS)] == list(R.CLAIM_COLUMNS)
+    assert table[0][len(R.CLAIM_COLUMNS) :] == ["profile"]  # other keys follow, sorted
+    verdicts = [r[table[0].index("verdict")] for r in table[1:]]
+    assert verdicts == ["fail", "error", "xfail", "pass", "recorded"]
     md = (tmp_path / "claims.md").read_text()
-    assert "5 claims: 1 fail, 1 error, 1 xfail, 1 recorded, 1 pass" in md
+    assert "5 claims: 1 fail, 1 error, 1 xfail, 1 pass, 1 recorded" in md
     assert md.index("dropout lowers") < md.index("z below zero")
     with pytest.raises(ValueError, match="verdict must be one of 'fail', 'error', 'xpass'"):
         R.write_claims([{**claims[0], "verdict": "maybe"}], tmp_path)
@@ -238,6 +239,41 @@ def test_claims_failing_first_and_validated(tmp_path: Path) -> None:
     R.write_claims([], tmp_path)
     assert read_csv_text(tmp_path / "claims.csv") == [list(R.CLAIM_COLUMNS)]
     assert "no claims" in (tmp_path / "claims.md").read_text()
+
+
+def test_claims_list_every_registry_entry(tmp_path: Path) -> None:
+    from harness.claims import REGISTRY
+
+    ran = next(iter(REGISTRY.values()))
+    record = {"claim_id": ran.id, "claim": ran.statement, "verdict": "fail", "observed": "z=1",
+              "test_id": ran.test, "study": ran.study, "status": "assert", "note": ""}  # fmt: skip
+    hand = claim_dicts()[0]
+    paths = R.write_claims_registry([record, hand], tmp_path, profile="quick")
+    assert [p.name for p in paths] == ["claims.csv", "claims.md"]
+    frame = pd.read_csv(tmp_path / "claims.csv", keep_default_na=False)
+    assert len(frame) == len(REGISTRY) + 1  # every registry claim, and the hand-written one
+    assert set(REGISTRY) <= set(frame["claim_id"])
+    assert list(frame.columns[: len(R.CLAIM_COLUMNS)]) == list(R.CLAIM_COLUMNS)
+    first = frame.iloc[0]
+    assert (first["claim_id"], first["verdict"], first["table"]) == (ran.id, "fail", ran.table)
+    assert first["expected"] == ran.evidence  # filled in from the registry
+    assert frame.iloc[1]["claim"] == hand["claim"]  # pass before not run
+    not_run = frame[frame["verdict"] == "not run"]
+    assert len(not_run) == len(REGISTRY) - 1
+    some = not_run.iloc[0]
+    entry = REGISTRY[some["claim_id"]]
+    assert (some["status"], some["note"]) == entry.status_at("quick")
+    assert some["test_id"] == entry.test and some["expected"] == entry.evidence
+    md = (tmp_path / "claims.md").read_text()
+    assert f"{len(REGISTRY) + 1} claims: 1 fail, 1 pass, {len(REGISTRY) - 1} not run." in md
+    # idempotent: records already completed add nothing
+    again = R.registry_claims(R.registry_claims([record], profile="quick"), profile="quick")
+    assert len(again) == len(REGISTRY)
+    # the page shows "not run" claims with their own style, last
+    text = R.build_index(tmp_path, {}).read_text()
+    table = text[text.index('<table class="claims"') :]
+    assert 'class="pill v-not-run"' in table
+    assert table.index("v-fail") < table.index("v-pass") < table.index("v-not-run")
 
 
 def test_aggregate_matches_hand_computed_table_b_line() -> None:

@@ -133,6 +133,46 @@ def test_corrupt_artifact_is_detected_and_rebuilt(tmp_path: Path, damage: str) -
     assert [p.name for p in (tmp_path / "demo").iterdir() if p.name.startswith(".t")] == []
 
 
+def _rewrite_files(files):  # type: ignore[no-untyped-def]
+    return lambda manifest: {**manifest, "files": files(manifest["files"])}
+
+
+MANIFEST_DAMAGE = {
+    "files-is-a-list": _rewrite_files(lambda files: sorted(files)),
+    "files-is-empty": _rewrite_files(lambda files: {}),
+    "files-is-null": _rewrite_files(lambda files: None),
+    "digest-not-a-string": _rewrite_files(lambda files: {name: 5 for name in files}),
+    "digest-is-null": _rewrite_files(lambda files: {**files, "data.txt": None}),
+    "digest-not-hex": _rewrite_files(lambda files: {**files, "data.txt": "x" * 64}),
+    "meta-not-listed": _rewrite_files(
+        lambda files: {k: v for k, v in files.items() if k != "meta.json"}
+    ),
+    "path-leaves-artifact": _rewrite_files(
+        lambda files: {**files, "../outside.txt": files["data.txt"]}
+    ),
+    "no-files-key": lambda manifest: {"format_version": manifest["format_version"]},
+    "top-level-list": lambda manifest: [manifest],
+}
+
+
+@pytest.mark.parametrize("damage", list(MANIFEST_DAMAGE), ids=list(MANIFEST_DAMAGE))
+def test_malformed_manifest_is_corrupt_and_rebuilt(tmp_path: Path, damage: str) -> None:
+    store = Store(tmp_path / "store")
+    calls: list[int] = []
+    path = store.get_or_create("demo", {"n": 1}, _writer("one", calls))
+    good = json.loads((path / "manifest.json").read_text())
+    (path.parent / "outside.txt").write_text("one")  # what "../outside.txt" would check
+    (path / "manifest.json").write_text(json.dumps(MANIFEST_DAMAGE[damage](good)))
+    assert not store.verify(path)
+    assert not store.exists("demo", {"n": 1})
+    with pytest.warns(StoreWarning, match="corrupt or incomplete.*rebuilding"):
+        again = store.get_or_create("demo", {"n": 1}, _writer("one", calls))
+    assert again == path and calls == [1, 1]
+    rebuilt = json.loads((path / "manifest.json").read_text())["files"]
+    assert set(rebuilt) == set(good["files"]) and rebuilt["data.txt"] == good["files"]["data.txt"]
+    assert store.verify(path)
+
+
 @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
 def test_failed_or_interrupted_build_leaves_nothing_visible(tmp_path: Path,
                                                             error: type[BaseException]) -> None:

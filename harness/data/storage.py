@@ -8,9 +8,9 @@ Layout of the data directory (``HARNESS_DATA_DIR``, default ``<project root>/.da
     derived/<name>__seed<seed>__v<GENERATOR_VERSION>.npz     built datasets
     derived/<name>__v<GENERATOR_VERSION>.npz                 built datasets without randomness
 
-Every file is written to a temporary file in the same directory and moved into place with
-``os.replace``, so a reader never sees a half-written file, and a file that fails
-verification is never moved into place at all.
+Every file is written through :func:`harness.files.atomic_writer` (a temporary file in the
+same directory, moved into place with ``os.replace``), so a reader never sees a half-written
+file, and a file that fails verification is never moved into place at all.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from harness import files
 from harness.data.errors import DataDirNotWritable
 
 __all__ = [
@@ -84,27 +85,14 @@ def ensure_writable_dir(path: Path) -> Path:
     return path
 
 
-def _umask() -> int:
-    mask = os.umask(0)  # the only portable way to read the umask is to set it
-    os.umask(mask)
-    return mask
-
-
 @contextlib.contextmanager
 def atomic_writer(path: Path) -> Iterator[IO[bytes]]:
-    """Open a temporary file next to ``path``; on success move it to ``path`` atomically.
+    """:func:`harness.files.atomic_writer` into the data directory.
 
-    If the body raises, the temporary file is deleted and ``path`` is left untouched.
+    The folder is checked first, so an unwritable data directory raises
+    :class:`~harness.data.errors.DataDirNotWritable` (which says how to choose another one)
+    rather than a bare PermissionError.
     """
     ensure_writable_dir(path.parent)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-        # mkstemp creates 0600 files; give the final file the usual permissions instead.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with files.atomic_writer(path) as handle:
+        yield handle

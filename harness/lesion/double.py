@@ -4,6 +4,11 @@
 extra damage of lesioning one sub-cluster once another is lesioned. Both run as a pair design
 of :func:`~harness.lesion.sweep.lesion_sweep`, whose single lesion test gives the diagonal.
 
+Singles and pairs may use different numbers of random trials (``single_trials`` and
+``n_trials``; the paper: 100 and 50). The singles decide which sub-clusters are "important"
+(threshold ``1 / single_trials``) and give the diagonal rows; the off-diagonal pair rows use
+``1 / n_trials``. Every row records both counts.
+
 Deviation from the original code (§11 of the reference): the joint double lesion draws two
 random members in the same layer *without* overlap (the original drew them independently,
 so they could overlap; bug 15). Numbers for same-layer pairs may therefore differ slightly
@@ -67,8 +72,10 @@ class PairLesion:
     ``true``: overall outcome with both lesioned; ``diff = true - unlesioned``; ``score``:
     ``diff`` (joint) or ``s(first|second) = diff(first, second) - diff(second)`` (conditional;
     negative = extra damage from ``first`` given ``second``); ``pvalue``, ``random_mean``,
-    ``random_std`` (ddof 1), ``z`` over the random lesions; ``taxonomy`` of §6.5 on
-    ``score`` without the size rules.
+    ``random_std`` (ddof 1), ``z`` over the random lesions (``random``: the single test's
+    trials on the diagonal, the pair trials elsewhere; ``n_random`` in :meth:`to_row`);
+    ``taxonomy`` of §6.5 on ``score`` without the size rules, threshold ``1 / n_random``
+    unless a ``p_threshold`` is given.
     """
 
     first: SubCluster
@@ -110,6 +117,7 @@ class PairLesion:
             random_std=float(self.random_std),
             z=float(self.z),
             taxonomy=str(self.taxonomy),
+            n_random=int(self.random.size),
         )
         return row
 
@@ -118,8 +126,9 @@ class PairLesion:
 class DoubleLesionResult:
     """Double lesion test of one network (§6.6).
 
-    ``single`` is the single lesion test with the same seed and trials (its rows are the
-    diagonal); ``rows`` are the pair rows, diagonal included.
+    ``single`` is the single lesion test with the same seed and ``single_trials`` random
+    trials per sub-cluster (its rows are the diagonal); ``rows`` are the pair rows, diagonal
+    included; ``n_trials`` is the number of random trials per (off-diagonal) pair.
     """
 
     mode: str
@@ -131,10 +140,16 @@ class DoubleLesionResult:
     single: SingleLesionResult
     rows: tuple[PairLesion, ...]
 
+    @property
+    def single_trials(self) -> int:
+        """Random trials per single sub-cluster (``single.n_trials``)."""
+        return self.single.n_trials
+
     def __repr__(self) -> str:
         return (
             f"DoubleLesionResult(mode={self.mode!r}, n_sub_clusters={len(self.single.rows)}, "
-            f"n_rows={len(self.rows)}, n_trials={self.n_trials})"
+            f"n_rows={len(self.rows)}, n_trials={self.n_trials}, "
+            f"single_trials={self.single_trials})"
         )
 
     def _single_important(self) -> dict[str, bool]:
@@ -148,10 +163,13 @@ class DoubleLesionResult:
         return counts
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per pair (diagonal included)."""
+        """One row per pair (diagonal included), with ``n_trials`` and ``single_trials``."""
         import pandas as pd
 
-        return pd.DataFrame([row.to_row() for row in self.rows])
+        frame = pd.DataFrame([row.to_row() for row in self.rows])
+        frame["n_trials"] = int(self.n_trials)
+        frame["single_trials"] = int(self.single_trials)
+        return frame
 
     def matrix(self, column: str = "score") -> pd.DataFrame:
         """Heatmap table: rows = first, columns = second, values = ``column`` of each pair.
@@ -253,6 +271,7 @@ class DoubleLesionResult:
             "task": self.task,
             "method": self.method,
             "n_trials": int(self.n_trials),
+            "single_trials": int(self.single_trials),
             "seed": int(self.seed),
             "n_sub_clusters": len(self.single.rows),
             "n_pairs": len(self.rows),
@@ -328,11 +347,11 @@ def _pair_rows(sweep: Sweep, mode: str) -> list[PairLesion]:
     higher_is_better = single.task == "classification"
     overall = sweep.evaluation.overall
 
-    def classify(p: float, score: float) -> str:
+    def classify(p: float, score: float, n_trials: int) -> str:
         return taxonomy(
             p,
             score if higher_is_better else -score,
-            n_trials=single.n_trials,
+            n_trials=n_trials,
             p_threshold=sweep.p_threshold,
             diff_threshold=sweep.diff_threshold,
         )
@@ -342,7 +361,7 @@ def _pair_rows(sweep: Sweep, mode: str) -> list[PairLesion]:
             s = single.rows[i]
             true, random = s.true, s.random
             diff, p, mean, std, z = s.diff, s.pvalue, s.random_mean, s.random_std, s.z
-            score = diff
+            score, n_trials = diff, single.n_trials
         else:
             true_index, rand = sweep.pairs[(i, j)]
             true, random = float(overall[true_index]), overall[rand].copy()
@@ -351,6 +370,7 @@ def _pair_rows(sweep: Sweep, mode: str) -> list[PairLesion]:
             )
             # joint: the pair's own damage; conditional: the extra damage of i once j is lesioned
             score = diff if mode == "joint" else diff - single.rows[j].diff
+            n_trials = sweep.n_trials
         return PairLesion(
             first=subs[i],
             second=subs[j],
@@ -361,7 +381,7 @@ def _pair_rows(sweep: Sweep, mode: str) -> list[PairLesion]:
             random_mean=mean,
             random_std=std,
             z=z,
-            taxonomy=classify(p, score),
+            taxonomy=classify(p, score, n_trials),
             random=random,
         )
 
@@ -382,6 +402,7 @@ def double_lesion_test(
     y_test: ArrayLike | torch.Tensor,
     *,
     mode: str = "joint",
+    single_trials: int | None = None,
     **options: Unpack[LesionOptions],
 ) -> DoubleLesionResult:
     """Lesion pairs of sub-clusters (§6.6).
@@ -403,6 +424,11 @@ def double_lesion_test(
     model, labels, layer_sizes, x_test, y_test
         The network, its clustering and a test set.
     mode : {"joint", "conditional"}
+    single_trials : int, optional
+        Random trials of the single lesions (the diagonal, and which sub-clusters are
+        'important': threshold ``1 / single_trials``); the pairs draw ``n_trials``. The paper
+        used 100 singles and 50 per pair (§6.6). None: ``n_trials``. Single trial ``r`` draws
+        the same random set whatever the number of pair trials.
     **options
         Keyword options of :func:`~harness.lesion.sweep.lesion_sweep` (:class:`LesionOptions`).
 
@@ -410,17 +436,25 @@ def double_lesion_test(
     -------
     DoubleLesionResult
         Includes ``single``, the single lesion test (identical to
-        :func:`~harness.lesion.single.single_lesion_test` with the same arguments).
+        :func:`~harness.lesion.single.single_lesion_test` with the same arguments and
+        ``n_trials=single_trials``).
     """
     check_choice("mode", mode, DOUBLE_LESION_MODES)
     sweep = lesion_sweep(
-        model, labels, layer_sizes, x_test, y_test, design=_DESIGNS[mode], **options
+        model,
+        labels,
+        layer_sizes,
+        x_test,
+        y_test,
+        design=_DESIGNS[mode],
+        single_trials=single_trials,
+        **options,
     )
     single = sweep.single
     return DoubleLesionResult(
         mode=mode,
         task=single.task,
-        n_trials=single.n_trials,
+        n_trials=sweep.n_trials,
         seed=single.seed,
         method=single.method,
         unlesioned=single.unlesioned,

@@ -12,6 +12,15 @@ Deviations from the original code (see §11 of the reference):
   right-sided and the means effect factor is ``true / random``, so > 1 means the true
   lesions do more damage. The paper's POLY table used the accuracy direction on MSEs
   (bug 9), so its ``combined_p_means`` and ``effect_means`` are not comparable.
+
+  The columns keep the paper's names for every task (one column per statistic, so tables of
+  several networks line up and stay comparable with the paper's for classification), and
+  the whole-network row carries a ``direction`` column (:data:`DIRECTION`) that says which
+  direction its mean statistics (``chi2_p_means``, ``combined_p_means``, ``effect_means``)
+  and taxonomy counts follow. For regression it reads "corrected: ...", which warns a
+  reader who sees the POLY row next to the paper's (reversed) numbers. A ``_corrected``
+  suffix on the regression columns was rejected: it would split one statistic over two
+  columns, half empty, and leave the paper-named column silently missing for POLY.
 * A sub-cluster whose true lesion changes no outcome has an undefined (NaN) range
   statistic. The original then reported the minimum possible p-value; here its range
   p-value is NaN and it is left out of the whole-network range tests. (A *random* lesion
@@ -38,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 __all__ = [
     "DIFF_THRESHOLD",
+    "DIRECTION",
     "SMALL_SIZE",
     "TAXONOMY",
     "SingleLesionResult",
@@ -62,6 +72,14 @@ TAXONOMY = (
 SMALL_SIZE = 12
 #: Default diff threshold of the taxonomy: a drop of one accuracy point (§6.5).
 DIFF_THRESHOLD = -0.01
+#: The ``direction`` column of a whole-network row, per task: which way the outcome counts
+#: as damage in the mean statistics and the taxonomy (module docstring).
+DIRECTION = {
+    "classification": "accuracy: lower = damage (as the paper)",
+    "regression": (
+        "corrected: higher MSE = damage (the paper's POLY table is reversed, reference §11 item 9)"
+    ),
+}
 
 
 def taxonomy(
@@ -201,6 +219,8 @@ class SingleLesionResult:
     ``effect_means`` (classification: nanmean over sub-clusters of mean random / true mean
     accuracy; regression: true / random mean term MSE; > 1 = true lesions do more damage) and
     ``effect_ranges`` (nanmean of mean random / true range; ``inf`` when a true range is 0).
+    :meth:`to_row` adds ``direction`` (:data:`DIRECTION`): for regression, "corrected: higher
+    MSE = damage", the opposite of the paper's POLY table.
 
     Arrays (S sub-clusters, R trials, K outcomes = classes or POLY terms):
     ``unlesioned_outcomes`` (K,), ``true_outcomes`` (S, K), ``random_outcomes`` (R, S, K),
@@ -250,6 +270,7 @@ class SingleLesionResult:
         """Whole-network summary (builtin types), with the paper's column names."""
         row: Row = {
             "task": self.task,
+            "direction": DIRECTION[self.task],
             "method": self.method,
             "n_trials": int(self.n_trials),
             "seed": int(self.seed),
@@ -266,11 +287,12 @@ class SingleLesionResult:
         return row
 
     def to_frame(self) -> pd.DataFrame:
-        """Per-sub-cluster table, one row per sub-cluster (plus ``unlesioned``)."""
+        """Per-sub-cluster table, one row per sub-cluster (plus ``unlesioned``, ``n_trials``)."""
         import pandas as pd
 
         frame = pd.DataFrame([row.to_row() for row in self.rows])
         frame.insert(4, "unlesioned", float(self.unlesioned))
+        frame["n_trials"] = int(self.n_trials)
         return frame
 
     def summary_frame(self) -> pd.DataFrame:

@@ -1,10 +1,11 @@
 """The lesion sweep shared by the single and the double lesion test (§6.1-§6.6).
 
-:func:`lesion_sweep` splits a clustering into sub-clusters, draws ``n_trials`` random
+:func:`lesion_sweep` splits a clustering into sub-clusters, draws ``single_trials`` random
 same-size lesions for each, adds the lesions of an optional pair design (the double lesion
-test), evaluates everything in one batched :func:`~harness.lesion.evaluation.evaluate_groups`
-call and computes the single-lesion statistics. :func:`~harness.lesion.single.single_lesion_test`
-and :func:`~harness.lesion.double.double_lesion_test` are thin wrappers around it.
+test, ``n_trials`` random lesions per pair), evaluates everything in one batched
+:func:`~harness.lesion.evaluation.evaluate_groups` call and computes the single-lesion
+statistics. :func:`~harness.lesion.single.single_lesion_test` and
+:func:`~harness.lesion.double.double_lesion_test` are thin wrappers around it.
 
 Random draws are reproducible (a deviation from the original, which seeded from the wall
 clock; §11 of the reference): trial ``r`` of the lesion with key ``k`` draws from
@@ -13,7 +14,8 @@ spawn_key=(r, *k))``, a grandchild of ``SeedSequence(seed).spawn(n_trials)[r]``.
 therefore depends only on (seed, trial, key): not on the number of workers, the order of
 evaluation, or which other sub-clusters are tested. The key starts with a tag that keeps the
 streams of the three kinds of lesion apart (:data:`STREAM_SINGLE`, :data:`STREAM_JOINT`,
-:data:`STREAM_CONDITIONAL`).
+:data:`STREAM_CONDITIONAL`). In particular the first R trials of a sub-cluster are the same
+whether R or more single trials are drawn, and whatever the number of pair trials.
 """
 
 from __future__ import annotations
@@ -76,12 +78,17 @@ class LesionOptions(EvaluationOptions, total=False):
 
 @dataclass(frozen=True)
 class SweepSetup:
-    """What a pair design needs: the sub-clusters, their layers' unit pools, seed, trials."""
+    """What a pair design needs: the sub-clusters, their layers' unit pools, seed, trials.
+
+    ``n_trials``: random lesions per pair (what a pair design draws); ``single_trials``:
+    random lesions per single sub-cluster.
+    """
 
     subs: list[SubCluster] = field(repr=False)
     pools: dict[int, NDArray[np.int64]] = field(repr=False)
     seed: int
     n_trials: int
+    single_trials: int
 
 
 #: ``design(setup, start) -> (groups, index)``: the pair lesions of a double lesion test, with
@@ -91,11 +98,16 @@ PairDesign = Callable[[SweepSetup, int], tuple[list[LesionGroup], PairIndex]]
 
 @dataclass(frozen=True, eq=False)
 class Sweep:
-    """The evaluated lesions of a sweep and its single-lesion statistics."""
+    """The evaluated lesions of a sweep and its single-lesion statistics.
+
+    ``n_trials``: random lesions per pair; the single test's own count is
+    ``single.n_trials``.
+    """
 
     evaluation: LesionEvaluation
     single: SingleLesionResult
     pairs: PairIndex = field(repr=False)
+    n_trials: int
     p_threshold: float | None
     diff_threshold: float
 
@@ -128,10 +140,15 @@ def _setup(
     layer_sizes: Sequence[int],
     layers: Sequence[int] | None,
     n_trials: int,
+    single_trials: int | None,
     seed: int | None,
 ) -> SweepSetup:
     if int(n_trials) < 1:
         raise ValueError(f"n_trials must be at least 1, got {n_trials}")
+    if single_trials is None:
+        single_trials = n_trials
+    elif int(single_trials) < 1:
+        raise ValueError(f"single_trials must be at least 1, got {single_trials}")
     subs = sub_clusters(labels, layer_sizes, layers=layers)
     if not subs:
         raise ValueError(
@@ -140,7 +157,13 @@ def _setup(
     used = sorted({s.layer for s in subs})
     _check_model_sizes(model, layer_sizes, used)
     pools = {layer: layer_pool(labels, layer_sizes, layer) for layer in used}
-    return SweepSetup(subs=subs, pools=pools, seed=resolve_seed(seed), n_trials=int(n_trials))
+    return SweepSetup(
+        subs=subs,
+        pools=pools,
+        seed=resolve_seed(seed),
+        n_trials=int(n_trials),
+        single_trials=int(single_trials),
+    )
 
 
 def _single_groups(setup: SweepSetup) -> list[LesionGroup]:
@@ -153,7 +176,7 @@ def _single_groups(setup: SweepSetup) -> list[LesionGroup]:
     for s, sub in enumerate(setup.subs):
         variants = [sub.unit_array()]
         index = [1 + s]
-        for r in range(setup.n_trials):
+        for r in range(setup.single_trials):
             rng = generator(setup.seed, r, STREAM_SINGLE, sub.layer, sub.label)
             variants.append(random_units(setup.pools[sub.layer], sub.size, rng))
             index.append(1 + n_subs + r * n_subs + s)
@@ -169,7 +192,7 @@ def _single_statistics(
     p_threshold: float | None,
     diff_threshold: float,
 ) -> SingleLesionResult:
-    n_subs, n_trials = len(setup.subs), setup.n_trials
+    n_subs, n_trials = len(setup.subs), setup.single_trials
     outcomes = evaluation.outcomes()
     keep = np.ones(outcomes.shape[1], dtype=bool)
     if evaluation.task == "classification":
@@ -215,6 +238,7 @@ def lesion_sweep(
     *,
     design: PairDesign | None = None,
     n_trials: int = 20,
+    single_trials: int | None = None,
     seed: int | None = 0,
     task: str = "classification",
     method: str = "fast",
@@ -239,7 +263,12 @@ def lesion_sweep(
     design : callable, optional
         The pair lesions of a double lesion test (:data:`PairDesign`); None for none.
     n_trials : int
-        Random lesions per sub-cluster (the paper's "shuffles": 20 for the lesion tables).
+        Random lesions per sub-cluster (the paper's "shuffles": 20 for the lesion tables) and,
+        with a ``design``, per pair.
+    single_trials : int, optional
+        Random lesions per single sub-cluster when they should differ from the pairs' (the
+        paper's double lesion test: 100 singles, 50 per pair); needs a ``design``. None: the
+        same as ``n_trials``.
     seed : int or None
         Random trial ``r`` of sub-cluster (l, c) draws from
         ``harness.seeding.generator(seed, r, 0, l, c)`` (module docstring); None draws (and
@@ -262,11 +291,16 @@ def lesion_sweep(
     """
     check_choice("task", task, LESION_TASKS)
     check_choice("method", method, LESION_METHODS)
-    setup = _setup(model, labels, layer_sizes, layers, n_trials, seed)
+    if design is None and single_trials is not None:
+        raise ValueError(
+            "single_trials applies to the double lesion test only; the single lesion test "
+            "draws n_trials random lesions per sub-cluster"
+        )
+    setup = _setup(model, labels, layer_sizes, layers, n_trials, single_trials, seed)
     groups = _single_groups(setup)
     pairs: PairIndex = {}
     if design is not None:
-        extra, pairs = design(setup, 1 + len(setup.subs) * (setup.n_trials + 1))
+        extra, pairs = design(setup, 1 + len(setup.subs) * (setup.single_trials + 1))
         groups += extra
     evaluation = evaluate_groups(
         model,
@@ -285,6 +319,7 @@ def lesion_sweep(
         evaluation=evaluation,
         single=single,
         pairs=pairs,
+        n_trials=setup.n_trials,
         p_threshold=p_threshold,
         diff_threshold=diff_threshold,
     )

@@ -3,7 +3,9 @@
 Everything lands in one reports folder (``reports/`` by default; see ``reports/README.md``)::
 
     <study>.csv / <study>.md      one table per experiment module (full precision / rounded)
-    claims.csv / claims.md        every research claim with its verdict, failing claims first
+    claims.csv / claims.md        every claim of the registry (and ad-hoc ones) with its verdict
+    fidelity.csv / fidelity.md    per paper table: cells run and reproduced, claims that hold
+    drift.md                      what changed against a baseline run (same profile and seed)
     figures/<study>/*.png|svg     figures, named by figure_stem(reports_dir, study, test_id, name)
     run.json                      profile, seed, versions, wall time of the run
     index.html                    a static page showing all of the above
@@ -11,8 +13,11 @@ Everything lands in one reports folder (``reports/`` by default; see ``reports/R
 Who calls what:
 
 - the pytest plugin, on the controller at session end: :func:`write_study_tables`,
-  :func:`write_claims`, :func:`write_summary_figures` (with each experiment module's
-  ``summary_figures``), :func:`write_run_info` (or its own run.json) and :func:`build_index`;
+  :func:`registry_claims` then :func:`write_claims` (or :func:`write_claims_registry`),
+  :func:`write_summary_figures` (with each experiment module's ``summary_figures``),
+  :func:`fidelity_table` / :func:`fidelity_cells` then :func:`write_fidelity`,
+  :func:`write_run_info` (or its own run.json), with a baseline :func:`compare_runs` then
+  :func:`write_drift`, and :func:`build_index` last;
 - experiments, during a test: the ``plot_*`` functions with the ``figure`` fixture's stem
   (figures are written by whoever draws them; names are deterministic), and in their
   ``summary_figures(rows, stem)`` for the study-level figures;
@@ -21,7 +26,8 @@ Who calls what:
   ``python -m harness cluster FILE --plot OUT`` calls :func:`plot_clusterability`.
 
 Modules: :mod:`~harness.report.tables` (study and claims tables), :mod:`~harness.report.cells`
-(cell values), :mod:`~harness.report.aggregate`, :mod:`~harness.report.workbook` (.xlsx),
+(cell values), :mod:`~harness.report.fidelity` (cells reproduced, claims held, per paper
+table), :mod:`~harness.report.drift` (two runs compared), :mod:`~harness.report.aggregate`, :mod:`~harness.report.workbook` (.xlsx),
 :mod:`~harness.report.page` (index.html and run.json), :mod:`~harness.report.naming` (file
 names), :mod:`~harness.report.summaries` and the :mod:`~harness.report.figures` package (one
 module per subject).
@@ -34,6 +40,28 @@ from __future__ import annotations
 
 from harness.report.aggregate import AGG_STATS, DEFAULT_AGG, aggregate
 from harness.report.cells import Row, format_number
+from harness.report.drift import (
+    DRIFT_FILE,
+    DRIFT_METRICS,
+    Drift,
+    Flip,
+    Move,
+    compare_runs,
+    drift_line,
+    read_drift_line,
+    write_drift,
+)
+from harness.report.fidelity import (
+    FIDELITY_COLUMNS,
+    FIDELITY_FILE,
+    PAPER_TABLES,
+    PaperTable,
+    fidelity_cells,
+    fidelity_line,
+    fidelity_table,
+    read_fidelity,
+    write_fidelity,
+)
 from harness.report.figures.clustering import (
     plot_factors_grid,
     plot_k_sensitivity,
@@ -62,14 +90,20 @@ from harness.report.tables import (
     CLAIM_COLUMNS,
     IDENTITY_COLUMNS,
     METRIC_COLUMNS,
+    RUN_TABLES,
     VERDICTS,
     column_order,
+    csv_text,
     is_timing_column,
+    markdown_table,
+    registry_claims,
     sort_claims,
     sort_rows,
+    study_csvs,
     study_frame,
     verdict_counts,
     write_claims,
+    write_claims_registry,
     write_study_tables,
 )
 from harness.report.workbook import split_frame, write_workbook
@@ -81,20 +115,46 @@ __all__ = [
     "DEFAULT_AGG",
     "IDENTITY_COLUMNS",
     "METRIC_COLUMNS",
+    "RUN_TABLES",
     "VERDICTS",
     "Row",
     "aggregate",
     "column_order",
+    "csv_text",
     "format_number",
     "is_timing_column",
+    "markdown_table",
+    "registry_claims",
     "sort_claims",
     "sort_rows",
     "split_frame",
+    "study_csvs",
     "study_frame",
     "verdict_counts",
     "write_claims",
+    "write_claims_registry",
     "write_study_tables",
     "write_workbook",
+    # fidelity to the paper
+    "FIDELITY_COLUMNS",
+    "FIDELITY_FILE",
+    "PAPER_TABLES",
+    "PaperTable",
+    "fidelity_cells",
+    "fidelity_line",
+    "fidelity_table",
+    "read_fidelity",
+    "write_fidelity",
+    # drift against a baseline run
+    "DRIFT_FILE",
+    "DRIFT_METRICS",
+    "Drift",
+    "Flip",
+    "Move",
+    "compare_runs",
+    "drift_line",
+    "read_drift_line",
+    "write_drift",
     # file names
     "FIGURES_DIR",
     "SUMMARY_ID",

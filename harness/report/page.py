@@ -8,7 +8,7 @@ or download any figure (SVG for print) on its own, and avoid storing every image
 mailed or attached; it is larger and its links to the CSVs still need the folder.
 
 Everything shown comes from files (``*.csv``, ``claims.csv``, ``figures/<study>/*``,
-``run.json``), so ``python -m harness report`` rebuilds the same page from a reports folder
+``run.json``, ``fidelity.csv`` and ``drift.md`` when a run wrote them), so ``python -m harness report`` rebuilds the same page from a reports folder
 at any time. All text is HTML-escaped.
 """
 
@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 from harness.files import atomic_write_text, natural_key
 from harness.report.cells import format_number
+from harness.report.fidelity import FIDELITY_FILE, fidelity_line, read_fidelity
 from harness.report.naming import FIGURES_DIR
 from harness.report.page_tables import (
     escape,
@@ -33,7 +34,7 @@ from harness.report.page_tables import (
     summary_html,
     table_html,
 )
-from harness.report.tables import VERDICTS
+from harness.report.tables import VERDICTS, study_csvs
 
 __all__ = ["build_index", "read_run_info", "write_run_info"]
 
@@ -96,7 +97,10 @@ h3 { font-size:15px; margin:18px 0 8px; }
 .v-pass,.o-passed { background:var(--pass-bg); color:var(--pass); }
 .v-fail,.v-error,.o-failed { background:var(--fail-bg); color:var(--fail); }
 .v-xfail,.v-xpass,.o-skipped { background:var(--xfail-bg); color:var(--xfail); }
-.v-recorded { background:var(--rec-bg); color:var(--rec); }
+.v-recorded,.v-not-run { background:var(--rec-bg); color:var(--rec); }
+.v-not-run { font-weight:400; }
+p.quality { margin:8px 0 2px; font-size:13.5px; }
+p.quality b { font-weight:600; }
 .chips .pill { margin-right:6px; font-size:13px; padding:3px 11px; }
 .tablewrap { overflow:auto; max-height:34em; border:1px solid var(--line); border-radius:6px; }
 table { border-collapse:collapse; width:100%; font-size:12.5px; }
@@ -144,6 +148,10 @@ footer a { color:var(--accent); }
 def _href(path: Path, base: Path) -> str:
     rel = path.relative_to(base).as_posix()
     return quote(rel, safe="/")
+
+
+def _verdict_class(verdict: str) -> str:
+    return "v-" + verdict.replace(" ", "-")
 
 
 def _anchor(kind: str, name: str) -> str:
@@ -263,7 +271,7 @@ def _claims_section(reports_dir: Path) -> tuple[str, dict[str, int]]:
     if not rows:
         return '<p class="empty">No claims were recorded in this run.</p>', counts
     chips = "".join(
-        f'<span class="pill v-{escape(v)}">{counts[v]} {escape(v)}</span>'
+        f'<span class="pill {escape(_verdict_class(v))}">{counts[v]} {escape(v)}</span>'
         for v in [*VERDICTS, *sorted(set(counts) - set(VERDICTS))]
         if v in counts
     )
@@ -276,7 +284,7 @@ def _claims_section(reports_dir: Path) -> tuple[str, dict[str, int]]:
             f'<br><span class="links">{escape(note)}</span>' if note else ""
         )
         lines.append(
-            f'<tr><td><span class="pill v-{escape(v)}">{escape(v)}</span></td>'
+            f'<tr><td><span class="pill {escape(_verdict_class(v))}">{escape(v)}</span></td>'
             f'<td class="claim">{claim}</td><td>{escape(r.get("expected", ""))}</td>'
             f'<td class="obs">{escape(r.get("observed", ""))}</td>'
             f'<td title="{escape(tid)}"><code>{escape(short_test_id(tid))}</code></td>'
@@ -305,8 +313,10 @@ def _banner(counts: Mapping[str, int]) -> str:
         return f'<div class="banner fail">{bad} claim{"s" if bad != 1 else ""} {"need" if bad != 1 else "needs"} attention (fail, error or unexpected pass).</div>'
     if counts.get("pass", 0):
         return '<div class="banner pass">Every asserted claim holds.</div>'
-    if counts:
+    if counts.get("recorded", 0):
         return '<div class="banner recorded">Claims were recorded, not asserted (this profile does not assert claims).</div>'
+    if counts:
+        return '<div class="banner recorded">No claim was checked in this run.</div>'
     return ""
 
 
@@ -401,8 +411,35 @@ def _files_section(reports_dir: Path) -> str:
     return f'<dl class="kv">{"".join(lines)}</dl>'
 
 
+def _quality(reports_dir: Path) -> str:
+    """The fidelity and drift lines, where the run wrote ``fidelity.csv`` / ``drift.md``."""
+    # imported here: the drift module reads run.json with this module's read_run_info
+    from harness.report.drift import DRIFT_FILE, read_drift_line
+
+    parts = []
+    fidelity = read_fidelity(reports_dir)
+    if fidelity is not None:
+        links = " ".join(
+            f'<a href="{_href(p, reports_dir)}">{escape(p.name)}</a>'
+            for p in (reports_dir / f"{FIDELITY_FILE}.csv", reports_dir / f"{FIDELITY_FILE}.md")
+            if p.is_file()
+        )
+        parts.append(
+            f'<p class="quality"><b>Fidelity:</b> {escape(fidelity_line(fidelity))} '
+            f'<span class="links">{links}</span></p>'
+        )
+    drift = read_drift_line(reports_dir)
+    if drift is not None:
+        path = reports_dir / DRIFT_FILE
+        parts.append(
+            f'<p class="quality"><b>Drift:</b> {escape(drift)} '
+            f'<span class="links"><a href="{_href(path, reports_dir)}">{escape(path.name)}</a></span></p>'
+        )
+    return "".join(parts)
+
+
 def _studies(reports_dir: Path) -> list[str]:
-    names = {p.stem for p in reports_dir.glob("*.csv") if p.name != CLAIMS_FILE}
+    names = set(study_csvs(reports_dir))
     fig_root = reports_dir / FIGURES_DIR
     if fig_root.is_dir():
         names |= {p.name for p in fig_root.iterdir() if p.is_dir()}
@@ -421,7 +458,9 @@ def build_index(
     ----------
     reports_dir : path
         A reports folder: ``<study>.csv`` (and ``.md``) per study, ``claims.csv``,
-        ``figures/<study>/*.png|svg`` (see :func:`harness.report.figure_stem`), ``run.json``.
+        ``figures/<study>/*.png|svg`` (see :func:`harness.report.figure_stem`), ``run.json``;
+        where present, ``fidelity.csv`` and ``drift.md``, whose one-line summaries the
+        header shows (:func:`~harness.report.fidelity_line`, :func:`~harness.report.drift_line`).
     run_info : mapping, optional
         Run facts shown in the header; ``None`` reads ``run.json``. Keys shown with labels:
         ``profile``, ``seed``, ``wall_time_s``, ``started``, ``finished``, ``workers``,
@@ -494,7 +533,7 @@ def build_index(
 <header class="top"><h1>{escape(title)}</h1><p>{subtitle}</p></header>
 <nav>{"".join(nav)}</nav>
 <main>
-<section id="run"><h2>Run</h2>{_banner(counts)}{_run_section(info)}</section>
+<section id="run"><h2>Run</h2>{_banner(counts)}{_quality(root)}{_run_section(info)}</section>
 <section id="claims"><h2>Claims<span class="count">{sum(counts.values())} total</span></h2>{claims_html}</section>
 {"".join(sections) if sections else '<section><p class="empty">No study tables or figures in this folder.</p></section>'}
 <section id="files"><h2>Files</h2>{_files_section(root)}</section>

@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -31,18 +32,27 @@ from harness.report.cells import (
 )
 from harness.report.naming import check_name
 
+if TYPE_CHECKING:
+    from harness.claims import Claim
+
 __all__ = [
     "CLAIM_COLUMNS",
     "IDENTITY_COLUMNS",
     "METRIC_COLUMNS",
+    "RUN_TABLES",
     "VERDICTS",
     "column_order",
+    "csv_text",
     "is_timing_column",
+    "markdown_table",
+    "registry_claims",
     "sort_claims",
     "sort_rows",
+    "study_csvs",
     "study_frame",
     "verdict_counts",
     "write_claims",
+    "write_claims_registry",
     "write_study_tables",
 ]
 
@@ -89,11 +99,31 @@ METRIC_COLUMNS: tuple[str, ...] = (
 _TIMING_NAMES = frozenset({"wall_time", "duration"})
 
 #: Claim verdicts, most alarming first (the order of ``claims.csv``). ``error``: the claim's
-#: test crashed after recording it; ``xpass``: a claim marked expected-to-fail held.
-VERDICTS: tuple[str, ...] = ("fail", "error", "xpass", "xfail", "recorded", "pass")
+#: test crashed after recording it; ``xpass``: a claim marked expected-to-fail held;
+#: ``recorded``: checked but not asserted at this profile; ``not run``: a claim of the
+#: registry (:mod:`harness.claims`) that no test of this run checked.
+VERDICTS: tuple[str, ...] = ("fail", "error", "xpass", "xfail", "pass", "recorded", "not run")
 
-#: Leading columns of the claims table; any other keys of the claim dicts follow, sorted.
-CLAIM_COLUMNS: tuple[str, ...] = ("claim", "expected", "observed", "verdict", "test_id", "study")
+#: Columns of the claims table, always all of them and in this order; any other keys of the
+#: claim dicts follow, sorted. ``claim`` is the statement, ``expected`` the paper's evidence
+#: (or what an ad-hoc claim expects), ``status`` and ``note`` the claim's status at the run's
+#: profile (``assert``, ``xfail``, ``record``) and its reason, ``test_id`` the test that
+#: checked it (for a claim not run: the test that asserts it).
+CLAIM_COLUMNS: tuple[str, ...] = (
+    "claim_id",
+    "table",
+    "claim",
+    "expected",
+    "verdict",
+    "observed",
+    "status",
+    "note",
+    "test_id",
+    "study",
+)
+
+#: Tables of a reports folder that are about the whole run, not one study.
+RUN_TABLES: frozenset[str] = frozenset({"claims", "fidelity"})
 
 
 # ----------------------------------------------------------------------------------------
@@ -190,11 +220,29 @@ def study_frame(rows: Iterable[Row]) -> pd.DataFrame:
     )
 
 
+def study_csvs(reports_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """The study tables of a reports folder: ``{study: <study>.csv}``, in natural order.
+
+    Every ``*.csv`` directly in the folder except the run-wide tables (:data:`RUN_TABLES`:
+    ``claims.csv``, ``fidelity.csv``). A missing folder has none.
+    """
+    root = Path(reports_dir)
+    if not root.is_dir():
+        return {}
+    found = {p.stem: p for p in root.glob("*.csv") if p.is_file() and p.stem not in RUN_TABLES}
+    return {name: found[name] for name in sorted(found, key=natural_key)}
+
+
 # ----------------------------------------------------------------------------------------
 # writers
 
 
-def _csv_text(columns: Sequence[str], rows: Sequence[Row]) -> str:
+def csv_text(columns: Sequence[str], rows: Sequence[Row]) -> str:
+    """Rows as CSV text: a header of ``columns``, then one line per row, full precision.
+
+    Cells are written by :func:`~harness.report.cells.csv_cell` (shortest round-trip float
+    ``repr``, ``nan``/``inf`` spelled out, empty = missing, lists and dicts as JSON).
+    """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
@@ -203,7 +251,8 @@ def _csv_text(columns: Sequence[str], rows: Sequence[Row]) -> str:
     return buf.getvalue()
 
 
-def _markdown_table(columns: Sequence[str], rows: Sequence[Row]) -> str:
+def markdown_table(columns: Sequence[str], rows: Sequence[Row]) -> str:
+    """Rows as a Markdown (pipe) table: floats rounded, numbers right-aligned, text escaped."""
     from tabulate import tabulate
 
     kinds = {c: column_kind(r.get(c) for r in rows) for c in columns}
@@ -255,13 +304,13 @@ def write_study_tables(
             continue
         cols = column_order(rows)
         ordered = sort_rows(rows, cols)
-        written.append(atomic_write_text(out_dir / f"{study}.csv", _csv_text(cols, ordered)))
+        written.append(atomic_write_text(out_dir / f"{study}.csv", csv_text(cols, ordered)))
         md = (
             f"# Study `{study}`\n\n"
             f"{len(ordered)} rows. Identity columns first, then metrics, the paper's values "
             "(`paper_*`) and timings in seconds (`*_s`). Floats are rounded here; "
             f"`{study}.csv` has full precision.\n\n"
-            f"{_markdown_table(cols, ordered)}\n"
+            f"{markdown_table(cols, ordered)}\n"
         )
         written.append(atomic_write_text(out_dir / f"{study}.md", md))
     return written
@@ -302,6 +351,84 @@ def _claim_columns(claims: Sequence[Row]) -> list[str]:
     return list(CLAIM_COLUMNS) + extra
 
 
+def registry_claims(
+    records: Iterable[Row],
+    *,
+    profile: str,
+    registry: Mapping[str, Claim] | None = None,
+) -> list[Row]:
+    """Claim records completed with every claim of the registry, one row per claim.
+
+    Parameters
+    ----------
+    records : iterable of dict
+        Claims checked by the run (the ``claim`` fixture's records: ``claim_id``, ``table``,
+        ``claim``, ``expected``, ``observed``, ``verdict``, ``status``, ``note``,
+        ``test_id``, ``study``, ...).
+    profile : str
+        The run's profile, for the status (and its reason) of the claims not run.
+    registry : mapping of str to Claim, optional
+        Claims by id; default :data:`harness.claims.REGISTRY`.
+
+    Returns
+    -------
+    list of dict
+        Every record, kept as it is (hand-written claims, whose ``claim_id`` is empty or not
+        in the registry, included) except that a registry claim's empty fields (table,
+        statement, evidence, study, status and reason at ``profile``) are filled in from the
+        registry; then one row with verdict ``not run`` for each registry claim that no
+        record names, in registry order. Applying it twice adds nothing.
+    """
+    if registry is None:
+        from harness.claims import REGISTRY
+
+        registry = REGISTRY
+    rows: list[Row] = []
+    seen: set[str] = set()
+    for record in check_rows(records, "records"):
+        claim_id = str(record.get("claim_id") or "")
+        entry = registry.get(claim_id) if claim_id else None
+        if entry is None:
+            rows.append(dict(record))
+            continue
+        seen.add(claim_id)
+        status, reason = entry.status_at(profile)
+        defaults: dict[str, object] = {
+            "table": entry.table,
+            "claim": entry.statement,
+            "expected": entry.evidence,
+            "study": entry.study,
+            "test_id": entry.test,
+            "status": status,
+            "note": reason,
+        }
+        row = dict(record)
+        for key, value in defaults.items():
+            if plain(row.get(key)) in (None, ""):
+                row[key] = value
+        rows.append(row)
+    for claim_id, entry in registry.items():
+        if claim_id in seen:
+            continue
+        status, reason = entry.status_at(profile)
+        rows.append(
+            {
+                "claim_id": claim_id,
+                "table": entry.table,
+                "claim": entry.statement,
+                "expected": entry.evidence,
+                "verdict": "not run",
+                "observed": "",
+                "status": status,
+                "note": reason,
+                "test_id": entry.test,
+                "study": entry.study,
+                "profile": profile,
+            }
+        )
+    return rows
+
+
 def verdict_counts(claims: Iterable[Row]) -> dict[str, int]:
     """Number of claims per verdict, in :data:`VERDICTS` order (zero counts omitted)."""
     counts = dict.fromkeys(VERDICTS, 0)
@@ -316,8 +443,10 @@ def write_claims(claims: Iterable[Row], reports_dir: str | os.PathLike[str]) -> 
     Parameters
     ----------
     claims : iterable of dict
-        Each with ``claim`` (text), ``expected``, ``observed``, ``verdict`` (one of
-        :data:`VERDICTS`), ``test_id`` and ``study``; other keys become extra columns.
+        Each with ``claim`` (text) and ``verdict`` (one of :data:`VERDICTS`), and usually
+        the other :data:`CLAIM_COLUMNS` (missing ones are left empty); other keys become
+        extra columns, sorted. To list every claim of the registry, pass the records through
+        :func:`registry_claims` first (or call :func:`write_claims_registry`).
     reports_dir : path
         Output directory (created if missing).
 
@@ -325,16 +454,32 @@ def write_claims(claims: Iterable[Row], reports_dir: str | os.PathLike[str]) -> 
     -------
     list of Path
         ``[claims.csv, claims.md]``; written even when there are no claims, so that a
-        stale table from an earlier run never survives.
+        stale table from an earlier run never survives. ``claims.md`` opens with the totals
+        (``"44 claims: 2 fail, 40 pass, 2 not run."``).
     """
     ordered = sort_claims(claims)
     cols = _claim_columns(ordered)
     out_dir = Path(reports_dir)
-    csv_path = atomic_write_text(out_dir / "claims.csv", _csv_text(cols, ordered))
+    csv_path = atomic_write_text(out_dir / "claims.csv", csv_text(cols, ordered))
     counts = verdict_counts(ordered)
     summary = ", ".join(f"{n} {v}" for v, n in counts.items()) or "no claims"
     md = f"# Claims\n\n{len(ordered)} claims: {summary}. Failing claims first.\n\n"
     if ordered:
-        md += _markdown_table(cols, ordered) + "\n"
+        md += markdown_table(cols, ordered) + "\n"
     md_path = atomic_write_text(out_dir / "claims.md", md)
     return [csv_path, md_path]
+
+
+def write_claims_registry(
+    records: Iterable[Row],
+    reports_dir: str | os.PathLike[str],
+    *,
+    profile: str,
+    registry: Mapping[str, Claim] | None = None,
+) -> list[Path]:
+    """:func:`write_claims` of :func:`registry_claims`: every registry claim with its verdict.
+
+    Registry claims no test checked get the verdict ``not run`` and their status at
+    ``profile``; hand-written claims are kept. Returns ``[claims.csv, claims.md]``.
+    """
+    return write_claims(registry_claims(records, profile=profile, registry=registry), reports_dir)

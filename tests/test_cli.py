@@ -1,0 +1,192 @@
+"""Command lines: ``python -m harness`` (every failure one line and an exit status, Ctrl-C
+included) and the set-up that ``make test`` does on a fresh machine."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.cli import EXIT_INTERRUPTED, EXIT_USAGE, METHOD_CHOICES, main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _network(sizes, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(a, b)) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+
+
+def _one_line_error(capsys, *needles):
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    return err
+
+
+@pytest.fixture
+def good(tmp_path):
+    path = tmp_path / "good.npz"
+    np.savez(path, *_network([6, 5, 4]))
+    return path
+
+
+# ---------------------------------------------------------------- unreadable networks
+
+
+def test_npy_renamed_npz(tmp_path, capsys):
+    path = tmp_path / "w.npz"
+    with open(path, "wb") as fh:
+        np.save(fh, np.ones((3, 2)))
+    assert main(["cluster", str(path)]) == EXIT_USAGE
+    _one_line_error(capsys, "w.npz is a single .npy array, not a .npz archive", "np.savez")
+
+
+def test_header_claiming_a_huge_array(tmp_path, capsys):
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)}
+    )
+    buf.write(b"\0" * 64)
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("arr_0.npy", buf.getvalue())
+    assert main(["cluster", str(path)]) == EXIT_USAGE
+    _one_line_error(capsys, "arr_0.npy", "(1000000, 1000000)", "holds 64 bytes")
+
+
+def test_text_file_named_npz(tmp_path, capsys):
+    path = tmp_path / "w.npz"
+    path.write_text("0.1 0.2\n0.3 0.4\n")
+    assert main(["cluster", str(path)]) == EXIT_USAGE
+    err = _one_line_error(capsys, "w.npz is not a .npz archive")
+    assert "pickl" not in err
+
+
+def test_complex_weights(tmp_path, capsys):
+    path = tmp_path / "w.npz"
+    ws = _network([6, 5, 4])
+    np.savez(path, ws[0], ws[1] * 1j)
+    assert main(["cluster", str(path), "-k", "2", "--samples", "0"]) == EXIT_USAGE
+    _one_line_error(capsys, "layer 1 (arr_1.npy) holds complex values")
+
+
+# ---------------------------------------------------------------- seeds
+
+
+def test_negative_seed_names_the_flag(good, capsys):
+    assert main(["cluster", str(good), "--seed", "-1"]) == EXIT_USAGE
+    _one_line_error(capsys, "--seed", "-1")
+
+
+@pytest.mark.parametrize("method", METHOD_CHOICES)
+@pytest.mark.parametrize("seed", [2**32, 2**64 + 5])
+def test_seeds_beyond_32_bits(good, capsys, method, seed):
+    args = ["cluster", str(good), "-k", "2", "--samples", "2", "--workers", "1", "--json"]
+    assert main([*args, "--seed", str(seed), "--method", method]) == 0, capsys.readouterr().err
+    out = json.loads(capsys.readouterr().out)
+    assert out["seed"] == seed and out["method"] == method and out["n_samples"] == 2
+    # Deterministic: the same large seed gives the same result.
+    assert main([*args, "--seed", str(seed), "--method", method]) == 0
+    assert json.loads(capsys.readouterr().out) == out
+
+
+# ---------------------------------------------------------------- Ctrl-C
+
+
+def _default_sigint() -> None:
+    # A child of an xdist worker may inherit an ignored SIGINT; a terminal's child would not.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_during_null_sampling(tmp_path):
+    path = tmp_path / "net.npz"
+    np.savez(path, *_network([100, 64, 64, 10]))
+    before = sorted(tmp_path.iterdir())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "cluster", str(path), "-k", "4",
+         "--samples", "5000", "--workers", "1", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "HARNESS_STORE": str(tmp_path / "store")},
+        preexec_fn=_default_sigint,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(2.0)
+        assert proc.poll() is None, "finished before the interrupt; give it more samples"
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert err.startswith("interrupted") and err.count("\n") == 1, err
+    assert out == ""
+    assert sorted(tmp_path.iterdir()) == before  # nothing written, nothing half-written
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_pool_workers_leave_ctrl_c_to_the_parent():
+    from harness.parallel import parallel_map
+
+    handlers = parallel_map(signal.getsignal, [signal.SIGINT] * 2, n_workers=2)
+    assert handlers == [signal.SIG_IGN] * 2
+
+
+# ---------------------------------------------------------------- make test on a fresh machine
+
+needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+
+
+@needs_make
+def test_make_test_installs_the_browser_the_report_test_needs():
+    plan = subprocess.run(
+        ["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert plan.returncode == 0, plan.stderr
+    # tests/test_report.py looks for either name; the set-up accepts either.
+    assert "command -v chromium " in plan.stdout and "command -v chromium-browser" in plan.stdout
+    assert "apt-get install -y -qq chromium" in plan.stdout
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "apt-get" not in ci and "make test" in ci
+
+
+@needs_make
+def test_make_browser_without_a_way_to_install_says_what_to_install(tmp_path):
+    bin_dir = tmp_path / "bin"  # no chromium, no apt-get, no sudo
+    bin_dir.mkdir()
+    for tool in ("make", "id", "env"):
+        os.symlink(shutil.which(tool), bin_dir / tool)
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path)}
+    failed = subprocess.run(
+        ["make", "--no-print-directory", "browser"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert failed.returncode != 0
+    first = failed.stderr.splitlines()[0]
+    assert "install Debian's chromium package" in first and "HARNESS_SKIP_BROWSER=1" in first
+    skipped = subprocess.run(
+        ["make", "--no-print-directory", "browser"],
+        cwd=ROOT, env={**env, "HARNESS_SKIP_BROWSER": "1"}, capture_output=True, text=True,
+        timeout=60,
+    )
+    assert skipped.returncode == 0, skipped.stderr
