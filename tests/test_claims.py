@@ -1,0 +1,190 @@
+"""The claims registry: every claim is a pure function of rows that can fail.
+
+For each family of claims a table that agrees with the paper makes it hold and a table that
+contradicts the paper makes it fail; every registry entry is checked the same way on rows
+made for its own cells.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from harness.claims import CI_CLAIMS, REGISTRY, Cell, claims_for, select
+from harness.profiles import PROFILES
+
+
+def _rows(cell: Cell, n: int = 3, **values) -> list[dict]:
+    base = {
+        "model_tag": cell.tag,
+        "phase": cell.phase,
+        "null": cell.null,
+        "n_clusters": cell.n_clusters,
+    }
+    return [{**base, "instance": i, **{k: (v[i] if isinstance(v, list) else v) for k, v in values.items()}} for i in range(n)]
+
+
+def _by_id(prefix: str) -> list[str]:
+    return [c for c in REGISTRY if c.startswith(prefix)]
+
+
+def test_registry_is_large_and_every_study_has_claims():
+    studies = {c.study for c in REGISTRY.values()}
+    assert {"clustering", "null_models", "stability", "n_clusters", "random_init",
+            "learning_curve", "lesion", "double_lesion"} <= studies
+    assert len(REGISTRY) >= 100
+    for claim in REGISTRY.values():
+        assert claim.statement and claim.evidence and claim.cells
+        assert claim.test.startswith(f"experiments/test_{claim.study}.py::test_claim[")
+        for profile in PROFILES:
+            status, reason = claim.status_at(profile)
+            assert status in ("assert", "xfail", "record")
+            assert status == "assert" or reason, (claim.id, profile)
+
+
+def test_the_claims_named_by_the_issue_are_asserted_at_quick():
+    wanted = [
+        "B-MNIST-pruned-sig", "B-FASHION-pruned-sig",  # control networks' significance
+        "B-HALVES-MNIST-pruned-sig", "B-halves-below-halves-same-MNIST",  # HALVES vs SAME
+        "B-POLY-unpruned-sig",  # POLY significant
+        "B-FASHION+L2REG-unpruned-not-sig",  # an L2 row
+        "A-MNIST+DROPOUT-pruned-cohen-d-large", "A-MNIST-unpruned-cohen-d-small",  # Table A d
+        "G-LINE-pruned-sig",  # stability
+        "H7-MNIST+DROPOUT-pruned-K7-layer-sig", "H10-MNIST+DROPOUT-pruned-K10-layer-sig",
+        "double-lesion-type-IV-over-I", "lesion-MNIST-range-not-sig",  # lesions
+        "B-clusterable-init-lowest-MNIST-unpruned",  # clusterable init, unpruned too
+    ]
+    for claim_id in wanted:
+        assert claim_id in REGISTRY, claim_id
+        assert REGISTRY[claim_id].status_at("quick")[0] in ("assert", "xfail"), claim_id
+
+
+def test_ci_claims_are_in_the_registry_and_the_profile():
+    assert set(CI_CLAIMS) == set(PROFILES["ci"].claims)
+    assert len(CI_CLAIMS) >= 8
+    for claim_id, reason in CI_CLAIMS.items():
+        assert REGISTRY[claim_id].status_at("ci") == ("assert", reason)
+        assert {c.tag for c in REGISTRY[claim_id].cells if c.phase != "init"} <= set(PROFILES["ci"].tags)
+
+
+def test_significance_claims_hold_on_agreeing_rows_and_fail_on_contradicting_ones():
+    claim = REGISTRY["B-MNIST+DROPOUT-pruned-sig"]
+    cell = claim.cells[0]
+    agree = pd.DataFrame(_rows(cell, is_sig=True, p=1 / 51, z=-20.0))
+    contradict = pd.DataFrame(_rows(cell, is_sig=[True, False, True], p=[1 / 51, 0.3, 1 / 51], z=-5.0))
+    assert claim.evaluate(agree).holds
+    outcome = claim.evaluate(contradict)
+    assert not outcome.holds and 0.3 in outcome.observed["p"]
+    assert not claim.evaluate(pd.DataFrame(_rows(Cell("OTHER"), is_sig=True))).holds  # no rows
+
+
+def test_not_significant_claims():
+    claim = REGISTRY["H2-MNIST-pruned-K2-layer-not-sig"]
+    cell = claim.cells[0]
+    assert claim.evaluate(pd.DataFrame(_rows(cell, is_sig=False, p=0.4, z=-1.0))).holds
+    assert not claim.evaluate(pd.DataFrame(_rows(cell, is_sig=[False, True, False], p=0.4, z=-1.0))).holds
+
+
+def test_p1_claims_of_the_l1_counter_result():
+    claim = REGISTRY["B-MNIST+L1REG-pruned-p1"]
+    cell = claim.cells[0]
+    assert claim.evaluate(pd.DataFrame(_rows(cell, p=1.0, ncut=10.0, null_mean=3.0))).holds
+    assert not claim.evaluate(pd.DataFrame(_rows(cell, p=[1.0, 0.5, 1.0], ncut=10.0, null_mean=3.0))).holds
+    assert REGISTRY["B-MNIST+L1REG-pruned-p1"].status_at("quick")[0] == "xfail"
+    assert REGISTRY["B-MNIST+L1REG-pruned-p1"].status_at("paper")[0] == "assert"
+
+
+def test_ordering_claims():
+    claim = REGISTRY["B-dropout-lowers-MNIST"]
+    dropout, control = claim.cells
+    agree = pd.DataFrame(_rows(dropout, ncut=8.3) + _rows(control, ncut=8.9))
+    contradict = pd.DataFrame(_rows(dropout, ncut=9.0) + _rows(control, ncut=8.9))
+    assert claim.evaluate(agree).holds and not claim.evaluate(contradict).holds
+
+
+def test_lowest_claims():
+    claim = REGISTRY["B-clusterable-init-lowest-MNIST-pruned"]
+    rows = [r for i, c in enumerate(claim.cells) for r in _rows(c, ncut=5.7 if i == 0 else 8.5 + i / 10)]
+    assert claim.evaluate(pd.DataFrame(rows)).holds
+    rows[-1]["ncut"] = -10.0  # another model beats clusterable init in one instance on average
+    assert not claim.evaluate(pd.DataFrame(rows)).holds
+
+
+def test_cohen_d_claims():
+    large, small = REGISTRY["A-MNIST-pruned-cohen-d-large"], REGISTRY["A-MNIST-unpruned-cohen-d-small"]
+    assert large.evaluate(pd.DataFrame(_rows(large.cells[0], cohen_d=[12.0, -9.0, 15.0]))).holds
+    assert not large.evaluate(pd.DataFrame(_rows(large.cells[0], cohen_d=0.1))).holds
+    assert small.evaluate(pd.DataFrame(_rows(small.cells[0], cohen_d=[0.1, -0.2, 0.05]))).holds
+    assert not small.evaluate(pd.DataFrame(_rows(small.cells[0], cohen_d=0.0 + 3.0))).holds
+
+
+def test_table_a_reads_each_nulls_own_significance():
+    claim = REGISTRY["A-MNIST+DROPOUT-pruned-layer_nonzero-sig"]
+    cell = claim.cells[0]
+    rows = _rows(cell, layer_is_sig=True, nonzero_is_sig=[True, False, True], p=0.1, z=-3.0)
+    assert not claim.evaluate(pd.DataFrame(rows)).holds
+
+
+def test_random_init_claims():
+    value = REGISTRY["I-random-init-mlp"]
+    cell = value.cells[0]
+    assert value.evaluate(pd.DataFrame(_rows(cell, 1, mean=10.30))).holds
+    assert not value.evaluate(pd.DataFrame(_rows(cell, 1, mean=10.23))).holds  # the old estimator
+    below = REGISTRY["I-trained-below-random"]
+    rows = [r for c in below.cells[:-1] for r in _rows(c, ncut=8.9)] + _rows(below.cells[-1], 1, min=10.2)
+    assert below.evaluate(pd.DataFrame(rows)).holds
+    rows[0]["ncut"] = 10.25
+    assert not below.evaluate(pd.DataFrame(rows)).holds
+
+
+def test_lesion_claims():
+    sig = REGISTRY["lesion-MNIST-mean-sig"]
+    cell = sig.cells[0]
+    assert sig.evaluate(pd.DataFrame(_rows(cell, combined_p_means=[1e-8, 1e-5, 0.01]))).holds
+    assert not sig.evaluate(pd.DataFrame(_rows(cell, combined_p_means=[1e-8, 0.2, 0.01]))).holds
+    ranges = REGISTRY["lesion-MNIST-range-not-sig"]
+    assert ranges.evaluate(pd.DataFrame(_rows(cell, combined_p_ranges=[0.9, 0.5, 0.3]))).holds
+    assert not ranges.evaluate(pd.DataFrame(_rows(cell, combined_p_ranges=[0.9, 0.01, 0.3]))).holds
+    effect = REGISTRY["lesion-FASHION-effect"]
+    assert not effect.evaluate(pd.DataFrame(_rows(effect.cells[0], effect_means=[1.1, 0.9, 1.2]))).holds
+
+
+def test_double_lesion_claim():
+    claim = REGISTRY["double-lesion-type-IV-over-I"]
+    cell = claim.cells[0]
+    assert claim.evaluate(pd.DataFrame(_rows(cell, 1, n_type_I=3, n_type_IV=11))).holds
+    assert not claim.evaluate(pd.DataFrame(_rows(cell, 1, n_type_I=8, n_type_IV=2))).holds
+
+
+def test_learning_curve_claim():
+    claim = REGISTRY["J-MNIST-pruning-lowers-K4"]
+    pruned, unpruned = claim.cells
+    rows = [{**r, "epoch": e} for e, r in enumerate(_rows(unpruned, 2, ncut=[2.5, 2.44]), 1)]
+    rows += [{**r, "epoch": e} for e, r in enumerate(_rows(pruned, 2, ncut=[2.2, 2.0]), 3)]
+    assert claim.evaluate(pd.DataFrame(rows)).holds
+    rows[-1]["ncut"] = 2.6
+    assert not claim.evaluate(pd.DataFrame(rows)).holds
+
+
+@pytest.mark.parametrize("claim_id", sorted(REGISTRY))
+def test_every_claim_fails_without_rows(claim_id):
+    claim = REGISTRY[claim_id]
+    empty = pd.DataFrame(
+        columns=["model_tag", "phase", "null", "n_clusters", "is_sig", "p", "z", "ncut", "epoch"]
+    )
+    outcome = claim.evaluate(empty)
+    assert not outcome.holds, claim_id
+
+
+def test_mixed_cells_are_recorded_with_the_papers_counts():
+    mixed = [c for c in REGISTRY.values() if c.id.endswith("-mixed")]
+    assert mixed
+    for claim in mixed:
+        status, reason = claim.status_at("quick")
+        assert status == "record" and "mixed in the paper" in reason
+
+
+def test_select_filters_only_on_columns_present():
+    rows = pd.DataFrame([{"model_tag": "A", "phase": "pruned", "x": 1}])
+    assert len(select(rows, Cell("A", "pruned", "whatever", 99))) == 1
+    assert claims_for("clustering") and all(REGISTRY[c].study == "clustering" for c in claims_for("clustering"))
