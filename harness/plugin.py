@@ -120,6 +120,41 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="where the controller writes tables, claims and index.html (default: <rootdir>/reports)",
     )
+    group.addoption(
+        "--baseline",
+        default=None,
+        metavar="DIR",
+        help="a reports folder of an earlier run of the same profile and seed: write "
+        "drift.md (claims whose verdict flipped, cells that moved by more than 3 standard errors)",
+    )
+    group.addoption(
+        "--fail-on-drift",
+        action="store_true",
+        default=False,
+        help="with --baseline: fail the session when anything drifted",
+    )
+
+
+def _baseline_dir(config: pytest.Config) -> Path | None:
+    """``--baseline DIR``, checked before the first test: a folder with a run.json."""
+    value = config.getoption("--baseline", default=None)
+    if config.getoption("--fail-on-drift", default=False) and not value:
+        raise pytest.UsageError("--fail-on-drift needs --baseline DIR")
+    if not value:
+        return None
+    path = Path(value)
+    if not (path / "run.json").is_file():
+        raise pytest.UsageError(
+            f"--baseline {value}: not a reports folder of an earlier run (no run.json there); "
+            "refresh a baseline with `make baseline`"
+        )
+    return path.resolve()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not _is_worker(session.config):
+        _baseline_dir(session.config)
 
 
 @dataclass
@@ -133,6 +168,8 @@ class _RunState:
     claims: list[dict[str, Any]] = field(default_factory=list)
     figures: set[str] = field(default_factory=set)
     threads: int = 1
+    fidelity_line: str = ""
+    drift_line: str = ""
 
 
 _STATE = pytest.StashKey[_RunState]()
@@ -396,7 +433,7 @@ def claim(request: pytest.FixtureRequest, profile: Profile) -> Callable[..., boo
             verdict = "pass" if holds else "fail"
         entry.update(verdict=verdict, note=reason, status=status)
         node.user_properties.append((CLAIM_KEY, entry))
-        text = entry["claim"]
+        text = f"[{entry['claim_id']}] {entry['claim']}" if entry.get("claim_id") else entry["claim"]
         if verdict == "fail":
             raise ClaimFailed(
                 f"claim does not hold: {text}\n  expected: {entry['expected']}\n"
@@ -519,8 +556,25 @@ class _Collector:
         report_mod.write_summary_figures(
             self._summary_functions(rows_by_study), rows_by_study, state.reports_dir
         )
-        report_mod.write_claims(state.claims, state.reports_dir)
-        report_mod.write_run_info(run_info, state.reports_dir)
+        name = state.profile.name
+        records = report_mod.registry_claims(state.claims, profile=name)
+        report_mod.write_claims(records, state.reports_dir)
+        fidelity = report_mod.fidelity_table(rows_by_study, records, profile=name)
+        report_mod.write_fidelity(
+            fidelity, state.reports_dir, cells=report_mod.fidelity_cells(rows_by_study)
+        )
+        state.fidelity_line = report_mod.fidelity_line(fidelity)
+        report_mod.write_run_info(run_info, state.reports_dir)  # compare_runs reads it
+        baseline = _baseline_dir(self.config)
+        drift_file = state.reports_dir / report_mod.DRIFT_FILE
+        if baseline is not None:
+            drift = report_mod.compare_runs(state.reports_dir, baseline)
+            report_mod.write_drift(drift, state.reports_dir)
+            state.drift_line = report_mod.drift_line(drift)
+            if not drift.ok and self.config.getoption("--fail-on-drift"):
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        else:
+            drift_file.unlink(missing_ok=True)  # an old drift.md would describe another run
         report_mod.build_index(state.reports_dir, run_info)
 
     def _summary_functions(
@@ -578,11 +632,17 @@ class _Collector:
         counts: dict[str, int] = {}
         for entry in state.claims:
             counts[entry["verdict"]] = counts.get(entry["verdict"], 0) + 1
-        order = {"fail": 0, "error": 1, "xpass": 2, "xfail": 3, "recorded": 4, "pass": 5}
-        for entry in sorted(state.claims, key=lambda e: (order.get(e["verdict"], 9), e["test_id"])):
-            tr.write_line(f"{entry['verdict']:>8}  {entry['claim']}  [{entry['observed']}]")
+        from harness.report import VERDICTS
+
+        order = {v: i for i, v in enumerate(VERDICTS)}
+        for entry in sorted(state.claims, key=lambda e: (order.get(e["verdict"], 99), e["test_id"])):
+            ident = f"[{entry['claim_id']}] " if entry.get("claim_id") else ""
+            tr.write_line(f"{entry['verdict']:>8}  {ident}{entry['claim']}  [{entry['observed']}]")
         summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
         tr.write_line(
             f"profile {state.profile.name}, seed {state.base_seed}: {len(state.rows)} rows, "
             f"{len(state.claims)} claims ({summary or 'none'}); reports in {state.reports_dir}"
         )
+        for line in (state.fidelity_line, state.drift_line):
+            if line:
+                tr.write_line(line)
