@@ -84,12 +84,12 @@ def validate_weights(weights: Sequence[object]) -> list[np.ndarray]:
     for layer, w in enumerate(items):
         if hasattr(w, "detach") and hasattr(w, "cpu"):  # a torch tensor (maybe requiring grad)
             w = w.detach().cpu().numpy()
+        if np.iscomplexobj(np.asarray(w)):  # before the float conversion, which would warn
+            raise ValueError(f"layer {layer} holds complex numbers; weights must be real")
         try:
             arr = np.array(w, dtype=np.float64, copy=True)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"layer {layer}: cannot convert to a float matrix ({exc})") from exc
-        if np.iscomplexobj(w) or np.iscomplexobj(arr):
-            raise ValueError(f"layer {layer} holds complex numbers; weights must be real")
         if arr.ndim != 2:
             raise ValueError(
                 f"layer {layer} has {arr.ndim} dimensions (shape {arr.shape}); every weight "

@@ -7,9 +7,11 @@ pins its thread pools to its share of the machine's cores.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
@@ -114,7 +116,7 @@ def parallel_map(
     n_workers = max(1, min(int(n_workers), len(items) or 1))
     if n_workers == 1:
         return [_reported(fn(item), on_result) for item in items]
-    from concurrent.futures import as_completed
+    from concurrent.futures import FIRST_COMPLETED, wait
 
     from joblib.externals.loky import get_reusable_executor
     from joblib.externals.loky.process_executor import TerminatedWorkerError
@@ -126,12 +128,20 @@ def parallel_map(
         initargs=(share,),
         env={var: str(share) for var in _THREAD_ENV_VARS},
     )
-    futures = [executor.submit(fn, item) for item in items]
+    # At most two tasks per worker in flight: results stream back in order of completion,
+    # and an interrupt has little queued work to tear down.
     results: dict[int, R] = {}
-    index = {id(f): i for i, f in enumerate(futures)}
+    pending: dict[Any, int] = {}
+    queue = iter(enumerate(items))
     try:
-        for future in as_completed(futures):
-            results[index[id(future)]] = _reported(future.result(), on_result)
+        for index, item in itertools.islice(queue, 2 * n_workers):
+            pending[executor.submit(fn, item)] = index
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                results[pending.pop(future)] = _reported(future.result(), on_result)
+            for index, item in itertools.islice(queue, len(done)):
+                pending[executor.submit(fn, item)] = index
     except (TerminatedWorkerError, BrokenProcessPool, OSError) as exc:
         print(
             f"harness: worker processes failed ({type(exc).__name__}); running the remaining "
@@ -142,11 +152,25 @@ def parallel_map(
             if i not in results:
                 results[i] = _reported(fn(item), on_result)
     except BaseException:
-        for future in futures:
-            future.cancel()
-        executor.shutdown(wait=False, kill_workers=True)
+        # Ctrl-C (or an error in fn): kill the workers, then re-raise. loky's manager thread
+        # may trip over the work being torn down; what it says then is noise, not news.
+        previous = threading.excepthook
+        threading.excepthook = _quiet_manager_thread(previous)
+        try:
+            executor.shutdown(wait=True, kill_workers=True)
+        finally:
+            threading.excepthook = previous
         raise
     return [results[i] for i in range(len(items))]
+
+
+def _quiet_manager_thread(previous: Callable[[Any], object]) -> Callable[[Any], object]:
+    def hook(args: Any) -> None:
+        if args.thread is not None and "ExecutorManager" in type(args.thread).__name__:
+            return
+        previous(args)
+
+    return hook
 
 
 def _reported(result: R, on_result: Callable[[R], object] | None) -> R:

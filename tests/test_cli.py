@@ -113,13 +113,14 @@ def _default_sigint() -> None:
 
 @pytest.mark.integration
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_ctrl_c_during_null_sampling(tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_during_null_sampling(tmp_path, workers):
     path = tmp_path / "net.npz"
     np.savez(path, *_network([100, 64, 64, 10]))
     before = sorted(tmp_path.iterdir())
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness", "cluster", str(path), "-k", "4",
-         "--samples", "5000", "--workers", "1", "--quiet"],
+         "--samples", "5000", "--workers", workers, "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -129,7 +130,7 @@ def test_ctrl_c_during_null_sampling(tmp_path):
         start_new_session=True,
     )
     try:
-        time.sleep(2.0)
+        time.sleep(2.0 if workers == "1" else 6.0)  # the pool takes seconds to start
         assert proc.poll() is None, "finished before the interrupt; give it more samples"
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         out, err = proc.communicate(timeout=120)
