@@ -9,7 +9,7 @@ WORKERS  ?= auto
 PYTEST   := $(BIN)/python -m pytest
 RUN      := $(PYTEST) experiments -n $(WORKERS) --profile $(PROFILE)
 
-.PHONY: setup data datasets browser models test experiments bench clean-reports \
+.PHONY: setup data datasets browser models test baseline experiments bench clean-reports \
 	mlp-clustering mlp-clustering-stability mlp-clustering-stability-n-clusters \
 	mlp-learning-curve mlp-random-init mlp-null-models mlp-lesion mlp-double-lesion
 
@@ -41,9 +41,21 @@ browser:
 	echo "make browser: the report test needs headless Chromium; install Debian's chromium package (as root: apt-get install chromium), or set HARNESS_SKIP_BROWSER=1 to skip that test" >&2; \
 	exit 1
 
+# The project's tests, the experiments' plumbing (smoke), then the paper's claims that CI
+# asserts (the ci profile, from an empty store in minutes) compared with the stored baseline:
+# a claim that no longer holds, or a number that moved by more than 3 standard errors, fails.
 test: data browser
 	$(PYTEST) tests -n 2
 	$(PYTEST) experiments -n 2 --profile smoke --reports-dir reports/smoke
+	$(PYTEST) experiments -n 2 --profile ci --reports-dir reports/ci \
+	    --baseline baselines/ci --fail-on-drift
+
+# Refresh the ci baseline after a deliberate change of numbers (say why in the commit).
+baseline: data
+	rm -rf reports/ci-baseline
+	$(PYTEST) experiments -n 2 --profile ci --reports-dir reports/ci-baseline
+	rm -rf baselines/ci && mkdir -p baselines/ci
+	cp reports/ci-baseline/*.csv reports/ci-baseline/run.json baselines/ci/
 
 experiments: data
 	$(RUN)
