@@ -27,18 +27,23 @@ K = 10
 TAG = "FASHION+DROPOUT"
 
 
-@pytest.mark.parametrize("mode", ["joint", "conditional"])
-def test_double_lesion(mode, trained, analysed, test_split, profile, record, figure):
+def _double(mode, trained, analysed, test_split, profile):
+    """The double lesion test of the paper's model (instance 0), seeded by its identity."""
     model = trained(TAG, 0)
     labels = analysed(model, "pruned", n_clusters=K, null="layer", n_samples=0).labels
     x, y = test_split(model)
     weights = model.weights("pruned")
     sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
-    result = double_lesion_test(
+    return double_lesion_test(
         model.model("pruned"), labels, sizes, x, y,
         mode=mode, n_trials=profile.double_lesion_trials, single_trials=profile.lesion_trials,
         seed=derive_seed(0, model.key, "double_lesion"),
     )
+
+
+@pytest.mark.parametrize("mode", ["joint", "conditional"])
+def test_double_lesion(mode, trained, analysed, test_split, profile, record, figure):
+    result = _double(mode, trained, analysed, test_split, profile)
     identity = {"model_tag": TAG, "phase": "pruned", "instance": 0, "n_clusters": K, "mode": mode}
     for row in result.to_frame().to_dict("records"):
         record(row, kind="pair", **identity)
@@ -85,16 +90,7 @@ def test_claim(claim_id, trained, analysed, test_split, profile, cell_rows, clai
     def build(cell, instance):
         if instance:  # the paper ran the double lesion on one instance
             return []
-        model = trained(TAG, 0)
-        labels = analysed(model, "pruned", n_clusters=K, null="layer", n_samples=0).labels
-        x, y = test_split(model)
-        weights = model.weights("pruned")
-        sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
-        result = double_lesion_test(
-            model.model("pruned"), labels, sizes, x, y, mode=cell.null,
-            n_trials=profile.double_lesion_trials, single_trials=profile.lesion_trials,
-            seed=derive_seed(0, model.key, "double_lesion"),
-        )
+        result = _double(cell.null, trained, analysed, test_split, profile)
         return {**result.to_row(), "model_tag": TAG, "phase": "pruned", "null": cell.null,
                 "n_clusters": K, "mode": cell.null}
 
