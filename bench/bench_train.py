@@ -30,9 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from harness.configs import TrainConfig
 from harness.models import build_model
 from harness.parallel import pin_threads, threads_per_process
-from harness.train import TrainConfig, run_epoch
+from harness.train import run_epoch
 
 N_TRAIN = 60_000
 BATCH = 128

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
+    from harness.configs import TrainConfig
     from harness.stats import ClusterabilityResult
-    from harness.train import TrainConfig
 
 __all__ = ["build_parser", "main"]
 
@@ -201,8 +201,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 
 
 def _config_from_spec(spec: str) -> TrainConfig:
-    from harness.configs import config_for_tag
-    from harness.train import TrainConfig
+    from harness.configs import TrainConfig, config_for_tag
 
     if spec.endswith(".json") or "/" in spec:
         path = Path(spec)
@@ -218,7 +217,8 @@ def _config_from_spec(spec: str) -> TrainConfig:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from harness.store import Store
-    from harness.train import PHASES, get_or_train
+    from harness.train import get_or_train
+    from harness.trained import PHASES
 
     if args.list_tags:
         from harness.configs import TAGS

@@ -1,6 +1,11 @@
-"""The paper's model tags (reference §2.9) as training configs.
+"""Training configurations: :class:`TrainConfig`, and the paper's model tags (reference §2.9).
 
-``config_for_tag("MNIST+DROPOUT")`` gives the :class:`~harness.train.TrainConfig` the original
+A :class:`TrainConfig` is everything that determines a trained network, with the dataset's
+content: :func:`harness.train.train` takes one and returns a :class:`harness.trained.TrainResult`,
+and :func:`harness.train.get_or_train` keys the stored model by the resolved config and the
+dataset's hash.
+
+``config_for_tag("MNIST+DROPOUT")`` gives the :class:`TrainConfig` the original
 ``MODEL_TAG_LOOKUP`` / shell scripts used for that tag: dataset, architecture, epochs, pruning
 epochs, batch size, dropout (0.5; 0.2 for the CIFAR-10 MLPs and the CIFAR mixes), L1/L2 rate
 5e-5 (the VGG's L2 5e-4) and clusterable init with 10 modules for ``+MOD-INIT``.
@@ -27,14 +32,274 @@ then prunes for 10.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.train import TrainConfig
+import numpy as np
 
-__all__ = ["TAGS", "config_for_tag", "training_tag"]
+from harness.models import ARCHS
+
+if TYPE_CHECKING:
+    from harness.data import Dataset
+
+__all__ = ["TAGS", "TrainConfig", "config_for_tag", "training_tag"]
+
+
+# ----------------------------------------------------------------------------------------------
+# The config
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a trained network (with the dataset's content).
+
+    Parameters
+    ----------
+    dataset : str
+        A name from ``harness.data.DATASETS``.
+    arch : {"mlp", "cnn", "vgg"}
+    widths : tuple of int, optional
+        MLP hidden widths, or the conv channels of a CNN/VGG. None: the architecture's default
+        ((256,)*4, (64, 64, 64), the 13 VGG filters).
+    dense_widths : tuple of int, optional
+        CNN/VGG hidden dense widths; None: (128,) / (512, 512). Unused by MLPs.
+    epochs, pruning_epochs : int
+        Epochs of plain training, then of pruning (0 skips pruning: no "pruned" network).
+    batch_size : int
+    lr : float
+        Adam learning rate (Keras default 1e-3).
+    dropout : float
+        MLP: rate after every hidden layer. CNN: dense rate; > 0 also adds ``conv_dropout``
+        after each conv block. VGG: > 0 switches on the per-layer pattern of §2.4 with this
+        as the dense rate.
+    conv_dropout : float
+        CNN conv-block dropout rate when ``dropout > 0``.
+    l1, l2 : float
+        Penalty rates: ``l1 * sum|w|`` and ``l2 * sum w**2`` over every kernel (not biases).
+    first_layer_l1 : bool
+        MLPs only: reproduce the original's quirk (§2.2, §11 item 1). The first Linear kernel
+        gets ``rate * sum|w|`` with the active rate (``l2`` when > 0, else ``l1``) *instead
+        of* its L1/L2 terms; the other kernels are unchanged. A no-op without L2 (L1 is on
+        every kernel already), so :meth:`resolved` clears it there. Part of the store key only
+        when True: configs without it keep their keys.
+    init_modules : int
+        > 0: clusterable init with this many modules (§2.7).
+    seed : int
+        Seeds init, example order and dropout (independent streams, see ``harness.seeding.stream_seed``).
+    n_train, n_test : int, optional
+        Use only the first n examples of each split.
+    data_seed : int
+        Seed passed to ``harness.data.load_dataset``.
+    initial_sparsity, final_sparsity : float
+        Pruning schedule end points, 0 <= initial <= final < 1.
+    pruning_frequency : int
+        Masks are updated every this many steps.
+    shuffle : bool
+        Reshuffle the training examples every epoch (False keeps the dataset order).
+    augment : bool
+        Random rotations (+-15 deg), shifts (+-10%) and horizontal flips of image batches, as
+        the VGG's Keras ``ImageDataGenerator`` (§2.5).
+    snapshots : bool
+        Keep the weights after every epoch (learning curves).
+    input_shape : tuple of int, optional
+        Per-example input shape; filled in by :meth:`resolved`.
+    n_out : int, optional
+        Number of outputs; filled in by :meth:`resolved`.
+    """
+
+    dataset: str
+    arch: str = "mlp"
+    widths: tuple[int, ...] | None = None
+    dense_widths: tuple[int, ...] | None = None
+    epochs: int = 20
+    pruning_epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    dropout: float = 0.0
+    conv_dropout: float = 0.25
+    l1: float = 0.0
+    l2: float = 0.0
+    first_layer_l1: bool = False
+    init_modules: int = 0
+    seed: int = 0
+    n_train: int | None = None
+    n_test: int | None = None
+    data_seed: int = 42
+    initial_sparsity: float = 0.5
+    final_sparsity: float = 0.9
+    pruning_frequency: int = 10
+    shuffle: bool = True
+    augment: bool = False
+    snapshots: bool = False
+    input_shape: tuple[int, ...] | None = None
+    n_out: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ValueError(f"dataset must be a dataset name, got {self.dataset!r}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {self.arch!r}")
+        for name in ("widths", "dense_widths", "input_shape"):
+            value = getattr(self, name)
+            if value is not None:
+                if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+                    raise ValueError(f"{name} must be a sequence of positive ints, got {value!r}")
+                value = tuple(_int(name, v) for v in value)
+                if any(v <= 0 for v in value) or (name != "dense_widths" and not value):
+                    raise ValueError(f"{name} must hold positive ints, got {value}")
+                object.__setattr__(self, name, value)
+        for name, low in (("epochs", 0), ("pruning_epochs", 0), ("batch_size", 1),
+                          ("init_modules", 0), ("seed", 0), ("data_seed", 0),
+                          ("pruning_frequency", 1)):
+            value = _int(name, getattr(self, name))
+            if value < low:
+                raise ValueError(f"{name} must be >= {low}, got {value}")
+            object.__setattr__(self, name, value)
+        for name in ("n_train", "n_test", "n_out"):
+            value = getattr(self, name)
+            if value is not None:
+                value = _int(name, value)
+                if value < 1:
+                    raise ValueError(f"{name} must be a positive int or None, got {value}")
+                object.__setattr__(self, name, value)
+        for name in ("lr", "dropout", "conv_dropout", "l1", "l2", "initial_sparsity",
+                     "final_sparsity"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            value = float(value)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+            object.__setattr__(self, name, value)
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        for name in ("dropout", "conv_dropout"):
+            if getattr(self, name) >= 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not self.initial_sparsity <= self.final_sparsity < 1:
+            raise ValueError(
+                "need 0 <= initial_sparsity <= final_sparsity < 1, got "
+                f"{self.initial_sparsity} and {self.final_sparsity}"
+            )
+        for name in ("shuffle", "augment", "snapshots", "first_layer_l1"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, bool(getattr(self, name)))
+        if self.first_layer_l1 and self.arch != "mlp":
+            raise ValueError(
+                "first_layer_l1 reproduces a quirk of the original MLPs (reference §2.2); "
+                f"its {self.arch} networks regularise every layer alike, so arch must be 'mlp'"
+            )
+
+    # -- conversions ----------------------------------------------------------------------
+
+    @classmethod
+    def fields(cls) -> tuple[str, ...]:
+        """Names of all fields, in declaration order."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Builtin-typed dict (tuples as lists), the inverse of :meth:`from_dict`."""
+        out: dict[str, Any] = {}
+        for name in self.fields():
+            value = getattr(self, name)
+            out[name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Build from a dict such as :meth:`to_dict` wrote; unknown fields are an error."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a TrainConfig needs a JSON object / dict, got {type(data).__name__}")
+        _check_fields(data)
+        if "dataset" not in data:
+            raise ValueError("a TrainConfig needs at least a 'dataset' field")
+        return cls(**dict(data))
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed (unknown fields are an error)."""
+        _check_fields(changes)
+        return dataclasses.replace(self, **changes)
+
+    def resolved(self, dataset: Dataset) -> TrainConfig:
+        """This config with the architecture defaults, input shape and output size filled in.
+
+        Two configs that differ only in spelling out the defaults resolve to the same config
+        and therefore share a store key.
+        """
+        from harness.data import input_shape
+
+        if dataset.name != self.dataset:
+            raise ValueError(
+                f"config is for dataset {self.dataset!r} but got dataset {dataset.name!r}"
+            )
+        shape = tuple(int(s) for s in input_shape(dataset))
+        if self.arch == "mlp":
+            shape = (math.prod(shape),)
+            widths = self.widths or (256, 256, 256, 256)
+            dense: tuple[int, ...] | None = None
+        else:
+            if len(shape) != 3:
+                raise ValueError(
+                    f"arch {self.arch!r} needs image inputs but {dataset.name} examples have "
+                    f"shape {shape}; use arch='mlp'"
+                )
+            from harness.models import VGG_FILTERS
+
+            default = (64, 64, 64) if self.arch == "cnn" else VGG_FILTERS
+            widths = self.widths or default
+            dense = self.dense_widths if self.dense_widths is not None else (
+                (128,) if self.arch == "cnn" else (512, 512))
+        if dataset.task == "regression":
+            n_out = int(dataset.y_train.shape[1]) if dataset.y_train.ndim == 2 else 1
+        else:
+            n_out = int(dataset.n_classes)
+        if self.input_shape is not None and self.input_shape != shape:
+            raise ValueError(f"config input_shape {self.input_shape} != dataset's {shape}")
+        if self.n_out is not None and self.n_out != n_out:
+            raise ValueError(f"config n_out {self.n_out} != dataset's {n_out}")
+        for name, limit in (("n_train", dataset.n_train), ("n_test", dataset.n_test)):
+            value = getattr(self, name)
+            if value is not None and value > limit:
+                raise ValueError(f"{name}={value} exceeds the {limit} examples of {dataset.name}")
+        return dataclasses.replace(
+            self, widths=widths, dense_widths=dense, input_shape=shape, n_out=n_out,
+            first_layer_l1=self.first_layer_l1 and self.l2 > 0,
+        )
+
+    def __repr__(self) -> str:
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        changed = [
+            f"{name}={getattr(self, name)!r}"
+            for name in self.fields()
+            if name != "dataset" and getattr(self, name) != defaults[name]
+        ]
+        return f"TrainConfig({self.dataset!r}{''.join(', ' + c for c in changed)})"
+
+
+def _int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _check_fields(data: Mapping[str, Any]) -> None:
+    valid = TrainConfig.fields()
+    unknown = sorted(set(data) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"unknown TrainConfig field(s) {', '.join(map(repr, unknown))}; "
+            f"valid fields: {', '.join(valid)}"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# The paper's tags
 
 _REG_RATE = 5e-5
 _VGG_L2_RATE = 5e-4

@@ -300,7 +300,7 @@ def build_model(
 
     Parameters
     ----------
-    config : harness.train.TrainConfig
+    config : harness.configs.TrainConfig
         Uses ``arch``, ``widths``, ``dense_widths``, ``dropout``, ``conv_dropout``,
         ``init_modules``, ``seed`` and, unless given here, ``input_shape`` / ``n_out``
         (filled in by ``TrainConfig.resolved(dataset)``).

@@ -142,7 +142,8 @@ class Profile:
         return self.schedule(*MLP_SCHEDULE)[1]
 
     def to_row(self) -> dict[str, object]:
-        return {**asdict(self), "epochs": self.epochs, "pruning_epochs": self.pruning_epochs}
+        row = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return {**row, "epochs": self.epochs, "pruning_epochs": self.pruning_epochs}
 
 
 PROFILES: dict[str, Profile] = {

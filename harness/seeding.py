@@ -23,6 +23,7 @@ import numpy as np
 
 __all__ = [
     "SEED_MODULUS",
+    "SeedLike",
     "check_seed",
     "child_streams",
     "derive_seed",
@@ -33,6 +34,9 @@ __all__ = [
 
 SEED_MODULUS = 2**32
 """Every derived seed lies in ``[0, SEED_MODULUS)``, the range numpy and torch both accept."""
+
+SeedLike = int | np.integer | np.random.SeedSequence | np.random.Generator | None
+"""What a ``seed`` argument accepts where it goes to ``numpy.random.default_rng``."""
 
 
 def check_seed(seed: object, *, name: str = "seed") -> int:

@@ -7,6 +7,10 @@ per-kernel magnitude pruning raises each kernel's sparsity from 50% to 90% on a 
 :class:`~harness.store.Store`, so each configuration is trained once per machine and then read
 back.
 
+The path of a config: a :class:`~harness.configs.TrainConfig` goes into :func:`train`, which
+returns a :class:`~harness.trained.TrainResult`; :func:`get_or_train` stores that and returns
+the :class:`~harness.trained.TrainedModel` that reads it back.
+
 Where this differs from the original Keras / tensorflow-model-optimization code:
 
 * L1/L2 penalties apply to **every** kernel at the configured rate, unless
@@ -30,51 +34,38 @@ Where this differs from the original Keras / tensorflow-model-optimization code:
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.models import (
-    ARCHS,
-    build_model,
-    conv_kernels,
-    kernel_layers,
-    weight_matrices,
-)
+from harness.configs import TrainConfig
+from harness.models import build_model, kernel_layers
 from harness.parallel import pick_device, pin_threads, threads_per_process, xdist_worker_index
 from harness.seeding import stream_seed
-from harness.store import Store, load_tensors, save_tensors
+from harness.store import Store
+from harness.trained import PHASES, TrainedModel, TrainResult
 
 if TYPE_CHECKING:
     from harness.data import Dataset
 
 __all__ = [
-    "PHASES",
-    "TrainConfig",
-    "TrainResult",
-    "TrainedModel",
     "TrainingDivergedError",
+    "evaluate",
     "get_or_train",
+    "model_key_payload",
     "polynomial_sparsity",
     "prune_step_sparsity",
     "run_epoch",
-    "evaluate",
     "train",
 ]
-
-PHASES = ("unpruned", "pruned")
 
 #: Store kind of trained models.
 MODEL_KIND = "model"
@@ -95,254 +86,6 @@ class TrainingDivergedError(RuntimeError):
         super().__init__(message)
         self.epoch = epoch
         self.phase = phase
-
-
-# ----------------------------------------------------------------------------------------------
-# Configuration
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines a trained network (with the dataset's content).
-
-    Parameters
-    ----------
-    dataset : str
-        A name from ``harness.data.DATASETS``.
-    arch : {"mlp", "cnn", "vgg"}
-    widths : tuple of int, optional
-        MLP hidden widths, or the conv channels of a CNN/VGG. None: the architecture's default
-        ((256,)*4, (64, 64, 64), the 13 VGG filters).
-    dense_widths : tuple of int, optional
-        CNN/VGG hidden dense widths; None: (128,) / (512, 512). Unused by MLPs.
-    epochs, pruning_epochs : int
-        Epochs of plain training, then of pruning (0 skips pruning: no "pruned" network).
-    batch_size : int
-    lr : float
-        Adam learning rate (Keras default 1e-3).
-    dropout : float
-        MLP: rate after every hidden layer. CNN: dense rate; > 0 also adds ``conv_dropout``
-        after each conv block. VGG: > 0 switches on the per-layer pattern of §2.4 with this
-        as the dense rate.
-    conv_dropout : float
-        CNN conv-block dropout rate when ``dropout > 0``.
-    l1, l2 : float
-        Penalty rates: ``l1 * sum|w|`` and ``l2 * sum w**2`` over every kernel (not biases).
-    first_layer_l1 : bool
-        MLPs only: reproduce the original's quirk (§2.2, §11 item 1). The first Linear kernel
-        gets ``rate * sum|w|`` with the active rate (``l2`` when > 0, else ``l1``) *instead
-        of* its L1/L2 terms; the other kernels are unchanged. A no-op without L2 (L1 is on
-        every kernel already), so :meth:`resolved` clears it there. Part of the store key only
-        when True: configs without it keep their keys.
-    init_modules : int
-        > 0: clusterable init with this many modules (§2.7).
-    seed : int
-        Seeds init, example order and dropout (independent streams, see ``harness.seeding.stream_seed``).
-    n_train, n_test : int, optional
-        Use only the first n examples of each split.
-    data_seed : int
-        Seed passed to ``harness.data.load_dataset``.
-    initial_sparsity, final_sparsity : float
-        Pruning schedule end points, 0 <= initial <= final < 1.
-    pruning_frequency : int
-        Masks are updated every this many steps.
-    shuffle : bool
-        Reshuffle the training examples every epoch (False keeps the dataset order).
-    augment : bool
-        Random rotations (+-15 deg), shifts (+-10%) and horizontal flips of image batches, as
-        the VGG's Keras ``ImageDataGenerator`` (§2.5).
-    snapshots : bool
-        Keep the weights after every epoch (learning curves).
-    input_shape : tuple of int, optional
-        Per-example input shape; filled in by :meth:`resolved`.
-    n_out : int, optional
-        Number of outputs; filled in by :meth:`resolved`.
-    """
-
-    dataset: str
-    arch: str = "mlp"
-    widths: tuple[int, ...] | None = None
-    dense_widths: tuple[int, ...] | None = None
-    epochs: int = 20
-    pruning_epochs: int = 20
-    batch_size: int = 128
-    lr: float = 1e-3
-    dropout: float = 0.0
-    conv_dropout: float = 0.25
-    l1: float = 0.0
-    l2: float = 0.0
-    first_layer_l1: bool = False
-    init_modules: int = 0
-    seed: int = 0
-    n_train: int | None = None
-    n_test: int | None = None
-    data_seed: int = 42
-    initial_sparsity: float = 0.5
-    final_sparsity: float = 0.9
-    pruning_frequency: int = 10
-    shuffle: bool = True
-    augment: bool = False
-    snapshots: bool = False
-    input_shape: tuple[int, ...] | None = None
-    n_out: int | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.dataset, str) or not self.dataset:
-            raise ValueError(f"dataset must be a dataset name, got {self.dataset!r}")
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {self.arch!r}")
-        for name in ("widths", "dense_widths", "input_shape"):
-            value = getattr(self, name)
-            if value is not None:
-                if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-                    raise ValueError(f"{name} must be a sequence of positive ints, got {value!r}")
-                value = tuple(_int(name, v) for v in value)
-                if any(v <= 0 for v in value) or (name != "dense_widths" and not value):
-                    raise ValueError(f"{name} must hold positive ints, got {value}")
-                object.__setattr__(self, name, value)
-        for name, low in (("epochs", 0), ("pruning_epochs", 0), ("batch_size", 1),
-                          ("init_modules", 0), ("seed", 0), ("data_seed", 0),
-                          ("pruning_frequency", 1)):
-            value = _int(name, getattr(self, name))
-            if value < low:
-                raise ValueError(f"{name} must be >= {low}, got {value}")
-            object.__setattr__(self, name, value)
-        for name in ("n_train", "n_test", "n_out"):
-            value = getattr(self, name)
-            if value is not None:
-                value = _int(name, value)
-                if value < 1:
-                    raise ValueError(f"{name} must be a positive int or None, got {value}")
-                object.__setattr__(self, name, value)
-        for name in ("lr", "dropout", "conv_dropout", "l1", "l2", "initial_sparsity",
-                     "final_sparsity"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
-                raise ValueError(f"{name} must be a number, got {value!r}")
-            value = float(value)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-            object.__setattr__(self, name, value)
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        for name in ("dropout", "conv_dropout"):
-            if getattr(self, name) >= 1:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if not self.initial_sparsity <= self.final_sparsity < 1:
-            raise ValueError(
-                "need 0 <= initial_sparsity <= final_sparsity < 1, got "
-                f"{self.initial_sparsity} and {self.final_sparsity}"
-            )
-        for name in ("shuffle", "augment", "snapshots", "first_layer_l1"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-            object.__setattr__(self, name, bool(getattr(self, name)))
-        if self.first_layer_l1 and self.arch != "mlp":
-            raise ValueError(
-                "first_layer_l1 reproduces a quirk of the original MLPs (reference §2.2); "
-                f"its {self.arch} networks regularise every layer alike, so arch must be 'mlp'"
-            )
-
-    # -- conversions ----------------------------------------------------------------------
-
-    @classmethod
-    def fields(cls) -> tuple[str, ...]:
-        """Names of all fields, in declaration order."""
-        return tuple(f.name for f in dataclasses.fields(cls))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Builtin-typed dict (tuples as lists), the inverse of :meth:`from_dict`."""
-        out: dict[str, Any] = {}
-        for name in self.fields():
-            value = getattr(self, name)
-            out[name] = list(value) if isinstance(value, tuple) else value
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        """Build from a dict such as :meth:`to_dict` wrote; unknown fields are an error."""
-        if not isinstance(data, Mapping):
-            raise ValueError(f"a TrainConfig needs a JSON object / dict, got {type(data).__name__}")
-        _check_fields(data)
-        if "dataset" not in data:
-            raise ValueError("a TrainConfig needs at least a 'dataset' field")
-        return cls(**dict(data))
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with some fields changed (unknown fields are an error)."""
-        _check_fields(changes)
-        return dataclasses.replace(self, **changes)
-
-    def resolved(self, dataset: Dataset) -> TrainConfig:
-        """This config with the architecture defaults, input shape and output size filled in.
-
-        Two configs that differ only in spelling out the defaults resolve to the same config
-        and therefore share a store key.
-        """
-        from harness.data import input_shape
-
-        if dataset.name != self.dataset:
-            raise ValueError(
-                f"config is for dataset {self.dataset!r} but got dataset {dataset.name!r}"
-            )
-        shape = tuple(int(s) for s in input_shape(dataset))
-        if self.arch == "mlp":
-            shape = (math.prod(shape),)
-            widths = self.widths or (256, 256, 256, 256)
-            dense: tuple[int, ...] | None = None
-        else:
-            if len(shape) != 3:
-                raise ValueError(
-                    f"arch {self.arch!r} needs image inputs but {dataset.name} examples have "
-                    f"shape {shape}; use arch='mlp'"
-                )
-            from harness.models import VGG_FILTERS
-
-            default = (64, 64, 64) if self.arch == "cnn" else VGG_FILTERS
-            widths = self.widths or default
-            dense = self.dense_widths if self.dense_widths is not None else (
-                (128,) if self.arch == "cnn" else (512, 512))
-        if dataset.task == "regression":
-            n_out = int(dataset.y_train.shape[1]) if dataset.y_train.ndim == 2 else 1
-        else:
-            n_out = int(dataset.n_classes)
-        if self.input_shape is not None and self.input_shape != shape:
-            raise ValueError(f"config input_shape {self.input_shape} != dataset's {shape}")
-        if self.n_out is not None and self.n_out != n_out:
-            raise ValueError(f"config n_out {self.n_out} != dataset's {n_out}")
-        for name, limit in (("n_train", dataset.n_train), ("n_test", dataset.n_test)):
-            value = getattr(self, name)
-            if value is not None and value > limit:
-                raise ValueError(f"{name}={value} exceeds the {limit} examples of {dataset.name}")
-        return dataclasses.replace(
-            self, widths=widths, dense_widths=dense, input_shape=shape, n_out=n_out,
-            first_layer_l1=self.first_layer_l1 and self.l2 > 0,
-        )
-
-    def __repr__(self) -> str:
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        changed = [
-            f"{name}={getattr(self, name)!r}"
-            for name in self.fields()
-            if name != "dataset" and getattr(self, name) != defaults[name]
-        ]
-        return f"TrainConfig({self.dataset!r}{''.join(', ' + c for c in changed)})"
-
-
-def _int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    return int(value)
-
-
-def _check_fields(data: Mapping[str, Any]) -> None:
-    valid = TrainConfig.fields()
-    unknown = sorted(set(data) - set(valid))
-    if unknown:
-        raise ValueError(
-            f"unknown TrainConfig field(s) {', '.join(map(repr, unknown))}; "
-            f"valid fields: {', '.join(valid)}"
-        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -589,115 +332,6 @@ def evaluate(
 
 
 # ----------------------------------------------------------------------------------------------
-# Results
-
-
-@dataclass(frozen=True, repr=False)
-class TrainResult:
-    """What :func:`train` produced.
-
-    Attributes
-    ----------
-    config : TrainConfig
-        The resolved config.
-    metrics : dict
-        ``{"unpruned": [row per epoch], "pruned": [row per epoch]}``; each row has ``epoch``
-        (1..E, then E+1..E+P), ``train_loss``, ``test_loss``, ``penalty`` and, for
-        classification, ``train_acc`` and ``test_acc``; pruned rows also ``sparsity``.
-    unpruned_state, pruned_state : dict of str to Tensor
-        CPU state dicts after each phase (``pruned_state`` is None when ``pruning_epochs == 0``).
-    snapshots : tuple of (epoch, phase, state_dict)
-        Per-epoch states when ``config.snapshots``.
-    info : dict
-        Device, wall time, steps per epoch, pruning end step, examples used.
-    """
-
-    config: TrainConfig
-    metrics: dict[str, list[dict[str, Any]]]
-    unpruned_state: dict[str, torch.Tensor]
-    pruned_state: dict[str, torch.Tensor] | None
-    snapshots: tuple[tuple[int, str, dict[str, torch.Tensor]], ...] = ()
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def state(self, phase: str = "pruned") -> dict[str, torch.Tensor]:
-        _check_phase(phase)
-        state = self.pruned_state if phase == "pruned" else self.unpruned_state
-        if state is None:
-            raise ValueError("this network was trained with pruning_epochs=0: no pruned phase")
-        return state
-
-    def final_metrics(self, phase: str = "pruned") -> dict[str, float]:
-        """Last-epoch train/test loss (and accuracy) of ``phase`` as Python floats."""
-        return _final_metrics(self.metrics, phase)
-
-    def to_row(self) -> dict[str, Any]:
-        """Builtin-typed summary: dataset, arch, seed, wall time and final metrics."""
-        row: dict[str, Any] = {
-            "dataset": self.config.dataset,
-            "arch": self.config.arch,
-            "seed": self.config.seed,
-            "wall_s": float(self.info.get("wall_s", float("nan"))),
-        }
-        for phase in PHASES:
-            if self.metrics.get(phase):
-                row.update({f"{phase}_{k}": v for k, v in self.final_metrics(phase).items()})
-        return row
-
-    def save(self, directory: str | os.PathLike[str]) -> None:
-        """Write the weights (safetensors) and ``meta.json`` into ``directory``."""
-        directory = Path(directory)
-        save_tensors(directory / "unpruned.safetensors", self.unpruned_state)
-        if self.pruned_state is not None:
-            save_tensors(directory / "pruned.safetensors", self.pruned_state)
-        if self.snapshots:
-            flat = {
-                f"{epoch:05d}/{name}": t
-                for epoch, _, state in self.snapshots
-                for name, t in state.items()
-            }
-            save_tensors(directory / "snapshots.safetensors", flat)
-        meta = {
-            "config": self.config.to_dict(),
-            "metrics": self.metrics,
-            "seed": self.config.seed,
-            "snapshots": [[epoch, phase] for epoch, phase, _ in self.snapshots],
-            "info": self.info,
-        }
-        with open(directory / "meta.json", "w", encoding="utf-8") as fh:
-            json.dump(meta, fh, indent=1)
-
-    def __repr__(self) -> str:
-        return f"TrainResult({self.config!r}, {_metrics_summary(self.metrics)})"
-
-
-def _check_phase(phase: str) -> None:
-    if phase not in PHASES:
-        raise ValueError(f"phase must be one of {', '.join(PHASES)}; got {phase!r}")
-
-
-def _final_metrics(metrics: Mapping[str, list[dict[str, Any]]], phase: str) -> dict[str, float]:
-    _check_phase(phase)
-    rows = metrics.get(phase) or []
-    if not rows:
-        raise ValueError(f"no {phase} epochs were trained")
-    last = rows[-1]
-    keys = ("train_acc", "train_loss", "test_acc", "test_loss")
-    return {k: float(last[k]) for k in keys if last.get(k) is not None}
-
-
-def _metrics_summary(metrics: Mapping[str, list[dict[str, Any]]]) -> str:
-    parts = []
-    for phase in PHASES:
-        rows = metrics.get(phase) or []
-        if rows:
-            last = rows[-1]
-            value = last.get("test_acc")
-            parts.append(f"{phase} test_acc={value:.4f}" if value is not None
-                         else f"{phase} test_loss={last['test_loss']:.4g}")
-    return ", ".join(parts) or "untrained"
-
-
-# ----------------------------------------------------------------------------------------------
 # train()
 
 
@@ -888,118 +522,6 @@ def _row_summary(phase: str, row: Mapping[str, Any]) -> str:
 
 # ----------------------------------------------------------------------------------------------
 # The store-backed entry point
-
-
-@dataclass(frozen=True, repr=False)
-class TrainedModel:
-    """A trained network in the store: config, metrics and lazily loaded weights.
-
-    Attributes
-    ----------
-    config : TrainConfig
-        The resolved config.
-    key : str
-        The store key (sha256 hex).
-    path : Path
-        The artifact directory.
-    metrics : dict
-        As :attr:`TrainResult.metrics`.
-    info : dict
-        Device, wall time, steps of the training run.
-    """
-
-    config: TrainConfig
-    key: str
-    path: Path
-    metrics: dict[str, list[dict[str, Any]]]
-    info: dict[str, Any] = field(default_factory=dict)
-    snapshot_index: tuple[tuple[int, str], ...] = ()
-
-    @classmethod
-    def from_path(cls, path: str | os.PathLike[str]) -> TrainedModel:
-        """Open a model artifact directory (as returned by the store)."""
-        path = Path(path)
-        with open(path / "meta.json", encoding="utf-8") as fh:
-            meta = json.load(fh)
-        return cls(
-            config=TrainConfig.from_dict(meta["config"]),
-            key=str(meta.get("key", path.name)),
-            path=path,
-            metrics=meta["metrics"],
-            info=meta.get("info", {}),
-            snapshot_index=tuple((int(e), str(p)) for e, p in meta.get("snapshots", [])),
-        )
-
-    def state_dict(self, phase: str = "pruned") -> dict[str, torch.Tensor]:
-        """The CPU state dict of ``phase`` (read with safetensors, no pickle)."""
-        _check_phase(phase)
-        file = self.path / f"{phase}.safetensors"
-        if not file.is_file():
-            raise ValueError(f"{self.key[:12]} has no {phase} weights (pruning_epochs=0?)")
-        return load_tensors(file)
-
-    def model(self, phase: str = "pruned", *, device: str | torch.device | None = None) -> nn.Module:
-        """The network of ``phase`` in eval mode (on the CPU unless ``device`` is given)."""
-        model = build_model(self.config, init=False)
-        model.load_state_dict(self.state_dict(phase))
-        model.eval()
-        return model.to(device) if device is not None else model
-
-    def weights(self, phase: str = "pruned") -> list[np.ndarray]:
-        """Dense kernels ``(n_in, n_out)`` in order (:func:`harness.models.weight_matrices`)."""
-        return weight_matrices(self.model(phase))
-
-    def conv_kernels(self, phase: str = "pruned") -> list[np.ndarray]:
-        """Conv kernels ``(kh, kw, in, out)`` in order (CNN/VGG only)."""
-        return conv_kernels(self.model(phase))
-
-    def final_metrics(self, phase: str = "pruned") -> dict[str, float]:
-        """Last-epoch ``train_acc``, ``train_loss``, ``test_acc``, ``test_loss`` (no acc for
-        regression) of ``phase``, as Python floats."""
-        return _final_metrics(self.metrics, phase)
-
-    def snapshots(self, kernels: str = "linear") -> list[tuple[int, str, list[np.ndarray]]]:
-        """Per-epoch ``(epoch, phase, weights)``; epochs 1..E are unpruned, E+1..E+P pruned.
-
-        ``kernels="linear"`` gives :func:`weight_matrices`, ``"conv"`` :func:`conv_kernels`.
-        Needs a model trained with ``snapshots=True``.
-        """
-        if kernels not in ("linear", "conv"):
-            raise ValueError(f"kernels must be 'linear' or 'conv', got {kernels!r}")
-        if not self.snapshot_index:
-            raise ValueError(
-                "this model was trained without snapshots; use config.replace(snapshots=True)"
-            )
-        flat = load_tensors(self.path / "snapshots.safetensors")
-        model = build_model(self.config, init=False)
-        out = []
-        extract = weight_matrices if kernels == "linear" else conv_kernels
-        for epoch, phase in self.snapshot_index:
-            prefix = f"{epoch:05d}/"
-            state = {k[len(prefix):]: v for k, v in flat.items() if k.startswith(prefix)}
-            model.load_state_dict(state)
-            out.append((epoch, phase, extract(model)))
-        return out
-
-    def to_row(self) -> dict[str, Any]:
-        """Builtin-typed summary: key, dataset, arch, seed and final metrics of both phases."""
-        row: dict[str, Any] = {
-            "model_key": self.key,
-            "dataset": self.config.dataset,
-            "arch": self.config.arch,
-            "seed": self.config.seed,
-        }
-        for phase in PHASES:
-            if self.metrics.get(phase):
-                for k, v in self.final_metrics(phase).items():
-                    row[f"{phase}_{k}"] = v
-        return row
-
-    def __repr__(self) -> str:
-        return (
-            f"TrainedModel({self.config.dataset}/{self.config.arch} seed={self.config.seed}, "
-            f"key={self.key[:12]}, {_metrics_summary(self.metrics)})"
-        )
 
 
 # Fields added after models were first stored, with the value that reproduces the earlier

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from harness.configs import TrainConfig
 from harness.models import (
     MLP,
     VGG,
@@ -22,7 +23,6 @@ from harness.models import (
     keras_init_,
     weight_matrices,
 )
-from harness.train import TrainConfig
 
 
 def _types(module: nn.Module) -> list[type]:

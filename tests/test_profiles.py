@@ -7,9 +7,8 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 
 from fixtures.models import model_config
-from harness.configs import TAGS
+from harness.configs import TAGS, TrainConfig
 from harness.profiles import MLP_SCHEDULE, PROFILES, Profile, get_profile
-from harness.train import TrainConfig
 
 #: The only fields ``model_config`` sets; every other field must be the tag's own.
 _PROFILE_FIELDS = {"epochs", "pruning_epochs", "n_train", "n_test", "seed"}
@@ -96,11 +95,15 @@ def test_schedule_rule() -> None:
 def test_profiles_describe_the_mlp_default() -> None:
     assert MLP_SCHEDULE == (20, 20)
     got = {name: (p.epochs, p.pruning_epochs) for name, p in PROFILES.items()}
-    assert got == {"smoke": (1, 1), "quick": (6, 4), "paper": (20, 20)}
+    assert got == {"smoke": (1, 1), "ci": (3, 3), "quick": (6, 4), "paper": (20, 20)}
     assert PROFILES["paper"].epoch_scale == PROFILES["paper"].pruning_scale == 1.0
     row = PROFILES["quick"].to_row()
     assert (row["epochs"], row["pruning_epochs"], row["epoch_scale"]) == (6, 4, 0.3)
     assert all(type(v) in (str, int, float, bool, type(None)) for v in row.values())
+    ci = PROFILES["ci"].to_row()
+    assert all(type(v) in (str, int, float, bool, type(None), list) for v in ci.values())
+    assert PROFILES["ci"].runs(tag="MNIST") and not PROFILES["ci"].runs(tag="POLY")
+    assert not PROFILES["ci"].runs(study="lesion") and PROFILES["quick"].runs(study="lesion")
 
 
 def test_subset_only_caps() -> None:

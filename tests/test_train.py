@@ -15,13 +15,11 @@ import torch
 from torch import nn
 
 import harness.train as train_module
-from harness.configs import TAGS, config_for_tag, training_tag
+from harness.configs import TAGS, TrainConfig, config_for_tag, training_tag
 from harness.data import Dataset
 from harness.models import build_model, kernel_layers, weight_matrices
 from harness.store import Store
 from harness.train import (
-    TrainConfig,
-    TrainedModel,
     TrainingDivergedError,
     _penalty,
     _Pruner,
@@ -32,6 +30,7 @@ from harness.train import (
     run_epoch,
     train,
 )
+from harness.trained import TrainedModel
 
 ROOT = Path(__file__).resolve().parent.parent
 

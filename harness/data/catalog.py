@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.data import builders
+import harness.data.builders as builders
 from harness.data.builders import Splits
 from harness.data.cifar import ensure_cifar10_archive, read_cifar10_archive
 from harness.data.dataset import Dataset

@@ -27,10 +27,11 @@ Who calls what:
 
 Modules: :mod:`~harness.report.tables` (study and claims tables), :mod:`~harness.report.cells`
 (cell values), :mod:`~harness.report.fidelity` (cells reproduced, claims held, per paper
-table), :mod:`~harness.report.drift` (two runs compared), :mod:`~harness.report.aggregate`, :mod:`~harness.report.workbook` (.xlsx),
-:mod:`~harness.report.page` (index.html and run.json), :mod:`~harness.report.naming` (file
-names), :mod:`~harness.report.summaries` and the :mod:`~harness.report.figures` package (one
-module per subject).
+table), :mod:`~harness.report.drift` (two runs compared), :mod:`~harness.report.aggregate`,
+:mod:`~harness.report.workbook` (.xlsx), :mod:`~harness.report.page` (index.html),
+:mod:`~harness.report.runinfo` (run.json), :mod:`~harness.report.naming` (file names),
+:mod:`~harness.report.summaries` and the :mod:`~harness.report.figures` package (one module
+per subject).
 
 All files are written atomically (:mod:`harness.files`): a reader sees the old file or the
 new one, never a partial one.
@@ -84,7 +85,8 @@ from harness.report.figures.networks import (
     plot_clustering,
 )
 from harness.report.naming import FIGURES_DIR, SUMMARY_ID, check_name, figure_stem, slug
-from harness.report.page import build_index, read_run_info, write_run_info
+from harness.report.page import build_index
+from harness.report.runinfo import read_run_info, write_run_info
 from harness.report.summaries import SummaryFigures, summary_stem, write_summary_figures
 from harness.report.tables import (
     CLAIM_COLUMNS,

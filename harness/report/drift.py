@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from harness.files import atomic_write_text, natural_key
-from harness.report.page import read_run_info
+from harness.report.runinfo import read_run_info
 from harness.report.tables import markdown_table, study_csvs
 
 __all__ = [

@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 from harness.files import atomic_write_text, natural_key
 from harness.report.cells import format_number
+from harness.report.drift import DRIFT_FILE, read_drift_line
 from harness.report.fidelity import FIDELITY_FILE, fidelity_line, read_fidelity
 from harness.report.naming import FIGURES_DIR
 from harness.report.page_tables import (
@@ -34,11 +35,11 @@ from harness.report.page_tables import (
     summary_html,
     table_html,
 )
+from harness.report.runinfo import read_run_info
 from harness.report.tables import VERDICTS, study_csvs
 
-__all__ = ["build_index", "read_run_info", "write_run_info"]
+__all__ = ["build_index"]
 
-RUN_INFO_FILE = "run.json"
 INDEX_FILE = "index.html"
 CLAIMS_FILE = "claims.csv"
 _IMAGE_EXTS = (".png", ".svg")
@@ -161,37 +162,6 @@ def _anchor(kind: str, name: str) -> str:
 
 # ----------------------------------------------------------------------------------------
 # run info
-
-
-def write_run_info(run_info: Mapping[str, object], reports_dir: str | os.PathLike[str]) -> Path:
-    """Write ``run_info`` to ``<reports_dir>/run.json`` (sorted keys, atomic).
-
-    Values that JSON cannot hold are written as their ``str``.
-    """
-    text = json.dumps(dict(run_info), indent=2, sort_keys=True, default=str) + "\n"
-    return atomic_write_text(Path(reports_dir) / RUN_INFO_FILE, text)
-
-
-def read_run_info(reports_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The run information in ``<reports_dir>/run.json``, or ``{}`` if there is none.
-
-    Raises
-    ------
-    ValueError
-        If the file exists but is not a JSON object.
-    """
-    path = Path(reports_dir) / RUN_INFO_FILE
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"{path} is not valid JSON ({exc}); delete it or rerun the experiments"
-        ) from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} holds a {type(data).__name__}, expected a JSON object")
-    return data
 
 
 def _fmt_duration(seconds: Any) -> str:
@@ -413,9 +383,6 @@ def _files_section(reports_dir: Path) -> str:
 
 def _quality(reports_dir: Path) -> str:
     """The fidelity and drift lines, where the run wrote ``fidelity.csv`` / ``drift.md``."""
-    # imported here: the drift module reads run.json with this module's read_run_info
-    from harness.report.drift import DRIFT_FILE, read_drift_line
-
     parts = []
     fidelity = read_fidelity(reports_dir)
     if fidelity is not None:
