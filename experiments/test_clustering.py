@@ -65,9 +65,7 @@ def factor_row(model, result, tag, phase, instance):
         "condition": CONDITION.get(tag, ""),
         "phase": phase,
         "instance": instance,
-        "model_key": model.key[:16],
-        "model_seed": model.config.seed,
-        **model.final_metrics(phase),
+        **model.row_columns(phase),
         **paper_columns("B", tag, PAPER_METRICS, phase=phase),
     }
 

@@ -51,7 +51,6 @@ def two_null_row(model, by_null, tag, phase, instance):
         "method": layer.method,
         "n_samples": layer.n_samples,
         "seed": layer.seed,  # the network's clustering seed; each null's samples derive from it
-        "model_seed": model.config.seed,
         "cohen_d": cohen_d(layer.null_distribution, nonzero.null_distribution),
     }
     for prefix, result in (("layer", layer), ("nonzero", nonzero)):
@@ -69,7 +68,7 @@ def two_null_row(model, by_null, tag, phase, instance):
         prefix = "nonzero" if null == "layer_nonzero" else "layer"
         cols = paper_columns("A", tag, ("null_mean", "p"), phase=phase, null=null)
         paper.update({k.replace("paper_", f"paper_{prefix}_"): v for k, v in cols.items()})
-    return {**row, **model.final_metrics(phase), **paper}
+    return {**row, **model.row_columns(phase), **paper}
 
 
 @pytest.mark.parametrize("claim_id", claims_for("null_models"))

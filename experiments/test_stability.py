@@ -48,9 +48,7 @@ def instance_row(model, result, tag, instance):
         "model_tag": tag,
         "phase": "pruned",
         "instance": instance,
-        "model_key": model.key[:16],
-        "model_seed": model.config.seed,
-        **model.final_metrics("pruned"),
+        **model.row_columns("pruned"),
         **paper_columns("G", tag, ("ncut", "null_mean", "z", "p", "is_stable"), phase="pruned"),
     }
 

@@ -163,7 +163,9 @@ class TrainedModel:
             raise ValueError(f"{self.key[:12]} has no {phase} weights (pruning_epochs=0?)")
         return load_tensors(file)
 
-    def model(self, phase: str = "pruned", *, device: str | torch.device | None = None) -> nn.Module:
+    def model(
+        self, phase: str = "pruned", *, device: str | torch.device | None = None
+    ) -> nn.Module:
         """The network of ``phase`` in eval mode (on the CPU unless ``device`` is given)."""
         model = build_model(self.config, init=False)
         model.load_state_dict(self.state_dict(phase))
@@ -183,6 +185,15 @@ class TrainedModel:
         regression) of ``phase``, as Python floats."""
         return _final_metrics(self.metrics, phase)
 
+    def row_columns(self, phase: str = "pruned") -> dict[str, Any]:
+        """The columns a result row of this network carries: its store key (16 hex digits),
+        its training seed and its final metrics in ``phase``."""
+        return {
+            "model_key": self.key[:16],
+            "model_seed": int(self.config.seed),
+            **self.final_metrics(phase),
+        }
+
     def snapshots(self, kernels: str = "linear") -> list[tuple[int, str, list[np.ndarray]]]:
         """Per-epoch ``(epoch, phase, weights)``; epochs 1..E are unpruned, E+1..E+P pruned.
 
@@ -201,7 +212,7 @@ class TrainedModel:
         extract = weight_matrices if kernels == "linear" else conv_kernels
         for epoch, phase in self.snapshot_index:
             prefix = f"{epoch:05d}/"
-            state = {k[len(prefix):]: v for k, v in flat.items() if k.startswith(prefix)}
+            state = {k[len(prefix) :]: v for k, v in flat.items() if k.startswith(prefix)}
             model.load_state_dict(state)
             out.append((epoch, phase, extract(model)))
         return out
@@ -249,6 +260,9 @@ def _metrics_summary(metrics: Mapping[str, list[dict[str, Any]]]) -> str:
         if rows:
             last = rows[-1]
             value = last.get("test_acc")
-            parts.append(f"{phase} test_acc={value:.4f}" if value is not None
-                         else f"{phase} test_loss={last['test_loss']:.4g}")
+            parts.append(
+                f"{phase} test_acc={value:.4f}"
+                if value is not None
+                else f"{phase} test_loss={last['test_loss']:.4g}"
+            )
     return ", ".join(parts) or "untrained"
