@@ -164,12 +164,20 @@ def _mean(rows: pd.DataFrame, cells: Iterable[Cell], column: str = "ncut") -> fl
 # claim families: each returns a check (rows -> Outcome)
 
 
+def _p_z_columns(column: str) -> tuple[str, str]:
+    """The p-value and z columns that go with a significance column (``layer_is_sig`` ->
+    ``layer_p``, ``layer_z`` in Table A's rows; ``is_sig`` -> ``p``, ``z``)."""
+    prefix = column.removesuffix("is_sig")
+    return f"{prefix}p", f"{prefix}z"
+
+
 def significant_in_every_instance(cell: Cell, *, column: str = "is_sig") -> Check:
     """Every instance has the minimum p-value 1/(n+1) (it beat every shuffle)."""
+    p_col, z_col = _p_z_columns(column)
 
     def check(rows: pd.DataFrame) -> Outcome:
         sig = [bool(v) for v in _values(rows, cell, column)]
-        observed = {"p": _values(rows, cell, "p"), "z": _values(rows, cell, "z")}
+        observed = {"p": _values(rows, cell, p_col), "z": _values(rows, cell, z_col)}
         return Outcome(bool(sig) and all(sig), observed)
 
     return check
@@ -177,10 +185,11 @@ def significant_in_every_instance(cell: Cell, *, column: str = "is_sig") -> Chec
 
 def significant_in_no_instance(cell: Cell, *, column: str = "is_sig") -> Check:
     """No instance beat every shuffle."""
+    p_col, z_col = _p_z_columns(column)
 
     def check(rows: pd.DataFrame) -> Outcome:
         sig = [bool(v) for v in _values(rows, cell, column)]
-        observed = {"p": _values(rows, cell, "p"), "z": _values(rows, cell, "z")}
+        observed = {"p": _values(rows, cell, p_col), "z": _values(rows, cell, z_col)}
         return Outcome(bool(sig) and not any(sig), observed)
 
     return check
@@ -675,6 +684,44 @@ _XFAIL_SHORT_L1 = (
 )
 
 
+_QUICK_SCALE = "at the quick profile's 6+4 epochs, 2 instances and 50 null samples"
+#: Claims measured to fail at the quick profile, each with its evidence (seed 0); they are
+#: asserted at the paper profile, whose scale they describe. Strict: if one starts to hold at
+#: quick, the run says so and the entry must go.
+QUICK_XFAIL: dict[str, str] = {
+    "B-MNIST-pruned-sig": f"{_QUICK_SCALE} one of two pruned MNIST instances is not yet "
+    "significant (z = -8.1 and -1.3, p = 0.020 and 0.098; paper, 20+20 epochs: z = -9.7, 5/5)",
+    "B-MNIST+DROPOUT-unpruned-sig": f"{_QUICK_SCALE} unpruned MNIST+DROPOUT sits above its "
+    "shuffles (z = +4.4, +5.0, p = 1): six epochs of dropout training have not yet made the "
+    "unpruned network clusterable (paper, 20 epochs: 5/5 significant)",
+    "A-MNIST+DROPOUT-unpruned-layer-sig": "the same networks as B-MNIST+DROPOUT-unpruned-sig "
+    f"({_QUICK_SCALE}: layer-null z = +4.4, +5.0)",
+    "A-MNIST+DROPOUT-unpruned-layer_nonzero-sig": "the same networks as "
+    "B-MNIST+DROPOUT-unpruned-sig; the layer_nonzero null of a dense network is the same "
+    "shuffle as the layer null",
+    "A-FASHION-unpruned-layer_nonzero-sig": f"{_QUICK_SCALE} one unpruned FASHION instance is "
+    "not significant against the layer_nonzero null (paper, 20 epochs: 5/5)",
+    "A-MNIST-pruned-cohen-d-large": f"{_QUICK_SCALE} the two nulls of pruned MNIST differ by "
+    "|d| = 0.97 and 0.61 (paper, after 20 pruning epochs: 10.4); they do differ for "
+    "MNIST+DROPOUT and both FASHION models",
+    "B-FASHION+L2REG-unpruned-not-sig": f"{_QUICK_SCALE} the paper's L2 model (first-layer L1 "
+    "quirk) is still significant (z = -18.3, -16.9): like the L1 counter-result, the collapse "
+    "of its layer null needs the paper's training length; the clean FASHION+L2REG-ALL model "
+    "is not significant at quick (p = 0.98, 1.0)",
+    "H2-MNIST-pruned-K2-layer-not-sig": "with 50 null samples (paper: 320) the minimum p-value "
+    "is 1/51, six times easier to reach: one of two pruned MNIST instances reaches it at K = 2 "
+    "(z = -2.3; paper: 0 of 10 at p >= 1/321)",
+    "H7-FASHION-pruned-K7-layer_nonzero-not-sig": "with 50 null samples (paper: 320) the "
+    "minimum p-value is 1/51: one of two instances reaches it at K = 7 against layer_nonzero "
+    "(z = -1.2; paper: 0 of 10)",
+    "I-trained-unpruned-below-random": f"{_QUICK_SCALE} unpruned MNIST+DROPOUT (10.28) sits "
+    "just above the lowest random-init n-cut (10.23); the pruned networks are far below "
+    "(I-trained-below-random holds)",
+    "G-LINE-pruned-sig": f"{_QUICK_SCALE} one of two pruned LINE instances is not significant "
+    "(z = -4.9 and -2.0, p = 0.020 and 0.039; paper: 5/5 stable)",
+}
+
+
 @lru_cache(maxsize=1)
 def registry() -> dict[str, Claim]:
     """Every claim, by id (derived from the paper's tables, then the hand-written ones)."""
@@ -689,6 +736,8 @@ def registry() -> dict[str, Claim]:
         status = dict(claim.status)
         if "L1REG" in claim.id and claim.id.endswith("-p1"):
             status.setdefault("quick", ("xfail", _XFAIL_SHORT_L1))
+        if claim.id in QUICK_XFAIL:
+            status.setdefault("quick", ("xfail", QUICK_XFAIL[claim.id]))
         out[claim.id] = Claim(
             claim.id,
             claim.table,

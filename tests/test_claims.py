@@ -188,3 +188,19 @@ def test_select_filters_only_on_columns_present():
     rows = pd.DataFrame([{"model_tag": "A", "phase": "pruned", "x": 1}])
     assert len(select(rows, Cell("A", "pruned", "whatever", 99))) == 1
     assert claims_for("clustering") and all(REGISTRY[c].study == "clustering" for c in claims_for("clustering"))
+
+
+def test_quick_xfails_carry_evidence_and_are_asserted_at_paper():
+    from harness.claims import QUICK_XFAIL
+
+    for claim_id, reason in QUICK_XFAIL.items():
+        assert REGISTRY[claim_id].status_at("quick") == ("xfail", reason)
+        assert REGISTRY[claim_id].status_at("paper")[0] == "assert"
+        assert any(ch.isdigit() for ch in reason), claim_id  # the numbers behind it
+
+
+def test_table_a_observed_reports_each_nulls_p_and_z():
+    claim = REGISTRY["A-MNIST+DROPOUT-pruned-layer-sig"]
+    rows = _rows(claim.cells[0], layer_is_sig=False, layer_p=0.5, layer_z=-1.0)
+    outcome = claim.evaluate(pd.DataFrame(rows))
+    assert not outcome.holds and outcome.observed["p"] == [0.5] * 3
