@@ -138,7 +138,9 @@ def test_ctrl_c_during_null_sampling(tmp_path, workers):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == EXIT_INTERRUPTED, err
+    # 130, or killed by the SIGINT itself (a shell reports both as exit status 130): under
+    # heavy load the interpreter can end by the signal after our handler has run.
+    assert proc.returncode in (EXIT_INTERRUPTED, -signal.SIGINT), err
     assert err.startswith("interrupted") and err.count("\n") == 1, err
     assert out == ""
     assert sorted(tmp_path.iterdir()) == before  # nothing written, nothing half-written
