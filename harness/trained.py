@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from harness.configs import TrainConfig
+from harness.filters import PAPER_FILTER_NORM, module_filter_graph
 from harness.models import build_model, conv_kernels, weight_matrices
 from harness.store import load_tensors, save_tensors
 
@@ -175,6 +176,24 @@ class TrainedModel:
     def weights(self, phase: str = "pruned") -> list[np.ndarray]:
         """Dense kernels ``(n_in, n_out)`` in order (:func:`harness.models.weight_matrices`)."""
         return weight_matrices(self.model(phase))
+
+    def graph_weights(
+        self,
+        phase: str = "pruned",
+        *,
+        filter_norm: str = PAPER_FILTER_NORM,
+        fold_batch_norm: bool = False,
+    ) -> list[np.ndarray]:
+        """The layer matrices the clusterability test clusters.
+
+        An MLP's dense kernels; for a CNN or VGG the conv->conv filter matrices of §3.3
+        (:func:`harness.filters.module_filter_graph`), one node per conv filter.
+        """
+        if self.config.arch == "mlp":
+            return self.weights(phase)
+        return module_filter_graph(
+            self.model(phase), filter_norm=filter_norm, fold_batch_norm=fold_batch_norm
+        )
 
     def conv_kernels(self, phase: str = "pruned") -> list[np.ndarray]:
         """Conv kernels ``(kh, kw, in, out)`` in order (CNN/VGG only)."""
