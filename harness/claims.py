@@ -310,6 +310,8 @@ _DERIVED_TABLES = {
     "H2": "n_clusters",
     "H7": "n_clusters",
     "H10": "n_clusters",
+    "C": "cnn",
+    "D": "cnn",
 }
 
 
@@ -590,17 +592,26 @@ def last_epoch_lower(cell_pruned: Cell, cell_unpruned: Cell) -> Check:
     return check
 
 
+#: The paper's lesion tables: the study that asserts their claims, and the phase lesioned.
+_LESION_TABLES = {
+    "lesion_mlp": ("lesion", "pruned"),
+    "lesion_cnn": ("cnn", "unpruned"),
+    "lesion_vgg": ("cnn", "unpruned"),
+}
+
+
 def _lesions(paper_rows: Iterable[Mapping[str, Any]]) -> list[Claim]:
-    """From the paper's MLP lesion table: the instance counts of combined p < 0.05."""
+    """From the paper's lesion tables: the instance counts of combined p < 0.05."""
     out = []
     for row in paper_rows:
         metric = str(row["metric"])
-        if row["table"] != "lesion_mlp" or not metric.startswith("n_combined_p_"):
+        if row["table"] not in _LESION_TABLES or not metric.startswith("n_combined_p_"):
             continue
+        study, phase = _LESION_TABLES[str(row["table"])]
         stat = metric.removeprefix("n_").removesuffix("_lt_005")  # combined_p_means / _ranges
         what = "mean" if stat.endswith("means") else "range"
         tag, n, k = str(row["model_tag"]), float(row["n_instances"]), float(row["value"])
-        cell = Cell(tag, "pruned", "layer", 12)
+        cell = Cell(tag, phase, "layer", 12)
         evidence = f"paper: combined p < 0.05 in {k:g} of {n:g} instances"
         base = f"lesion-{tag}-{what}"
         if k == n:
@@ -609,7 +620,7 @@ def _lesions(paper_rows: Iterable[Mapping[str, Any]]) -> list[Claim]:
                 "lesion",
                 f"lesioning {tag} sub-clusters changes the {what} statistic more than random lesions in every instance (combined p < 0.05)",
                 evidence,
-                "lesion",
+                study,
                 (cell,),
                 every_instance_below(cell, stat, 0.05),
             )
@@ -619,7 +630,7 @@ def _lesions(paper_rows: Iterable[Mapping[str, Any]]) -> list[Claim]:
                 "lesion",
                 f"the {what} statistic of {tag} lesions is not significant in any instance (combined p >= 0.05)",
                 evidence,
-                "lesion",
+                study,
                 (cell,),
                 every_instance_at_least(cell, stat, 0.05),
             )
@@ -630,7 +641,7 @@ def _lesions(paper_rows: Iterable[Mapping[str, Any]]) -> list[Claim]:
                 "lesion",
                 f"{tag} lesions: {what} statistic, mixed",
                 evidence,
-                "lesion",
+                study,
                 (cell,),
                 every_instance_below(cell, stat, 0.05),
                 {p: ("record", reason) for p in ("quick", "paper", "ci")},

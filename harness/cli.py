@@ -24,6 +24,8 @@ __all__ = ["build_parser", "main"]
 
 # Kept here (not imported from the library) so that building the parser imports nothing heavy;
 # tests check they equal harness.nulls.NULL_METHODS and harness.cluster.METHODS.
+FILTER_NORMS = ("matrix1", "l1", "spectral")  # harness.filters.FILTER_NORMS (a test keeps them equal)
+PAPER_FILTER_NORM = "matrix1"
 NULL_CHOICES = ("layer", "layer_nonzero", "layer_nonzero_distribution", "layer_all_distribution")
 METHOD_CHOICES = ("fast", "reference", "fast_ncut")
 EXIT_USAGE = 2
@@ -64,7 +66,7 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
     from harness.clusterability import clusterability, load_weights
     from harness.graph import layer_sizes
 
-    weights = load_weights(args.file)
+    weights = load_weights(args.file, filter_norm=args.filter_norm)
     result = clusterability(
         weights,
         args.k,
@@ -91,14 +93,17 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
 def _add_cluster(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "cluster",
-        help="clusterability of one network (.npz of (n_in, n_out) weight matrices)",
+        help="clusterability of one network (.npz of weight matrices or conv kernels)",
         description=(
             "Spectrally cluster a network's |W| graph and compare its n-cut with shuffled "
             "networks (Filan et al. 2021). FILE.npz holds one (n_in, n_out) matrix per "
-            "layer, taken in natural key order (arr_0, arr_1, ... as np.savez writes them)."
+            "layer, taken in natural key order (arr_0, arr_1, ... as np.savez writes them). "
+            "A CNN is given as 4-D conv kernels (kh, kw, in, out) and clustered as its filter "
+            "graph (one node per filter, conv->conv edges only); a torch state dict "
+            "(.pt, .pth, .safetensors) is read too, in torch's layout."
         ),
     )
-    p.add_argument("file", metavar="FILE.npz", help="weights, e.g. np.savez(FILE, W0, W1, ...)")
+    p.add_argument("file", metavar="FILE.npz", help="weights, e.g. np.savez(FILE, W0, W1, ...), or a torch state dict")
     p.add_argument("-k", "--clusters", dest="k", type=_positive, default=12, help="clusters (default 12)")
     p.add_argument("--null", choices=NULL_CHOICES, default="layer", help="shuffle null model")
     p.add_argument("--samples", type=_non_negative, default=50, help="null samples (default 50; 0 = none)")
@@ -108,6 +113,12 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the full result as one JSON object")
     p.add_argument("--plot", metavar="OUT.png", default=None, help="also write a figure")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument(
+        "--filter-norm",
+        choices=FILTER_NORMS,
+        default=PAPER_FILTER_NORM,
+        help="conv networks: norm of each kernel slice (default matrix1, the paper's)",
+    )
     p.set_defaults(func=_cmd_cluster)
 
 

@@ -21,6 +21,12 @@ import numpy as np
 
 from harness.cluster import METHODS, cluster_weights
 from harness.files import natural_key
+from harness.filters import (
+    FILTER_NORMS,
+    PAPER_FILTER_NORM,
+    filter_graph_weights,
+    module_filter_graph,
+)
 from harness.graph import ISOLATION_RTOL, validate_weights
 from harness.nulls import NULL_METHODS, null_distribution
 from harness.options import check_choice
@@ -30,8 +36,9 @@ from harness.stats import ClusterabilityResult
 __all__ = ["clusterability", "load_weights"]
 
 _ACCEPTED = (
-    "a sequence of 2-D (n_in, n_out) arrays, a path to a .npz file, or a torch nn.Module "
-    "whose nn.Linear layers form a chain"
+    "a sequence of 2-D (n_in, n_out) arrays or of 4-D (kh, kw, in, out) conv kernels, a path "
+    "to a .npz file of either, or a torch nn.Module whose nn.Conv2d (else nn.Linear) layers "
+    "form a chain"
 )
 
 
@@ -130,6 +137,51 @@ def _load_npz(path: Path) -> tuple[list[np.ndarray], list[str]]:
     return arrays, [info.filename for info in members]
 
 
+_STATE_DICT_SUFFIXES = (".pt", ".pth", ".safetensors")
+
+
+def _load_state_dict(path: Path) -> tuple[list[np.ndarray], list[str]]:
+    """The kernels of a torch state dict (``.pt``/``.pth``/``.safetensors``), Keras layout.
+
+    Every ``*.weight`` tensor of 4 dimensions is a conv kernel (torch ``(out, in, kh, kw)``,
+    permuted to ``(kh, kw, in, out)``) and every 2-D one a dense kernel (``(out, in)``,
+    transposed), in the order of the file. ``.pt`` files are read with
+    ``torch.load(weights_only=True)``, which unpickles no code.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    import torch
+
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any reader error means the same to the user
+        raise ValueError(f"{path} is not a readable torch state dict ({exc})") from exc
+    if not isinstance(state, dict):
+        raise ValueError(
+            f"{path} holds a {type(state).__name__}, not a state dict; save "
+            "model.state_dict() with torch.save"
+        )
+    arrays, names = [], []
+    for name, tensor in state.items():
+        if not (isinstance(name, str) and name.endswith("weight") and hasattr(tensor, "dim")):
+            continue
+        if tensor.dim() == 4:
+            arrays.append(tensor.detach().cpu().numpy().transpose(2, 3, 1, 0))
+        elif tensor.dim() == 2:
+            arrays.append(tensor.detach().cpu().numpy().T)
+        else:
+            continue
+        names.append(name)
+    if not arrays:
+        raise ValueError(f"{path} has no 2-D or 4-D '*.weight' tensors")
+    return arrays, names
+
+
 def _complex_dtype(w: object) -> str | None:
     """The dtype of ``w`` if it is complex, else None (also when it is no array at all)."""
     is_complex = getattr(w, "is_complex", None)
@@ -167,8 +219,41 @@ def _torch_linear_weights(module: Any) -> list[np.ndarray]:
     return weights
 
 
-def load_weights(source: Any) -> list[np.ndarray]:
+def _is_conv_kernel(w: object) -> bool:
+    ndim = getattr(w, "ndim", None)  # arrays and tensors; nested lists go through numpy
+    return (ndim if isinstance(ndim, int) else np.ndim(w)) == 4
+
+
+def _conv_graph(
+    arrays: Sequence[object], names: Sequence[str] | None, filter_norm: str
+) -> list[np.ndarray]:
+    """The filter graph of the 4-D members of ``arrays``; 2-D (dense) members are dropped."""
+    kernels = []
+    for i, w in enumerate(arrays):
+        if _is_conv_kernel(w):
+            kernels.append(w)
+        elif np.ndim(w) != 2:
+            where = f" ({names[i]})" if names is not None else ""
+            raise ValueError(
+                f"array {i}{where} has shape {np.shape(w)}; a conv network is given as 4-D "
+                "kernels (kh, kw, in, out), optionally followed by 2-D dense matrices"
+            )
+    _reject_complex(kernels)
+    return filter_graph_weights(kernels, filter_norm=filter_norm)
+
+
+def load_weights(
+    source: Any,
+    *,
+    filter_norm: str = PAPER_FILTER_NORM,
+    fold_batch_norm: bool = False,
+) -> list[np.ndarray]:
     """A network's weight matrices, in the (n_in, n_out) layout, from one of several sources.
+
+    A convolutional network (4-D kernels, or a module with ``nn.Conv2d`` layers) becomes its
+    filter graph (:mod:`harness.filters`, the paper's §3.3): one node per conv filter, the
+    conv->conv matrices with entries ``filter_norm(|K[:, :, i, j]|)``; its dense layers are
+    not part of the graph, as in the paper.
 
     Parameters
     ----------
@@ -182,6 +267,14 @@ def load_weights(source: Any) -> list[np.ndarray]:
         * a torch ``nn.Module``: its ``nn.Linear`` layers in module order (``.modules()``),
           weights transposed to (in, out). Biases and other layers are ignored; the Linear
           layers must form a chain.
+        * 4-D conv kernels in Keras layout ``(kh, kw, in, out)`` (in a sequence or a .npz;
+          2-D members after them, the dense head, are dropped), or a torch module with
+          ``nn.Conv2d`` layers (kernels in forward order, biases and dense layers ignored).
+    filter_norm : {"matrix1", "l1", "spectral"}, default "matrix1"
+        Conv networks only: the norm of each kernel slice (the paper's is "matrix1").
+    fold_batch_norm : bool, default False
+        Conv modules only: fold each conv's following ``BatchNorm2d`` scale into its kernel
+        (the paper meant to for VGG and did not; reference §11 item 2).
 
     Returns
     -------
@@ -198,12 +291,28 @@ def load_weights(source: Any) -> list[np.ndarray]:
     TypeError
         For any other kind of ``source``.
     """
-    if isinstance(source, (str, Path)) or hasattr(source, "__fspath__"):
-        arrays, names = _load_npz(Path(source))
-        _reject_complex(arrays, names)
-        return validate_weights(arrays)
+    check_choice("filter_norm", filter_norm, FILTER_NORMS)
     torch = sys.modules.get("torch")
-    if torch is not None and isinstance(source, torch.nn.Module):
+    is_module = torch is not None and isinstance(source, torch.nn.Module)
+    if fold_batch_norm and not is_module:
+        raise ValueError(
+            "fold_batch_norm needs a torch module (the batch norms' running statistics); "
+            f"got {type(source).__name__}"
+        )
+    if isinstance(source, (str, Path)) or hasattr(source, "__fspath__"):
+        if Path(source).suffix.lower() in _STATE_DICT_SUFFIXES:
+            arrays, names = _load_state_dict(Path(source))
+        else:
+            arrays, names = _load_npz(Path(source))
+        _reject_complex(arrays, names)
+        if any(_is_conv_kernel(a) for a in arrays):
+            return _conv_graph(arrays, names, filter_norm)
+        return validate_weights(arrays)
+    if is_module:
+        if any(isinstance(m, torch.nn.Conv2d) for m in source.modules()):
+            return module_filter_graph(
+                source, filter_norm=filter_norm, fold_batch_norm=fold_batch_norm
+            )
         weights = _torch_linear_weights(source)
         _reject_complex(weights)
         return validate_weights(weights)
@@ -215,6 +324,8 @@ def load_weights(source: Any) -> list[np.ndarray]:
     if isinstance(source, Sequence) or (isinstance(source, np.ndarray) and source.dtype == object):
         items = list(source)
         _reject_complex(items)
+        if any(_is_conv_kernel(w) for w in items):
+            return _conv_graph(items, None, filter_norm)
         return validate_weights(items)
     raise TypeError(f"cannot load weights from {type(source).__name__}; expected {_ACCEPTED}")
 
@@ -230,10 +341,12 @@ def clusterability(
     n_workers: int | None = None,
     isolation_rtol: float = ISOLATION_RTOL,
     progress: bool | None = None,
+    filter_norm: str = PAPER_FILTER_NORM,
+    fold_batch_norm: bool = False,
 ) -> ClusterabilityResult:
     """Is this network more clusterable than its shuffles? (Filan et al. 2021, sections 3-5.)
 
-    Builds the |W| graph of all neurons, removes isolated ones, clusters it spectrally into
+    Builds the |W| graph of all neurons (of a CNN: of all conv filters, §3.3), removes isolated ones, clusters it spectrally into
     ``n_clusters`` clusters, computes the n-cut, and compares it with the n-cuts of
     ``n_samples`` shuffled networks.
 
@@ -266,6 +379,9 @@ def clusterability(
         before clustering and before shuffling; 0 gives the paper's exact-zero rule.
     progress : bool, optional
         Progress bar of the null samples on stderr; default: only on a terminal.
+    filter_norm, fold_batch_norm
+        Conv networks only, see :func:`load_weights`. Their nulls shuffle each conv->conv
+        filter matrix, as the paper's did.
 
     Returns
     -------
@@ -277,7 +393,9 @@ def clusterability(
     seed = check_seed(seed)
     if n_workers is not None and int(n_workers) < 1:
         raise ValueError(f"n_workers must be >= 1, got {n_workers}")
-    weights = load_weights(weights_or_module)
+    weights = load_weights(
+        weights_or_module, filter_norm=filter_norm, fold_batch_norm=fold_batch_norm
+    )
     true = cluster_weights(
         weights, n_clusters, method=method, seed=seed, isolation_rtol=isolation_rtol
     )

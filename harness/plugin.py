@@ -282,9 +282,15 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 @pytest.hookimpl(trylast=True)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrize ``instance`` over the profile's number of trained instances."""
+    """Parametrize ``instance`` over the profile's number of trained instances.
+
+    Tests marked ``cnn`` train convolutional networks: they get the profile's
+    ``cnn_instances``.
+    """
     if "instance" in metafunc.fixturenames:
-        n = metafunc.config.stash[_STATE].profile.instances
+        profile = metafunc.config.stash[_STATE].profile
+        conv = metafunc.definition.get_closest_marker("cnn") is not None
+        n = profile.instances_for("cnn" if conv else "mlp")
         metafunc.parametrize("instance", list(range(n)), ids=[f"i{i}" for i in range(n)])
 
 

@@ -21,6 +21,12 @@ paper      the paper's settings                   each tag's own schedule (x 1.0
 A profile never replaces a model's training schedule or data; it scales them
 (:meth:`Profile.schedule`, :meth:`Profile.subset`), so ``MNIST-x10-EPOCHS`` still trains ten
 times longer than ``MNIST`` and ``RANDOM-OVERFITTING`` keeps its 3,000 examples at every profile.
+
+Convolutional networks have their own scale (``cnn_*`` fields): a small-CNN epoch on 60,000
+images costs about 3 minutes on 2 cores. smoke trains them on 1,000 images for 1+1 epochs;
+quick on the first 6,000 training images for 2+2 epochs (the CNN's 10+10 x 0.2), one
+instance, and lesions them on 500 test images with 10 random trials; paper at the paper's
+10+10 epochs on all data, 5 instances, 20 lesion trials.
 """
 
 from __future__ import annotations
@@ -90,6 +96,22 @@ class Profile:
     tags: tuple[str, ...] | None = None  # only these model tags run (None: every tag)
     studies: tuple[str, ...] | None = None  # only these experiment modules run (None: all)
     claims: tuple[str, ...] | None = None  # only these registry claims run (None: all)
+    # Convolutional networks (small CNN, VGG) have their own scale: one epoch of the small CNN
+    # on 60,000 images costs about 3 minutes on 2 cores (an MLP epoch: 5 seconds).
+    cnn_epoch_scale: float = 1.0
+    cnn_pruning_scale: float = 1.0
+    cnn_n_train: int | None = None
+    cnn_n_test: int | None = None
+    cnn_instances: int = 5
+    cnn_lesion_trials: int = 20
+
+    def is_conv(self, arch: str) -> bool:
+        """Whether ``arch`` trains on this profile's convolutional scale (CNN and VGG)."""
+        return str(arch) != "mlp"
+
+    def instances_for(self, arch: str = "mlp") -> int:
+        """Trained instances per model tag of architecture ``arch``."""
+        return self.cnn_instances if self.is_conv(arch) else self.instances
 
     def runs(self, *, study: str | None = None, tag: str | None = None, claim: str | None = None) -> bool:
         """Whether a test of this study / model tag / claim runs at this profile."""
@@ -99,7 +121,7 @@ class Profile:
             return False
         return claim is None or self.claims is None or claim in self.claims
 
-    def schedule(self, epochs: int, pruning_epochs: int) -> tuple[int, int]:
+    def schedule(self, epochs: int, pruning_epochs: int, arch: str = "mlp") -> tuple[int, int]:
         """A model's ``(epochs, pruning_epochs)`` at this profile.
 
         Each is ``max(1, round(n * scale))`` (halves rounded up) with ``epoch_scale`` /
@@ -110,10 +132,14 @@ class Profile:
         ((6, 4), (60, 4))
         >>> PROFILES["smoke"].schedule(10, 0), PROFILES["paper"].schedule(30, 40)
         ((1, 0), (30, 40))
+        >>> PROFILES["quick"].schedule(10, 10, arch="cnn")
+        (2, 2)
         """
+        if self.is_conv(arch):
+            return _scaled(epochs, self.cnn_epoch_scale), _scaled(pruning_epochs, self.cnn_pruning_scale)
         return _scaled(epochs, self.epoch_scale), _scaled(pruning_epochs, self.pruning_scale)
 
-    def subset(self, n: int | None, split: str = "train") -> int | None:
+    def subset(self, n: int | None, split: str = "train", arch: str = "mlp") -> int | None:
         """A model's subset size of ``split`` ("train" or "test") under this profile's cap.
 
         ``min(n, cap)``, where ``n = None`` is the full split and ``cap = None`` no cap; so
@@ -126,7 +152,10 @@ class Profile:
         """
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-        cap = self.n_train if split == "train" else self.n_test
+        if self.is_conv(arch):
+            cap = self.cnn_n_train if split == "train" else self.cnn_n_test
+        else:
+            cap = self.n_train if split == "train" else self.n_test
         if cap is None:
             return n
         return cap if n is None else min(n, cap)
@@ -163,6 +192,12 @@ PROFILES: dict[str, Profile] = {
         assert_claims=False,
         description="plumbing only: small real subsets, 1+1 epochs (schedules x 0.05), "
         "4 nulls; claims recorded",
+        cnn_epoch_scale=0.1,
+        cnn_pruning_scale=0.1,
+        cnn_n_train=1000,
+        cnn_n_test=200,
+        cnn_instances=1,
+        cnn_lesion_trials=2,
     ),
     "quick": Profile(
         name="quick",
@@ -179,7 +214,14 @@ PROFILES: dict[str, Profile] = {
         learning_curve_every=1,
         assert_claims=True,
         description="full data, 6+4 epochs (schedules x 0.3 / x 0.2), 2 instances, 50 nulls; "
-        "claims asserted",
+        "CNNs: the first 6,000 training images, 2+2 epochs (x 0.2), 1 instance, lesions on "
+        "500 test images with 10 random trials; claims asserted",
+        cnn_epoch_scale=0.2,
+        cnn_pruning_scale=0.2,
+        cnn_n_train=6000,
+        cnn_n_test=500,
+        cnn_instances=1,
+        cnn_lesion_trials=10,
     ),
     "ci": Profile(
         name="ci",
@@ -198,6 +240,7 @@ PROFILES: dict[str, Profile] = {
         description="claims asserted in CI on a 2-core runner: 5 MLPs on the first 12,000 "
         "examples, 3+3 epochs, 1 instance, 30 nulls; the claims of harness.claims.CI_CLAIMS",
         tags=("MNIST", "MNIST+DROPOUT", "FASHION", "FASHION+DROPOUT", "HALVES-MNIST"),
+        cnn_instances=1,
         studies=("clustering", "null_models", "random_init"),
         claims=tuple(_CI_CLAIMS),
     ),
@@ -215,8 +258,9 @@ PROFILES: dict[str, Profile] = {
         double_lesion_trials=50,
         learning_curve_every=5,
         assert_claims=True,
-        description="the paper's settings: each model's own schedule (MLP 20+20), "
-        "5 instances, 50/320 nulls",
+        description="the paper's settings: each model's own schedule (MLP 20+20, CNN 10+10), "
+        "5 instances, 50/320 nulls, CNN lesions with 20 random trials on the full test set",
+        cnn_lesion_trials=20,
     ),
 }
 
