@@ -11,7 +11,7 @@ RUN      := $(PYTEST) experiments -n $(WORKERS) --profile $(PROFILE)
 
 .PHONY: setup data datasets browser models test baseline experiments bench clean-reports \
 	mlp-clustering mlp-clustering-stability mlp-clustering-stability-n-clusters \
-	mlp-learning-curve mlp-random-init mlp-null-models mlp-lesion mlp-double-lesion
+	mlp-learning-curve mlp-random-init mlp-null-models mlp-lesion mlp-double-lesion cnn
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,7 +64,7 @@ models: data  ## train (or load) every model of the clustering grid at this prof
 	$(RUN) -m clustering -k test_factor
 
 mlp-clustering: data
-	$(RUN) -m clustering
+	$(RUN) -m "clustering and not cnn"
 mlp-null-models: data
 	$(RUN) -m null_models
 mlp-clustering-stability: data
@@ -76,9 +76,11 @@ mlp-learning-curve: data
 mlp-random-init: data
 	$(RUN) -m random_init
 mlp-lesion: data
-	$(RUN) -m lesion
+	$(RUN) -m "lesion and not cnn"
 mlp-double-lesion: data
 	$(RUN) -m double_lesion
+cnn: data  ## Tables C and D, the CNN rows of Table I, the CNN lesions
+	$(RUN) -m cnn
 
 bench: setup
 	$(BIN)/python -m bench

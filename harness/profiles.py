@@ -24,7 +24,7 @@ times longer than ``MNIST`` and ``RANDOM-OVERFITTING`` keeps its 3,000 examples 
 
 Convolutional networks have their own scale (``cnn_*`` fields): a small-CNN epoch on 60,000
 images costs about 3 minutes on 2 cores. smoke trains them on 1,000 images for 1+1 epochs;
-quick on the first 6,000 training images for 2+2 epochs (the CNN's 10+10 x 0.2), one
+quick on the first 4,000 training images for 2+2 epochs (the CNN's 10+10 x 0.2), one
 instance, and lesions them on 500 test images with 10 random trials; paper at the paper's
 10+10 epochs on all data, 5 instances, 20 lesion trials.
 """
@@ -214,11 +214,11 @@ PROFILES: dict[str, Profile] = {
         learning_curve_every=1,
         assert_claims=True,
         description="full data, 6+4 epochs (schedules x 0.3 / x 0.2), 2 instances, 50 nulls; "
-        "CNNs: the first 6,000 training images, 2+2 epochs (x 0.2), 1 instance, lesions on "
+        "CNNs: the first 4,000 training images, 2+2 epochs (x 0.2), 1 instance, lesions on "
         "500 test images with 10 random trials; claims asserted",
         cnn_epoch_scale=0.2,
         cnn_pruning_scale=0.2,
-        cnn_n_train=6000,
+        cnn_n_train=4000,
         cnn_n_test=500,
         cnn_instances=1,
         cnn_lesion_trials=10,

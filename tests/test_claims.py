@@ -31,7 +31,7 @@ def _by_id(prefix: str) -> list[str]:
 def test_registry_is_large_and_every_study_has_claims():
     studies = {c.study for c in REGISTRY.values()}
     assert {"clustering", "null_models", "stability", "n_clusters", "random_init",
-            "learning_curve", "lesion", "double_lesion"} <= studies
+            "learning_curve", "lesion", "double_lesion", "cnn"} <= studies
     assert len(REGISTRY) >= 100
     for claim in REGISTRY.values():
         assert claim.statement and claim.evidence and claim.cells
@@ -147,6 +147,31 @@ def test_lesion_claims():
     assert not ranges.evaluate(pd.DataFrame(_rows(cell, combined_p_ranges=[0.9, 0.01, 0.3]))).holds
     effect = REGISTRY["lesion-FASHION-effect"]
     assert not effect.evaluate(pd.DataFrame(_rows(effect.cells[0], effect_means=[1.1, 0.9, 1.2]))).holds
+
+
+def test_cnn_claims():
+    """Table C's patterns and the CNN lesion rows: each holds on agreeing rows, fails otherwise."""
+    assert {"cnn"} <= {c.study for c in REGISTRY.values()}
+    control = REGISTRY["C-CNN-MNIST-unpruned-not-sig"]
+    cell = control.cells[0]
+    assert cell.tag == "CNN-MNIST" and cell.phase == "unpruned"
+    assert control.evaluate(pd.DataFrame(_rows(cell, is_sig=False, p=0.6, z=0.7))).holds
+    assert not control.evaluate(pd.DataFrame(_rows(cell, is_sig=[False, True, False], p=0.6, z=0.7))).holds
+    l1 = REGISTRY["C-CNN-FASHION+L1REG-unpruned-p1"]
+    assert l1.evaluate(pd.DataFrame(_rows(l1.cells[0], p=1.0, ncut=10.0, null_mean=7.5))).holds
+    assert not l1.evaluate(pd.DataFrame(_rows(l1.cells[0], p=[1.0, 0.9, 1.0], ncut=10.0, null_mean=7.5))).holds
+    pruned = REGISTRY["C-CNN-MNIST-pruned-p1"]
+    assert not pruned.evaluate(pd.DataFrame(_rows(pruned.cells[0], p=0.02, ncut=9.0, null_mean=10.0))).holds
+    l2 = REGISTRY["C-L2-lowers-MNIST-unpruned"]
+    low, high = l2.cells
+    assert l2.evaluate(pd.DataFrame(_rows(low, ncut=8.0) + _rows(high, ncut=10.7))).holds
+    assert not l2.evaluate(pd.DataFrame(_rows(low, ncut=10.8) + _rows(high, ncut=10.7))).holds
+    lesion = REGISTRY["lesion-CNN-MNIST-mean-sig"]
+    assert lesion.study == "cnn" and lesion.cells[0].phase == "unpruned"
+    assert lesion.evaluate(pd.DataFrame(_rows(lesion.cells[0], combined_p_means=[0.01, 0.02, 0.001]))).holds
+    assert not lesion.evaluate(pd.DataFrame(_rows(lesion.cells[0], combined_p_means=[0.01, 0.3, 0.001]))).holds
+    # Table D and the VGG lesions are registered too (they need CIFAR-10 to run)
+    assert "D-CNN-VGG-CIFAR10-unpruned-p1" in REGISTRY and "lesion-CNN-VGG-CIFAR10-range-sig" in REGISTRY
 
 
 def test_double_lesion_claim():

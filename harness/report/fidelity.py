@@ -1,6 +1,7 @@
 """How much of the paper a run reproduces: cells within the paper's spread, claims that hold.
 
-One row per paper table (A, B, G, H2, H7, H10, I, J, lesion): how many of the table's cells
+One row per paper table (A, B, C, D, G, H2, H7, H10, I, J, and the MLP, CNN and VGG lesion
+tables): how many of the table's cells
 the paper publishes, how many this run has rows for, how many of those it reproduces, and
 how its claims fared. Written as ``fidelity.csv`` / ``fidelity.md``; the page shows
 :func:`fidelity_line` in its header.
@@ -114,6 +115,18 @@ PAPER_TABLES: tuple[PaperTable, ...] = (
                ("model_tag", "epoch")),
     PaperTable("lesion", "lesion_mlp", "lesion", "effect_means", "effect_means_mean",
                "paper_effect_means_mean", None, _CELL),
+    # The CNN tables: the filter graph under the default isolation rule, batch norm unfolded
+    # (the paper's VGG numbers are unfolded, reference §11 item 2).
+    *(
+        PaperTable(t, t, "cnn", "ncut", "ncut", "paper_ncut", "ncut_sd", _CELL,
+                   (("isolation", "negligible"), ("bn", "unfolded")))
+        for t in ("C", "D")
+    ),
+    *(
+        PaperTable(t, t, "cnn", "effect_means", "effect_means_mean", "paper_effect_means_mean",
+                   None, _CELL, (("kind", "network"),))
+        for t in ("lesion_cnn", "lesion_vgg")
+    ),
 )  # fmt: skip
 
 #: Columns of :func:`fidelity_table`, in order.
