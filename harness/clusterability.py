@@ -219,23 +219,27 @@ def _torch_linear_weights(module: Any) -> list[np.ndarray]:
     return weights
 
 
-def _is_conv_kernel(w: object) -> bool:
+def _ndim(w: Any) -> int:
     ndim = getattr(w, "ndim", None)  # arrays and tensors; nested lists go through numpy
-    return (ndim if isinstance(ndim, int) else np.ndim(w)) == 4
+    return ndim if isinstance(ndim, int) else int(np.ndim(w))
+
+
+def _is_conv_kernel(w: Any) -> bool:
+    return _ndim(w) == 4
 
 
 def _conv_graph(
-    arrays: Sequence[object], names: Sequence[str] | None, filter_norm: str
+    arrays: Sequence[Any], names: Sequence[str] | None, filter_norm: str
 ) -> list[np.ndarray]:
     """The filter graph of the 4-D members of ``arrays``; 2-D (dense) members are dropped."""
     kernels = []
     for i, w in enumerate(arrays):
         if _is_conv_kernel(w):
             kernels.append(w)
-        elif np.ndim(w) != 2:
+        elif _ndim(w) != 2:
             where = f" ({names[i]})" if names is not None else ""
             raise ValueError(
-                f"array {i}{where} has shape {np.shape(w)}; a conv network is given as 4-D "
+                f"array {i}{where} has {_ndim(w)} dimensions; a conv network is given as 4-D "
                 "kernels (kh, kw, in, out), optionally followed by 2-D dense matrices"
             )
     _reject_complex(kernels)
@@ -309,6 +313,7 @@ def load_weights(
             return _conv_graph(arrays, names, filter_norm)
         return validate_weights(arrays)
     if is_module:
+        assert torch is not None
         if any(isinstance(m, torch.nn.Conv2d) for m in source.modules()):
             return module_filter_graph(
                 source, filter_norm=filter_norm, fold_batch_norm=fold_batch_norm

@@ -172,6 +172,11 @@ def batch_norm_scales(module: Any) -> list[np.ndarray | None]:
         if isinstance(m, nn.Conv2d):
             scales.append(None)
         elif isinstance(m, nn.BatchNorm2d) and scales and scales[-1] is None:
+            if m.running_var is None:
+                raise ValueError(
+                    "a BatchNorm2d without running statistics (track_running_stats=False) "
+                    "has no fixed scale to fold"
+                )
             var = m.running_var.detach().cpu().double().numpy()
             gamma = (
                 m.weight.detach().cpu().double().numpy()
