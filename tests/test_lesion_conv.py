@@ -366,6 +366,30 @@ def test_fast_conv_outputs_equal_reference(cnn, batch_elements):
     assert not torch.allclose(ref[1], ref[0])  # the lesions change the outputs
 
 
+_WIDTHS = {1: CHANNELS[0], 2: CHANNELS[1], 3: CHANNELS[2], 4: 16}
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    lesions=st.lists(
+        st.dictionaries(
+            st.sampled_from(sorted(_WIDTHS)), st.lists(st.integers(0, 15), max_size=10), max_size=3
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_fast_conv_property_equals_reference_on_any_lesions(cnn, lesions):
+    """Any lesions (empty, overlapping, several layers, conv and dense) give the reference's
+    outputs."""
+    torch.set_num_threads(1)
+    model, x, _ = cnn
+    lesions = [{k: [u % _WIDTHS[k] for u in v] for k, v in d.items()} for d in lesions]
+    fast = _fast_outputs(model, lesions, x[:20])
+    ref = _reference_outputs(model, lesions, x[:20])
+    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
+
+
 def test_conv_evaluation_matches_direct_computation_in_sample_blocks(cnn, monkeypatch):
     model, x, y = cnn
     lesions = [{}, {1: [0, 3]}, {2: range(5), 3: [1]}]
@@ -421,6 +445,7 @@ def test_cnn_double_lesion_fast_equals_reference(cnn, mode):
     fast = L.double_lesion_test(model, labels, CHANNELS, x[:120], y[:120], **kw)
     ref = L.double_lesion_test(model, labels, CHANNELS, x[:120], y[:120], method="reference", **kw)
     assert fast.to_frame().equals(ref.to_frame())
+    assert fast.to_row()["ablation"] == "output"
 
 
 def test_vgg_single_lesion_test_both_ablations(vgg):
