@@ -104,9 +104,9 @@ def _record_lesions(monkeypatch) -> list[dict[int, np.ndarray]]:
     seen: list[dict[int, np.ndarray]] = []
     original = lesion_evaluation.lesioned
 
-    def spy(model, lesion):
+    def spy(model, lesion, **kwargs):
         seen.append({k: np.asarray(v) for k, v in lesion.items()})
-        return original(model, lesion)
+        return original(model, lesion, **kwargs)
 
     monkeypatch.setattr(lesion_evaluation, "lesioned", spy)
     return seen

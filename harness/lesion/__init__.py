@@ -6,15 +6,36 @@ units of one hidden layer that share a spectral-clustering label) is lesioned by
 incoming weights and biases, and the damage is compared with lesions of random sets of the
 same size drawn from the same layer.
 
+The same calls serve MLPs and conv networks (``harness.models.SmallCNN``, ``VGG``). For a
+conv network the units are the filters of its conv layers (§3.3) and the labels come from
+clustering its filter graph::
+
+    from harness.cluster import cluster_weights
+    from harness.filters import module_filter_graph
+    from harness.lesion import single_lesion_test
+
+    clustering = cluster_weights(module_filter_graph(cnn), 12, seed=seed)
+    result = single_lesion_test(
+        cnn, clustering.labels, clustering.layer_sizes, x_test, y_test,  # x: (N, C, H, W)
+        n_trials=20, seed=seed,
+    )
+
+Sub-cluster ``(l, c)`` is then the filters of conv layer ``l`` (1..n_conv) with label ``c``.
+A batch norm after a filter (the VGG) is silenced with it by default (``ablation="output"``);
+``ablation="kernel"`` zeroes kernel and bias only, as the paper's code
+(:mod:`~harness.lesion.ablation`).
+
 Building blocks, from low to high level, one module each:
 
 * :mod:`~harness.lesion.units`: :func:`sub_clusters`, :func:`layer_pool`,
   :func:`random_units`: which units to lesion, and random same-size sets (§6.1, §6.4).
 * :mod:`~harness.lesion.ablation`: :func:`lesioned`, a context manager that zeroes the
-  incoming weights and biases of units and restores the exact original tensors on exit (§6.2).
+  incoming weights and biases of units (the filters of conv layers) and restores the exact
+  original tensors on exit (§6.2).
 * :mod:`~harness.lesion.evaluation`: :func:`evaluate_lesions` evaluates many lesions on a test
   set (§6.3), either one at a time with :func:`lesioned` (``method="reference"``) or batched
-  (``method="fast"``, :mod:`~harness.lesion.fast`, which explains why that is exact).
+  (``method="fast"``: :mod:`~harness.lesion.fast` for MLPs, :mod:`~harness.lesion.fast_conv`
+  for conv networks, each explaining why it is exact).
 * :mod:`~harness.lesion.statistics`: :func:`taxonomy`, :func:`single_lesion_statistics`: the
   statistics of §6.5.
 * :mod:`~harness.lesion.single`, :mod:`~harness.lesion.double`: :func:`single_lesion_test`,
@@ -30,7 +51,7 @@ range statistics (:mod:`~harness.lesion.statistics`).
 
 from __future__ import annotations
 
-from harness.lesion.ablation import lesioned
+from harness.lesion.ablation import ABLATIONS, lesioned
 from harness.lesion.double import DoubleLesionResult, PairLesion, double_lesion_test
 from harness.lesion.evaluation import (
     LesionEvaluation,
@@ -45,9 +66,11 @@ from harness.lesion.statistics import (
     single_lesion_statistics,
     taxonomy,
 )
+from harness.lesion.sweep import label_layout
 from harness.lesion.units import SubCluster, layer_pool, random_units, sub_clusters
 
 __all__ = [
+    "ABLATIONS",
     "DoubleLesionResult",
     "LesionEvaluation",
     "PairLesion",
@@ -56,6 +79,7 @@ __all__ = [
     "SubClusterLesion",
     "double_lesion_test",
     "evaluate_lesions",
+    "label_layout",
     "layer_pool",
     "lesioned",
     "poly_coefficients",

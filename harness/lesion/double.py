@@ -270,6 +270,7 @@ class DoubleLesionResult:
             "mode": self.mode,
             "task": self.task,
             "method": self.method,
+            "ablation": self.single.ablation,
             "n_trials": int(self.n_trials),
             "single_trials": int(self.single_trials),
             "seed": int(self.seed),

@@ -2,9 +2,10 @@
 
 :func:`evaluate_lesions` evaluates lesions either one at a time with
 :func:`~harness.lesion.ablation.lesioned` (``method="reference"``), or batched from cached
-activations (``method="fast"``, :mod:`harness.lesion.fast`). Outcomes are accuracies and
-per-class recalls (classification), or per-output MSEs averaged into per-term outcomes
-(regression on the POLY task, :func:`term_outcomes`).
+activations (``method="fast"``: :mod:`harness.lesion.fast` for MLPs,
+:mod:`harness.lesion.fast_conv` for conv networks). Outcomes are accuracies and per-class
+recalls (classification), or per-output MSEs averaged into per-term outcomes (regression on
+the POLY task, :func:`term_outcomes`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,16 @@ from typing import TYPE_CHECKING, TypedDict
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from harness.lesion.ablation import layer_widths, lesioned, weighted_modules, writable_parameter
+from harness.lesion.ablation import (
+    ABLATIONS,
+    conv_layers,
+    layer_widths,
+    lesioned,
+    weighted_modules,
+    writable_parameter,
+)
 from harness.lesion.fast import FastMLP
+from harness.lesion.fast_conv import FastConv
 from harness.lesion.specs import LesionGroup, check_lesion, group_lesions
 from harness.options import check_choice
 
@@ -36,6 +45,7 @@ __all__ = [
     "BATCH_ELEMENTS_CUDA",
     "LESION_METHODS",
     "LESION_TASKS",
+    "REFERENCE_CONV_SAMPLES",
     "EvaluationOptions",
     "LesionEvaluation",
     "evaluate_groups",
@@ -51,6 +61,9 @@ LESION_METHODS = ("fast", "reference")
 #: blocks amortise kernel launches).
 BATCH_ELEMENTS = 2**20
 BATCH_ELEMENTS_CUDA = 2**25
+#: The reference method runs a conv network on blocks of this many test samples (a CIFAR-10
+#: VGG activation of 1024 images is 256 MiB); an MLP sees the whole test set at once.
+REFERENCE_CONV_SAMPLES = 1024
 
 
 def poly_coefficients(n_terms: int) -> NDArray[np.int64]:
@@ -313,6 +326,7 @@ class EvaluationOptions(TypedDict, total=False):
     method: str
     device: torch.device | str | None
     batch_elements: int | None
+    ablation: str
 
 
 def evaluate_groups(
@@ -325,6 +339,7 @@ def evaluate_groups(
     method: str = "fast",
     device: torch.device | str | None = None,
     batch_elements: int | None = None,
+    ablation: str = "output",
 ) -> LesionEvaluation:
     """Evaluate the model under each lesion of ``groups`` (§6.3).
 
@@ -332,28 +347,36 @@ def evaluate_groups(
     ----------
     model : torch.nn.Module
         For ``method="fast"`` a ReLU MLP (Linear modules in ``model.modules()`` order form
-        the chain input -> hidden -> output); ``"reference"`` works with any model for which
+        the chain input -> hidden -> output) or a conv network whose modules form a chain
+        (:class:`~harness.lesion.fast_conv.FastConv`: the small CNN and the VGG of
+        :mod:`harness.models`); ``"reference"`` works with any model for which
         :func:`~harness.lesion.ablation.lesioned` makes sense.
     groups : sequence of LesionGroup
-        The lesions (hidden layers only: 1..L-1 for L Linear modules), batched
-        (:func:`~harness.lesion.specs.group_lesions`); the result indices of all groups
-        together must be ``0..M-1``.
+        The lesions (layers 1..L-1 for L Linear/Conv modules; the output layer is not
+        lesionable), batched (:func:`~harness.lesion.specs.group_lesions`); the result
+        indices of all groups together must be ``0..M-1``.
     x_test : array-like or tensor, shape (N, ...)
-        Inputs as the model expects them (the fast method flattens them to (N, in_features)).
+        Inputs as the model expects them: images (N, C, H, W) for a CNN (the fast MLP method
+        flattens them to (N, in_features)).
     y_test : array-like, shape (N,) of int (classification) or (N, n_outputs) (regression)
     task : {"classification", "regression"}
     method : {"fast", "reference"}
         ``"reference"`` lesions the model with :func:`~harness.lesion.ablation.lesioned` and
         runs its forward once per lesion. ``"fast"`` evaluates lesions in batches from cached
         activations; same predictions, outputs equal to float32 rounding
-        (:mod:`harness.lesion.fast`).
+        (:mod:`harness.lesion.fast`, :mod:`harness.lesion.fast_conv`).
     device : torch device or str, optional
         Default :func:`harness.parallel.pick_device` (CUDA when present). The model is not
-        moved: the fast method copies its weights, the reference method a deep copy.
+        moved: the fast MLP method copies its weights, the other methods a deep copy.
     batch_elements : int, optional
         Bound on the elements of one block of activations of the fast method (memory and
-        speed; results do not depend on it). Default :data:`BATCH_ELEMENTS` on the CPU,
-        :data:`BATCH_ELEMENTS_CUDA` on a GPU.
+        speed; results do not depend on it beyond float rounding). Default
+        :data:`BATCH_ELEMENTS` on the CPU, :data:`BATCH_ELEMENTS_CUDA` on a GPU.
+    ablation : {"output", "kernel"}
+        How a lesion treats a batch norm that follows the unit (VGG):
+        ``"output"`` silences the unit after its batch norm (default), ``"kernel"`` zeroes
+        the kernel and bias only, as the paper's code (:mod:`harness.lesion.ablation`). The
+        same for networks without batch norm.
 
     Returns
     -------
@@ -366,6 +389,7 @@ def evaluate_groups(
 
     check_choice("task", task, LESION_TASKS)
     check_choice("method", method, LESION_METHODS)
+    check_choice("ablation", ablation, ABLATIONS)
     dev = torch.device(device) if device is not None else pick_device()
     if batch_elements is None:
         batch_elements = BATCH_ELEMENTS_CUDA if dev.type == "cuda" else BATCH_ELEMENTS
@@ -386,20 +410,27 @@ def evaluate_groups(
             check_lesion(lesion, widths, "hidden (lesionable)")
 
     with _eval_mode(model), torch.inference_mode():
-        if method == "reference":
-            net = model if _model_device(model) == dev else copy.deepcopy(model).to(dev)
-            x_dev = x.to(dev)
-            for group in groups:
-                for i, lesion in group.members():
-                    with lesioned(net, lesion):
-                        out = net(x_dev)
-                    metrics.add([i], out.unsqueeze(0))
-        else:
+        if method == "fast" and not conv_layers(model):
             fast = FastMLP(model, x, dev, batch_elements)
             # The fast method re-implements the forward pass; check it against the model
             # itself so that a model that is not a plain ReLU chain fails loudly.
             _check_fast_forward(model, fast, x, dev)
             fast.evaluate(groups, metrics.add)
+        else:
+            net = model if _model_device(model) == dev else copy.deepcopy(model).to(dev)
+            if method == "fast":
+                # Runs the model's own modules (and checks them against its forward pass).
+                FastConv(net, x, dev, batch_elements, ablation).evaluate(groups, metrics.add)
+            else:
+                # Conv activations are large: blocks of samples keep memory bounded.
+                step = REFERENCE_CONV_SAMPLES if conv_layers(model) else x.shape[0]
+                blocks = [slice(s, min(s + step, x.shape[0])) for s in range(0, x.shape[0], step)]
+                x_blocks = [x[b].to(dev) for b in blocks]
+                for group in groups:
+                    for i, lesion in group.members():
+                        with lesioned(net, lesion, ablation=ablation):
+                            for b, xb in zip(blocks, x_blocks, strict=True):
+                                metrics.add([i], net(xb).unsqueeze(0), b)
     return metrics.result()
 
 
@@ -422,7 +453,7 @@ def evaluate_lesions(
         evaluated in one batch.
     **options
         ``task``, ``method`` (``"fast"`` or ``"reference"``), ``device``,
-        ``batch_elements``: see :func:`evaluate_groups`.
+        ``batch_elements``, ``ablation``: see :func:`evaluate_groups`.
 
     Returns
     -------

@@ -35,9 +35,23 @@ def single_lesion_test(
     Parameters
     ----------
     model, labels, layer_sizes, x_test, y_test
-        The network, its clustering and a test set.
+        The network, its clustering and a test set. For an MLP: the labels of its weight
+        graph over all units and all layer widths. For a conv network (``SmallCNN``,
+        ``VGG``): the labels of its filter graph and the filter counts of its conv layers,
+        i.e. ``ClusteringResult.labels`` and ``.layer_sizes`` of
+        ``cluster_weights(module_filter_graph(model), K)``, and images ``x_test`` of shape
+        (N, C, H, W); sub-clusters are then groups of filters of one conv layer (§3.3).
     **options
-        Keyword options of :func:`~harness.lesion.sweep.lesion_sweep` (:class:`LesionOptions`).
+        Keyword options of :func:`~harness.lesion.sweep.lesion_sweep` (:class:`LesionOptions`),
+        e.g. ``n_trials``, ``seed``, ``method`` ("fast" or "reference"), ``ablation``
+        ("output" or "kernel": how a batch norm after a filter is treated, VGG).
+
+    Examples
+    --------
+    >>> clustering = cluster_weights(module_filter_graph(cnn), 12, seed=0)  # doctest: +SKIP
+    >>> result = single_lesion_test(  # doctest: +SKIP
+    ...     cnn, clustering.labels, clustering.layer_sizes, x_test, y_test, n_trials=20, seed=0
+    ... )
 
     Returns
     -------

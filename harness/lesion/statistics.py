@@ -220,7 +220,8 @@ class SingleLesionResult:
     accuracy; regression: true / random mean term MSE; > 1 = true lesions do more damage) and
     ``effect_ranges`` (nanmean of mean random / true range; ``inf`` when a true range is 0).
     :meth:`to_row` adds ``direction`` (:data:`DIRECTION`): for regression, "corrected: higher
-    MSE = damage", the opposite of the paper's POLY table.
+    MSE = damage", the opposite of the paper's POLY table. ``method`` and ``ablation``
+    record how the lesions were evaluated and applied (:mod:`harness.lesion.ablation`).
 
     Arrays (S sub-clusters, R trials, K outcomes = classes or POLY terms):
     ``unlesioned_outcomes`` (K,), ``true_outcomes`` (S, K), ``random_outcomes`` (R, S, K),
@@ -245,6 +246,7 @@ class SingleLesionResult:
     random_outcomes: NDArray[np.float64] = field(repr=False)
     random_overall: NDArray[np.float64] = field(repr=False)
     true_proportions: NDArray[np.float64] | None = field(default=None, repr=False)
+    ablation: str = "output"
 
     @property
     def sub_clusters(self) -> list[SubCluster]:
@@ -272,6 +274,7 @@ class SingleLesionResult:
             "task": self.task,
             "direction": DIRECTION[self.task],
             "method": self.method,
+            "ablation": self.ablation,
             "n_trials": int(self.n_trials),
             "seed": int(self.seed),
             "n_sub_clusters": len(self.rows),
@@ -324,6 +327,7 @@ def single_lesion_statistics(
     diff_threshold: float = DIFF_THRESHOLD,
     seed: int = 0,
     method: str = "fast",
+    ablation: str = "output",
     outcome_names: Sequence[str] | None = None,
     true_proportions: ArrayLike | None = None,
 ) -> SingleLesionResult:
@@ -346,7 +350,7 @@ def single_lesion_statistics(
     p_threshold, diff_threshold
         Taxonomy thresholds (default ``1 / R`` and -0.01, in accuracy units; for MSE the
         threshold applies to ``-diff``).
-    seed, method : recorded in the result.
+    seed, method, ablation : recorded in the result.
     outcome_names : sequence of str, length K, optional
         Default ``"0"``, ``"1"``, ...
     true_proportions : array-like, shape (S, C), optional
@@ -444,6 +448,7 @@ def single_lesion_statistics(
         seed=int(seed),
         method=method,
         unlesioned=float(unlesioned),
+        ablation=ablation,
         rows=tuple(rows),
         chi2_p_means=chi2_means,
         chi2_p_ranges=chi2_ranges,

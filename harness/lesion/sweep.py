@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from harness.lesion.ablation import layer_widths
+from harness.lesion.ablation import conv_layers, layer_widths
 from harness.lesion.evaluation import (
     LESION_METHODS,
     LESION_TASKS,
@@ -55,6 +55,7 @@ __all__ = [
     "PairIndex",
     "Sweep",
     "SweepSetup",
+    "label_layout",
     "lesion_sweep",
     "resolve_seed",
 ]
@@ -122,15 +123,49 @@ def resolve_seed(seed: int | None) -> int:
     return check_seed(seed)
 
 
-def _check_model_sizes(model: nn.Module, layer_sizes: Sequence[int], layers: Sequence[int]) -> None:
+def label_layout(model: nn.Module, layer_sizes: Sequence[int]) -> int:
+    """The layer id of ``layer_sizes[0]``: which layers a clustering's labels cover.
+
+    An MLP's labels cover all of its units, input and output included (the graph of §3.1):
+    0. A conv network's labels cover the filters of its conv layers 1..n_conv (the filter
+    graph of §3.3, :func:`harness.filters.filter_graph_weights`): 1.
+
+    Raises
+    ------
+    ValueError
+        If ``layer_sizes`` does not list the conv layers' filter counts of a conv network,
+        or its conv layers do not come first.
+    """
+    convs = conv_layers(model)
+    if not convs:
+        return 0
+    widths = layer_widths(model)
+    filters = [widths[c] for c in convs]
+    if convs != list(range(1, len(convs) + 1)):
+        raise ValueError(
+            f"the conv layers of a conv network must come first (layers 1..n_conv); got {convs}"
+        )
+    if [int(s) for s in layer_sizes] != filters:
+        raise ValueError(
+            f"a conv network's labels cover the filters of its {len(convs)} conv layers (the "
+            f"filter graph, §3.3), so layer_sizes must be their filter counts {filters}; got "
+            f"{list(layer_sizes)}. Labels and model must describe the same network"
+        )
+    return 1
+
+
+def _check_model_sizes(
+    model: nn.Module, layer_sizes: Sequence[int], layers: Sequence[int], first_layer: int
+) -> None:
     widths = layer_widths(model)
     for layer in layers:
         if layer not in widths:
             raise ValueError(f"layer {layer} has no incoming Linear/Conv module in the model")
-        if widths[layer] != layer_sizes[layer]:
+        size = layer_sizes[layer - first_layer]
+        if widths[layer] != size:
             raise ValueError(
-                f"layer_sizes[{layer}] = {layer_sizes[layer]} but the model's layer {layer} has "
-                f"{widths[layer]} units; labels and model must describe the same network"
+                f"layer_sizes gives layer {layer} {size} units but the model's layer {layer} "
+                f"has {widths[layer]} units; labels and model must describe the same network"
             )
 
 
@@ -149,14 +184,17 @@ def _setup(
         single_trials = n_trials
     elif int(single_trials) < 1:
         raise ValueError(f"single_trials must be at least 1, got {single_trials}")
-    subs = sub_clusters(labels, layer_sizes, layers=layers)
+    first = label_layout(model, layer_sizes)
+    subs = sub_clusters(labels, layer_sizes, layers=layers, first_layer=first)
     if not subs:
         raise ValueError(
             "the clustering has no sub-clusters in the chosen layers (all labels are -1?)"
         )
     used = sorted({s.layer for s in subs})
-    _check_model_sizes(model, layer_sizes, used)
-    pools = {layer: layer_pool(labels, layer_sizes, layer) for layer in used}
+    _check_model_sizes(model, layer_sizes, used, first)
+    pools = {
+        layer: layer_pool(labels, layer_sizes, layer, first_layer=first) for layer in used
+    }
     return SweepSetup(
         subs=subs,
         pools=pools,
@@ -189,6 +227,7 @@ def _single_statistics(
     evaluation: LesionEvaluation,
     *,
     method: str,
+    ablation: str,
     p_threshold: float | None,
     diff_threshold: float,
 ) -> SingleLesionResult:
@@ -222,6 +261,7 @@ def _single_statistics(
         diff_threshold=diff_threshold,
         seed=setup.seed,
         method=method,
+        ablation=ablation,
         outcome_names=names,
         true_proportions=None
         if evaluation.proportions is None
@@ -247,18 +287,25 @@ def lesion_sweep(
     p_threshold: float | None = None,
     diff_threshold: float = DIFF_THRESHOLD,
     batch_elements: int | None = None,
+    ablation: str = "output",
 ) -> Sweep:
     """Lesion every sub-cluster (and the pairs of ``design``) against random same-size lesions.
 
     Parameters
     ----------
     model : torch.nn.Module
-        Trained network (ReLU MLP for ``method="fast"``).
+        Trained network: an MLP, or a conv network whose units are its conv filters
+        (``harness.models.SmallCNN``, ``harness.models.VGG``; inputs are images).
     labels : array-like of int, shape (sum(layer_sizes),)
-        Full-length clustering labels (-1 for removed units), e.g.
-        ``harness.cluster.cluster_weights(...).labels``.
+        Clustering labels (-1 for removed units), ``ClusteringResult.labels``: for an MLP
+        over all its units (``cluster_weights(weight_matrices(model), K)``), for a conv
+        network over the filters of its conv layers
+        (``cluster_weights(module_filter_graph(model), K)``, §3.3).
     layer_sizes : sequence of int
-        Widths of all layers, input and output included.
+        Widths of the layers the labels cover (``ClusteringResult.layer_sizes``): for an MLP
+        all layers, input and output included; for a conv network the filter counts of its
+        conv layers (``(64, 64, 64)`` for the small CNN). Checked against the model
+        (:func:`label_layout`).
     x_test, y_test : test set (see :func:`~harness.lesion.evaluation.evaluate_groups`).
     design : callable, optional
         The pair lesions of a double lesion test (:data:`PairDesign`); None for none.
@@ -280,9 +327,14 @@ def lesion_sweep(
         How and where the lesions are evaluated
         (:func:`~harness.lesion.evaluation.evaluate_groups`).
     layers : sequence of int, optional
-        Layers to lesion (default: the hidden layers).
+        Layers to lesion (default: an MLP's hidden layers, a conv network's conv layers
+        ``1..n_conv``; layer ``l`` is the output of the ``l``-th Linear/Conv module).
     p_threshold, diff_threshold : taxonomy thresholds
         See :func:`~harness.lesion.statistics.taxonomy`.
+    ablation : {"output", "kernel"}
+        How a lesion treats a batch norm after the unit (the VGG): silence the unit's output
+        after it (default) or zero kernel and bias only, as the paper's code
+        (:mod:`harness.lesion.ablation`). Recorded in the result.
 
     Returns
     -------
@@ -311,9 +363,15 @@ def lesion_sweep(
         method=method,
         device=device,
         batch_elements=batch_elements,
+        ablation=ablation,
     )
     single = _single_statistics(
-        setup, evaluation, method=method, p_threshold=p_threshold, diff_threshold=diff_threshold
+        setup,
+        evaluation,
+        method=method,
+        ablation=ablation,
+        p_threshold=p_threshold,
+        diff_threshold=diff_threshold,
     )
     return Sweep(
         evaluation=evaluation,

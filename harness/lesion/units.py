@@ -3,6 +3,11 @@
 A *sub-cluster* is the set of units of one layer that share a spectral-clustering label (the
 paper's "layer-cluster"). Its lesion is compared with lesions of random sets of the same size,
 drawn from the units of the same layer that were not removed before clustering (label != -1).
+
+A label vector covers consecutive layers of the network, ``layer_sizes[i]`` units of layer
+``first_layer + i``. For an MLP (the graph of §3.1) it covers every layer, input and output
+included (``first_layer=0``); for a CNN (the filter graph of §3.3) it covers the filters of
+the conv layers 1..n_conv (``first_layer=1``).
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ class SubCluster:
     Attributes
     ----------
     layer : int
-        Layer id in the full network (0 = input; for an MLP the hidden layers are 1..L-2).
+        Layer id in the full network (0 = input; for an MLP the hidden layers are 1..L-2, for a
+        CNN the conv layers are 1..n_conv).
     label : int
         Cluster label (never -1).
     units : tuple of int
@@ -71,13 +77,18 @@ class SubCluster:
 
 
 def _check_labels(
-    labels: ArrayLike, layer_sizes: Sequence[int]
+    labels: ArrayLike, layer_sizes: Sequence[int], first_layer: int = 0
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Validated (labels, layer offsets); offsets[l] is the index of layer l's first unit."""
+    """Validated (labels, offsets); offsets[i] is the index of layer first_layer + i's first unit."""
     sizes = np.asarray(layer_sizes)
-    if sizes.ndim != 1 or sizes.size < 2 or np.any(sizes < 1):
+    if int(first_layer) < 0:
+        raise ValueError(f"first_layer must be >= 0, got {first_layer}")
+    # A full MLP label vector has an input and an output layer at least.
+    least = 2 if first_layer == 0 else 1
+    if sizes.ndim != 1 or sizes.size < least or np.any(sizes < 1):
         raise ValueError(
-            f"layer_sizes must list at least two positive layer widths, got {list(layer_sizes)}"
+            f"layer_sizes must list at least {'two' if least == 2 else 'one'} positive layer "
+            f"width{'s' if least == 2 else ''}, got {list(layer_sizes)}"
         )
     arr = np.asarray(labels)
     if arr.ndim != 1:
@@ -89,8 +100,9 @@ def _check_labels(
     if arr.size != int(sizes.sum()):
         raise ValueError(
             f"labels has {arr.size} entries but layer_sizes {list(layer_sizes)} sum to "
-            f"{int(sizes.sum())}; pass the full-length label vector (input units, hidden "
-            "units, output units, in layer order, -1 for removed units)"
+            f"{int(sizes.sum())}; pass the full-length label vector (MLP: input, hidden and "
+            "output units; CNN: the filters of every conv layer; in layer order, -1 for "
+            "removed units)"
         )
     if np.any(arr < -1):
         raise ValueError("labels must be >= -1 (-1 marks removed/isolated units)")
@@ -99,14 +111,20 @@ def _check_labels(
 
 
 def _layer_labels(
-    labels: NDArray[np.int64], offsets: NDArray[np.int64], layer: int
+    labels: NDArray[np.int64], offsets: NDArray[np.int64], layer: int, first_layer: int
 ) -> NDArray[np.int64]:
-    if not 0 <= layer < offsets.size - 1:
-        raise ValueError(f"layer {layer} is out of range; layers are 0..{offsets.size - 2}")
-    return labels[offsets[layer] : offsets[layer + 1]]
+    i = layer - first_layer
+    if not 0 <= i < offsets.size - 1:
+        raise ValueError(
+            f"layer {layer} is out of range; the labels cover layers "
+            f"{first_layer}..{first_layer + offsets.size - 2}"
+        )
+    return labels[offsets[i] : offsets[i + 1]]
 
 
-def layer_pool(labels: ArrayLike, layer_sizes: Sequence[int], layer: int) -> NDArray[np.int64]:
+def layer_pool(
+    labels: ArrayLike, layer_sizes: Sequence[int], layer: int, *, first_layer: int = 0
+) -> NDArray[np.int64]:
     """Indices (within ``layer``) of the units that were not removed (label != -1).
 
     Random lesions are drawn from this pool (§6.4).
@@ -114,19 +132,21 @@ def layer_pool(labels: ArrayLike, layer_sizes: Sequence[int], layer: int) -> NDA
     Parameters
     ----------
     labels : array-like of int, shape (sum(layer_sizes),)
-        Full-length cluster labels (see :func:`sub_clusters`).
-    layer_sizes : sequence of int, shape (L,)
-        Width of every layer.
+        Cluster labels (see :func:`sub_clusters`).
+    layer_sizes : sequence of int
+        Width of every layer the labels cover.
     layer : int
         Layer id.
+    first_layer : int
+        Id of the layer ``layer_sizes[0]`` describes (module docstring).
 
     Returns
     -------
     pool : ndarray of int64, shape (n_units,)
         Sorted unit indices.
     """
-    arr, offsets = _check_labels(labels, layer_sizes)
-    return np.flatnonzero(_layer_labels(arr, offsets, layer) != -1).astype(np.int64)
+    arr, offsets = _check_labels(labels, layer_sizes, first_layer)
+    return np.flatnonzero(_layer_labels(arr, offsets, layer, first_layer) != -1).astype(np.int64)
 
 
 def sub_clusters(
@@ -134,34 +154,45 @@ def sub_clusters(
     layer_sizes: Sequence[int],
     *,
     layers: Sequence[int] | None = None,
+    first_layer: int = 0,
 ) -> list[SubCluster]:
     """Split a clustering into sub-clusters: one per (layer, label) present in the layer.
 
     Parameters
     ----------
     labels : array-like of int, shape (sum(layer_sizes),)
-        Full-length cluster labels over all units of the network in layer order (input
-        units, hidden layers, output units), -1 for removed/isolated units.
-    layer_sizes : sequence of int, shape (L,)
-        Width of every layer, e.g. ``(784, 256, 256, 256, 256, 10)``. For a CNN pass the
-        filter counts of the conv layers (units = filters) and ``layers`` explicitly.
+        Cluster labels over the units of consecutive layers in layer order, -1 for
+        removed/isolated units: for an MLP all units (input units, hidden layers, output
+        units); for a CNN the filters of its conv layers (the filter graph, §3.3).
+    layer_sizes : sequence of int
+        Width of every layer the labels cover, e.g. ``(784, 256, 256, 256, 256, 10)`` for the
+        MLP, ``(64, 64, 64)`` (filters) for the small CNN.
     layers : sequence of int, optional
-        Layer ids to split. Default: the hidden layers ``1..L-2`` of an MLP (the input and
-        output layers are never lesioned in the paper).
+        Layer ids to split. Default: for ``first_layer=0`` (an MLP label vector) the hidden
+        layers ``1..L-2`` (the input and output layers are never lesioned in the paper);
+        otherwise every layer the labels cover (a CNN's conv layers ``1..n_conv``).
+    first_layer : int
+        Id of the layer ``layer_sizes[0]`` describes: 0 for MLP labels, 1 for the filter
+        labels of a CNN.
 
     Returns
     -------
     list of SubCluster
         Ordered by layer, then label. There is no size filter (as in the paper).
     """
-    arr, offsets = _check_labels(labels, layer_sizes)
+    arr, offsets = _check_labels(labels, layer_sizes, first_layer)
     n_layers = offsets.size - 1
-    chosen = list(range(1, n_layers - 1)) if layers is None else [int(x) for x in layers]
+    if layers is not None:
+        chosen = [int(x) for x in layers]
+    elif first_layer == 0:
+        chosen = list(range(1, n_layers - 1))
+    else:
+        chosen = list(range(first_layer, first_layer + n_layers))
     if len(set(chosen)) != len(chosen):
         raise ValueError(f"layers contains duplicates: {chosen}")
     out: list[SubCluster] = []
     for layer in sorted(chosen):
-        layer_labels = _layer_labels(arr, offsets, layer)
+        layer_labels = _layer_labels(arr, offsets, layer, first_layer)
         n_kept = int(np.count_nonzero(layer_labels != -1))
         for label in np.unique(layer_labels[layer_labels != -1]):
             units = np.flatnonzero(layer_labels == label)
