@@ -107,6 +107,7 @@ def factor_row(model, result, tag, phase, instance, isolation="negligible", bn="
         "condition": CONDITION.get(tag, ""),
         "phase": phase,
         "instance": instance,
+        "paper_table": _table(tag),
         "filter_norm": PAPER_FILTER_NORM,
         "isolation": isolation,
         "bn": bn,
@@ -118,10 +119,11 @@ def factor_row(model, result, tag, phase, instance, isolation="negligible", bn="
 def _lesion(model, labels, test_split, profile):
     """The lesion test of one unpruned CNN; seeded by the model's identity."""
     x, y = test_split(model)
+    filters = [k.shape[3] for k in model.conv_kernels("unpruned")]  # the filter graph's layers
     return single_lesion_test(
         model.model("unpruned"),
         labels,
-        None,
+        filters,
         x,
         y,
         n_trials=profile.cnn_lesion_trials,
@@ -135,6 +137,7 @@ def lesion_row(model, result, tag, instance):
     return {
         **result.to_row(),
         "kind": "network",
+        "paper_table": table,
         "model_tag": tag,
         "phase": "unpruned",
         "instance": instance,

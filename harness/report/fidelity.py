@@ -119,12 +119,12 @@ PAPER_TABLES: tuple[PaperTable, ...] = (
     # (the paper's VGG numbers are unfolded, reference §11 item 2).
     *(
         PaperTable(t, t, "cnn", "ncut", "ncut", "paper_ncut", "ncut_sd", _CELL,
-                   (("isolation", "negligible"), ("bn", "unfolded")))
+                   (("paper_table", t), ("isolation", "negligible"), ("bn", "unfolded")))
         for t in ("C", "D")
     ),
     *(
         PaperTable(t, t, "cnn", "effect_means", "effect_means_mean", "paper_effect_means_mean",
-                   None, _CELL, (("kind", "network"),))
+                   None, _CELL, (("paper_table", t), ("kind", "network")))
         for t in ("lesion_cnn", "lesion_vgg")
     ),
 )  # fmt: skip
@@ -304,7 +304,8 @@ def _paper_cell_counts() -> dict[str, int]:
             for row in paper_values()
             if row["table"] == spec.paper_table
             and fnmatch.fnmatchcase(str(row["metric"]), spec.paper_metric)
-            and all(row.get(c) == v for c, v in where.items())
+            # ``where`` may name columns only our rows carry (a graph variant): skip those
+            and all(row[c] == v for c, v in where.items() if c in row)
         }
         counts[spec.table] = len(cells)
     return counts
