@@ -90,6 +90,9 @@ class Profile:
     tags: tuple[str, ...] | None = None  # only these model tags run (None: every tag)
     studies: tuple[str, ...] | None = None  # only these experiment modules run (None: all)
     claims: tuple[str, ...] | None = None  # only these registry claims run (None: all)
+    # Random-init draws of the VGG (a 4,224-node clustering costs seconds); None: as
+    # random_init_trials.
+    random_init_trials_vgg: int | None = None
 
     def runs(self, *, study: str | None = None, tag: str | None = None, claim: str | None = None) -> bool:
         """Whether a test of this study / model tag / claim runs at this profile."""
@@ -180,6 +183,7 @@ PROFILES: dict[str, Profile] = {
         assert_claims=True,
         description="full data, 6+4 epochs (schedules x 0.3 / x 0.2), 2 instances, 50 nulls; "
         "claims asserted",
+        random_init_trials_vgg=6,
     ),
     "ci": Profile(
         name="ci",
@@ -200,6 +204,7 @@ PROFILES: dict[str, Profile] = {
         tags=("MNIST", "MNIST+DROPOUT", "FASHION", "FASHION+DROPOUT", "HALVES-MNIST"),
         studies=("clustering", "null_models", "random_init"),
         claims=tuple(_CI_CLAIMS),
+        random_init_trials_vgg=2,
     ),
     "paper": Profile(
         name="paper",
