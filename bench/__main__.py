@@ -1,7 +1,8 @@
 """Run benchmarks: ``python -m bench [NAME ...]`` (all ``bench/bench_*.py`` by default).
 
 Each benchmark module exposes ``main(argv: list[str] | None) -> int``; it prints a table and,
-last, one JSON line with its figures.
+last, one JSON line with its figures. Registered by file name: ``filters`` (the VGG filter
+graph), ``lesion``, ``nulls``, ``train`` (an MLP epoch and the small CNN's memory layouts).
 """
 
 from __future__ import annotations

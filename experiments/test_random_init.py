@@ -1,8 +1,13 @@
-"""Table I: n-cuts of untrained MLPs, and the claim that training makes MLPs clusterable.
+"""Table I: n-cuts of untrained networks, and the claim that training makes MLPs clusterable.
 
-Glorot-uniform 784-256x4-10 MLPs, plain and with clusterable initialisation, K = 12, no
-null (reference §5.5). ``clusterable-all`` scales all five matrices as the paper's Table I
-did; ``clusterable`` skips the first matrix as training does (reference §2.7).
+Glorot-uniform networks, plain and with clusterable initialisation, K = 12, no null
+(reference §5.5):
+
+* MLP 784-256x4-10: ``clusterable-all`` scales all five matrices as the paper's Table I did;
+  ``clusterable`` skips the first matrix as training does (reference §2.7).
+* small CNN (conv 64-64-64) and VGG (13 convs): the filter graph of conv layers 2..n
+  (matrix 1-norm of each 3x3 slice; 192 and 4,224 nodes), clusterable x2.8/x0.8. The VGG
+  rows draw ``profile.random_init_trials_vgg`` networks (a VGG clustering costs seconds).
 """
 
 from __future__ import annotations
@@ -19,30 +24,63 @@ from harness.seeding import derive_seed
 pytestmark = pytest.mark.random_init
 
 K = 12
-INITS = {
-    "plain": {"clusterable": False, "skip_first": True, "paper": "MLP/plain"},
-    "clusterable": {"clusterable": True, "skip_first": True, "paper": None},
-    "clusterable-all": {"clusterable": True, "skip_first": False, "paper": "MLP/clusterable"},
+NETWORKS = {
+    "mlp": "MLP 784-256x4-10",
+    "cnn": "small CNN 64-64-64 (filter graph)",
+    "vgg": "VGG 13 convs (filter graph)",
 }
+INITS = {
+    "plain": {"network": "mlp", "clusterable": False, "skip_first": True, "paper": "MLP/plain"},
+    "clusterable": {"network": "mlp", "clusterable": True, "skip_first": True, "paper": None},
+    "clusterable-all": {
+        "network": "mlp", "clusterable": True, "skip_first": False, "paper": "MLP/clusterable",
+    },
+    "cnn-plain": {"network": "cnn", "clusterable": False, "skip_first": True, "paper": "CNN/plain"},
+    "cnn-clusterable": {
+        "network": "cnn", "clusterable": True, "skip_first": True, "paper": "CNN/clusterable",
+    },
+    "vgg-plain": {"network": "vgg", "clusterable": False, "skip_first": True, "paper": "VGG/plain"},
+    "vgg-clusterable": {
+        "network": "vgg", "clusterable": True, "skip_first": True, "paper": "VGG/clusterable",
+    },
+}  # fmt: skip
+MLP_INITS = [init for init, spec in INITS.items() if spec["network"] == "mlp"]
+
+
+def _conv_marked(values, is_conv):
+    """Parameters of the conv networks also carry the ``cnn`` marker (``-m cnn`` runs them)."""
+    return [pytest.param(v, marks=pytest.mark.cnn) if is_conv(v) else v for v in values]
 
 
 def random_init_seed(init, harness_seed):
     return derive_seed(harness_seed, "random_init", init)
 
 
+def n_trials(init, profile):
+    """Draws of one initialisation: the VGG's own count where the profile sets one."""
+    if INITS[init]["network"] == "vgg" and profile.random_init_trials_vgg is not None:
+        return profile.random_init_trials_vgg
+    return profile.random_init_trials
+
+
+def model_tag(init):
+    return INITS[init]["paper"] or f"MLP/{init}"
+
+
 def _ncuts(init, profile, store, harness_seed):
     spec = INITS[init]
     return cached_random_init_ncuts(
-        n_trials=profile.random_init_trials,
+        n_trials=n_trials(init, profile),
         clusterable=spec["clusterable"],
         skip_first=spec["skip_first"],
         seed=random_init_seed(init, harness_seed),
         store=store,
+        network=spec["network"],
         n_clusters=K,
     )
 
 
-@pytest.mark.parametrize("init", list(INITS))
+@pytest.mark.parametrize("init", _conv_marked(INITS, lambda i: INITS[i]["network"] != "mlp"))
 def test_random_init(init, profile, store, harness_seed, record):
     ncuts = _ncuts(init, profile, store, harness_seed)
     record(random_init_row(init, ncuts, harness_seed))
@@ -50,7 +88,7 @@ def test_random_init(init, profile, store, harness_seed, record):
 
 
 def random_init_row(init, ncuts, harness_seed):
-    """One row of Table I: the n-cuts of ``len(ncuts)`` untrained MLPs of one initialisation."""
+    """One row of Table I: the n-cuts of ``len(ncuts)`` untrained networks of one init."""
     paper_tag = INITS[init]["paper"]
     paper = (
         paper_columns("I", paper_tag, ("mean", "sd", "min", "max"))
@@ -58,9 +96,9 @@ def random_init_row(init, ncuts, harness_seed):
         else {"paper_mean": None, "paper_sd": None, "paper_min": None, "paper_max": None}
     )
     return {
-        "network": "MLP 784-256x4-10",
+        "network": NETWORKS[INITS[init]["network"]],
         "init": init,
-        "model_tag": paper_tag or f"MLP/{init}",
+        "model_tag": model_tag(init),
         "phase": "init",
         "null": "none",
         "seed": random_init_seed(init, harness_seed),
@@ -74,9 +112,13 @@ def random_init_row(init, ncuts, harness_seed):
     }
 
 
-@pytest.mark.parametrize("claim_id", claims_for("random_init"))
+@pytest.mark.parametrize(
+    "claim_id",
+    _conv_marked(claims_for("random_init"), lambda c: "-cnn" in c or "-vgg" in c),
+)
 def test_claim(claim_id, trained, analysed, profile, store, harness_seed, cell_rows, claim, figure):
-    by_tag = {spec["paper"] or f"MLP/{init}": init for init, spec in INITS.items()}
+    # Later inits win a shared tag: "MLP/clusterable" is Table I's clusterable-all.
+    by_tag = {model_tag(init): init for init in INITS}
 
     def build(cell, instance):
         if cell.phase == "init":
@@ -90,7 +132,7 @@ def test_claim(claim_id, trained, analysed, profile, store, harness_seed, cell_r
     trained_rows = rows[rows["phase"] != "init"]
     if len(trained_rows) and claim_id.startswith("I-trained"):
         plot_random_init(
-            {f"random {init}": _ncuts(init, profile, store, harness_seed) for init in INITS},
+            {f"random {init}": _ncuts(init, profile, store, harness_seed) for init in MLP_INITS},
             figure("random-vs-trained"),
             trained={"trained (MNIST/FASHION, +-dropout)": trained_rows["ncut"].tolist()},
             paper={

@@ -100,36 +100,30 @@ def cached_clusterability(
     return _load(Path(folder))
 
 
-def _random_init_ncut(args: tuple[int, bool, bool, int, np.random.SeedSequence, str]) -> float:
+def _random_init_ncut(args: tuple[str, int, bool, bool, np.random.SeedSequence, str]) -> float:
     from harness.cluster import cluster_weights
-    from harness.random_init import random_mlp_weights
+    from harness.random_init import random_init_weights
 
-    n_clusters, clusterable, skip_first, _, child, method = args
+    network, n_clusters, clusterable, skip_first, child, method = args
     rng = np.random.default_rng(child)
-    weights = random_mlp_weights(clusterable=clusterable, skip_first=skip_first, rng=rng)
+    weights = random_init_weights(network, clusterable=clusterable, skip_first=skip_first, rng=rng)
     k_seed = int(rng.integers(2**31))
     return float(cluster_weights(weights, n_clusters, method=method, seed=k_seed).ncut)
 
 
-def cached_random_init_ncuts(
+def _random_init_payload(
+    network: str,
     *,
     n_trials: int,
     clusterable: bool,
     skip_first: bool,
     seed: int,
-    store: Store,
-    n_clusters: int = 12,
-    method: str = "fast",
-    n_workers: int | None = None,
-) -> np.ndarray:
-    """n-cuts of ``n_trials`` untrained 784-256x4-10 MLPs (the paper's Table I), cached.
-
-    Trial ``i`` draws its weights and its k-means seed from child ``i`` of
-    ``seed`` (:func:`harness.seeding.child_streams`), so the result does not depend on ``n_workers``.
-    """
-    from harness.parallel import parallel_map
-
-    payload = {
+    n_clusters: int,
+    method: str,
+) -> dict[str, Any]:
+    """The store key of a random-init study. ``network`` enters only when it is not the
+    MLP, so the MLP results stored before conv networks existed keep their keys."""
+    payload: dict[str, Any] = {
         "n_trials": int(n_trials),
         "clusterable": bool(clusterable),
         "skip_first": bool(skip_first),
@@ -138,10 +132,70 @@ def cached_random_init_ncuts(
         "method": method,
         "format": FORMAT_VERSION,
     }
+    if network != "mlp":
+        payload["network"] = network
+    return payload
+
+
+def cached_random_init_ncuts(
+    *,
+    n_trials: int,
+    clusterable: bool,
+    skip_first: bool = True,
+    seed: int,
+    store: Store,
+    network: str = "mlp",
+    n_clusters: int = 12,
+    method: str = "fast",
+    n_workers: int | None = None,
+) -> np.ndarray:
+    """n-cuts of ``n_trials`` untrained networks (the paper's Table I), cached.
+
+    Parameters
+    ----------
+    n_trials : int
+    clusterable : bool
+        The clusterable initialisation (x4.6/x0.6 for the MLP, x2.8/x0.8 for conv layers).
+    skip_first : bool
+        MLP only: leave the first matrix unscaled (training's rule); ``False`` is Table I's.
+        Conv networks accept only ``True`` (their first conv is never sampled).
+    seed : int
+    store : Store
+    network : {"mlp", "cnn", "vgg"}
+        The untrained network (:func:`harness.random_init.random_init_weights`): the
+        784-256x4-10 MLP, or the filter graph (matrix 1-norm) of the small CNN or the VGG.
+    n_clusters : int
+    method : str
+        Clustering method (:func:`harness.cluster.cluster_weights`).
+    n_workers : int, optional
+        Worker processes; not part of the key.
+
+    Returns
+    -------
+    ndarray of shape (n_trials,)
+
+    Notes
+    -----
+    Trial ``i`` draws its weights and its k-means seed from child ``i`` of
+    ``seed`` (:func:`harness.seeding.child_streams`), so the result does not depend on ``n_workers``.
+    """
+    from harness.parallel import parallel_map
+    from harness.random_init import check_network
+
+    check_network(network, skip_first=skip_first)
+    payload = _random_init_payload(
+        network,
+        n_trials=n_trials,
+        clusterable=clusterable,
+        skip_first=skip_first,
+        seed=seed,
+        n_clusters=n_clusters,
+        method=method,
+    )
 
     def build(folder: Path) -> None:
         children = child_streams(seed, n_trials)
-        jobs = [(n_clusters, clusterable, skip_first, i, c, method) for i, c in enumerate(children)]
+        jobs = [(network, n_clusters, clusterable, skip_first, c, method) for c in children]
         ncuts = parallel_map(_random_init_ncut, jobs, n_workers=n_workers)
         np.savez(folder / "ncuts.npz", ncuts=np.asarray(ncuts, dtype=float))
 

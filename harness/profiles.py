@@ -47,6 +47,7 @@ _CI_CLAIMS = (
     "B-MNIST+DROPOUT-pruned-below-unpruned",
     "I-random-init-mlp",
     "I-random-init-mlp-clusterable",
+    "I-random-init-cnn",
     "I-trained-below-random",
     "A-MNIST+DROPOUT-pruned-cohen-d-large",
 )
@@ -104,6 +105,9 @@ class Profile:
     cnn_n_test: int | None = None
     cnn_instances: int = 5
     cnn_lesion_trials: int = 20
+    # Random-init draws of the VGG (a 4,224-node clustering costs seconds); None: as
+    # random_init_trials.
+    random_init_trials_vgg: int | None = None
 
     def is_conv(self, arch: str) -> bool:
         """Whether ``arch`` trains on this profile's convolutional scale (CNN and VGG)."""
@@ -222,6 +226,7 @@ PROFILES: dict[str, Profile] = {
         cnn_n_test=500,
         cnn_instances=1,
         cnn_lesion_trials=10,
+        random_init_trials_vgg=6,
     ),
     "ci": Profile(
         name="ci",
@@ -243,6 +248,7 @@ PROFILES: dict[str, Profile] = {
         cnn_instances=1,
         studies=("clustering", "null_models", "random_init"),
         claims=tuple(_CI_CLAIMS),
+        random_init_trials_vgg=2,
     ),
     "paper": Profile(
         name="paper",

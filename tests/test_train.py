@@ -175,6 +175,28 @@ def test_cnn_conv_kernels_are_pruned_too() -> None:
         assert int(torch.count_nonzero(w)) == round(w.numel() * 0.1)
 
 
+def test_conv_nets_train_channels_last_deterministically(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert train_module.memory_format("cnn") == train_module.memory_format("vgg") == torch.channels_last
+    assert train_module.memory_format("mlp") == torch.contiguous_format
+    data = synthetic(64, 16, shape=(12, 12))
+    config = TrainConfig("synthetic", arch="cnn", widths=(4, 8, 8), dense_widths=(16,),
+                         epochs=2, pruning_epochs=1, batch_size=16, dropout=0.25)
+    a = train(config, data, device="cpu", progress=False)
+    b = train(config, data, device="cpu", progress=False)
+    for phase in ("unpruned", "pruned"):
+        sa, sb = a.state(phase), b.state(phase)
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+        assert all(v.is_contiguous() for v in sa.values())  # stored in the default layout
+    # Without dropout, the default layout trains the same network up to float rounding in
+    # the convolutions. (With dropout the masks differ: torch draws them in memory order.)
+    plain = config.replace(dropout=0.0)
+    d = train(plain, data, device="cpu", progress=False)
+    monkeypatch.setattr(train_module, "memory_format", lambda arch: torch.contiguous_format)
+    e = train(plain, data, device="cpu", progress=False)
+    sd, se = d.state("unpruned"), e.state("unpruned")
+    assert max(float((sd[k] - se[k]).abs().max()) for k in sd) < 1e-6
+
+
 # -- determinism, metrics, errors -------------------------------------------------------------
 
 
@@ -589,12 +611,19 @@ def test_bench_train_runs_and_reports_json(capsys: pytest.CaptureFixture[str]) -
 
     state = torch.get_rng_state()
     try:
-        code = bench_train.main(["--n", "384", "--repeats", "1",
+        code = bench_train.main(["--n", "384", "--repeats", "1", "--cnn-batches", "2",
                                  "--threads", str(torch.get_num_threads())])
     finally:
         torch.set_rng_state(state)
     assert code == 0
-    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if line.startswith("{")]
+    by_bench = {line["bench"]: line for line in lines}
+    assert set(by_bench) == {"train", "train_cnn"}
+    cnn = by_bench["train_cnn"]
+    for layout in ("contiguous", "channels_last"):
+        assert cnn[f"{layout}_train_ms_per_img"] > 0 and cnn[f"{layout}_eval_ms_per_img"] > 0
+    last = by_bench["train"]
     assert last["bench"] == "train" and last["n"] == 384
     assert last["epoch_s"] > 0 and last["dataloader_epoch_s"] > 0
     assert last["speedup"] == pytest.approx(last["dataloader_epoch_s"] / last["epoch_s"],
