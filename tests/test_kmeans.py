@@ -1,10 +1,10 @@
 """k-means: the batched implementation against a frozen copy of its first version.
 
-The frozen copy below is ``harness/kmeans.py`` as of commit 463fa6d, before the speed-up,
-verbatim but for the names. The current implementation reorganises the work (blocked
-distances, a reduction instead of ``np.argmin``, reused sparse matrices) but performs the
-same floating-point operations on the same operands, so labels and inertias must be
-bit-identical, not just close.
+The frozen copy below is ``harness/kmeans.py`` as of commit 463fa6d, before the speed-up:
+the same code, without its comments and with renamed functions. The current implementation
+reorganises the work (blocked distances, a reduction instead of ``np.argmin``, reused sparse
+matrices) but performs the same floating-point operations on the same operands, so labels
+and inertias must be bit-identical, not just close.
 """
 
 from __future__ import annotations
