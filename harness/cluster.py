@@ -39,7 +39,8 @@ Three methods, chosen by ``method=``; the first two are the same estimator (the 
        (:func:`harness.kmeans.batched_kmeans`): k-means++ seeding as scikit-learn's,
        vectorised over restarts, then Lloyd iterations in float32 with scikit-learn's
        stopping rule plus one more (a restart also stops once at most 0.1% of the nodes
-       change cluster in an iteration).
+       change cluster in an iteration). Nearest centres come from a reduction over blocks
+       of distances that stay in cache rather than from ``argmin``, with the same result.
     3. Selection. The restart with the lowest inertia (:func:`harness.kmeans.inertia_batch`,
        in float64), the first on ties, as scikit-learn.
 

@@ -33,6 +33,7 @@ from harness.seeding import derive_seed, stream
 
 __all__ = [
     "NULL_METHODS",
+    "changeable_layers",
     "null_distribution",
     "null_sample_ncut",
     "null_sample_streams",
@@ -143,6 +144,47 @@ def shuffle_weights(
     return out
 
 
+def changeable_layers(weights: Sequence[np.ndarray], null: str) -> tuple[bool, ...]:
+    """Which layers a ``null`` shuffle can change at all (one pass, once per distribution).
+
+    A permutation cannot change a layer whose permuted entries are all equal (``layer``:
+    every entry; ``layer_nonzero``: the nonzero ones), and the KDE nulls cannot change a
+    layer without nonzero weights. A layer marked False is equal to its shuffles; one marked
+    True usually differs, but may not (a small layer's permutation may be the identity).
+
+    Parameters
+    ----------
+    weights : sequence of ndarray of shape (n_l, n_{l+1})
+    null : str
+        One of :data:`NULL_METHODS`.
+
+    Returns
+    -------
+    tuple of bool, one per layer
+    """
+    _check_null(null)
+    out = []
+    for w in weights:
+        w = np.asarray(w)
+        if null == "layer":
+            values = w.ravel()
+        else:
+            values = w[w != 0]
+            if null != "layer_nonzero":  # KDE nulls redraw every nonzero value
+                out.append(values.size > 0)
+                continue
+        out.append(values.size > 1 and bool((values != values[0]).any()))
+    return tuple(out)
+
+
+def _equal(a: np.ndarray, b: np.ndarray) -> bool:
+    """``np.array_equal`` for same-shaped arrays, deciding most unequal pairs on a prefix."""
+    head = min(a.size, 1024)
+    if not np.array_equal(a.ravel()[:head], b.ravel()[:head]):
+        return False
+    return bool(np.array_equal(a, b))
+
+
 def null_sample_ncut(
     weights: list[np.ndarray],
     n_clusters: int,
@@ -154,17 +196,24 @@ def null_sample_ncut(
     *,
     network_seed: int | None = None,
     isolation_rtol: float = ISOLATION_RTOL,
+    changeable: Sequence[bool] | None = None,
 ) -> tuple[float, bool]:
     """n-cut of one null sample; also whether its graph was disconnected.
 
     A shuffle that leaves the network unchanged (every weight equal, say) is the network
     itself, so it is clustered with the network's own seed ``network_seed`` and gets the
-    network's own n-cut: a tie, which counts against significance.
+    network's own n-cut: a tie, which counts against significance. ``changeable``
+    (:func:`changeable_layers`, computed once per null distribution) says which layers to
+    compare with the network to detect this; by default all are.
     """
     # Two independent streams from the sample's seed: shuffle, then clustering.
     shuffle_ss, cluster_ss = stream(seed_seq, 0), stream(seed_seq, 1)
     shuffled = shuffle_weights(weights, null, np.random.default_rng(shuffle_ss))
-    unchanged = all(np.array_equal(a, b) for a, b in zip(shuffled, weights, strict=True))
+    if changeable is None:
+        changeable = (True,) * len(weights)
+    unchanged = all(
+        _equal(a, b) for a, b, c in zip(shuffled, weights, changeable, strict=True) if c
+    )
     graph = network_graph(
         shuffled,
         n_clusters,
@@ -188,14 +237,14 @@ def _run_chunk(task: tuple[Any, ...]) -> list[tuple[float, bool]]:
     """Worker entry: all samples of one chunk, single-threaded for bitwise reproducibility."""
     from threadpoolctl import threadpool_limits
 
-    weights, n_clusters, null, method, n_init, items, network_seed, rtol = task
+    weights, n_clusters, null, method, n_init, items, network_seed, rtol, changeable = task
     with threadpool_limits(limits=1), warnings.catch_warnings():
         # One summary warning is issued by the caller, not one per sample.
         warnings.simplefilter("ignore", DisconnectedGraphWarning)
         return [
             null_sample_ncut(
                 weights, n_clusters, null, method, n_init, ss, i,
-                network_seed=network_seed, isolation_rtol=rtol,
+                network_seed=network_seed, isolation_rtol=rtol, changeable=changeable,
             )
             for i, ss in items
         ]
@@ -291,8 +340,10 @@ def null_distribution(
     # A few chunks per worker: each chunk ships the weights once, and finished chunks move
     # the progress bar.
     n_chunks = min(n_samples, n_workers * 4) if n_workers > 1 else min(n_samples, 10)
+    # Which layers a shuffle can change is decided once here; samples compare only those.
+    changeable = changeable_layers(kept, null)
     tasks = [
-        (kept, int(n_clusters), null, method, n_init, chunk, int(seed), isolation_rtol)
+        (kept, int(n_clusters), null, method, n_init, chunk, int(seed), isolation_rtol, changeable)
         for chunk in iter_chunks(seeds, n_chunks)
         if chunk
     ]

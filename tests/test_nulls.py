@@ -235,3 +235,69 @@ def test_all_equal_weights_never_significant_property(value, k, seed):
         _w.simplefilter("ignore")
         res = clusterability(ws, k, n_samples=5, seed=seed, n_workers=1)
     assert not res.is_sig and res.pvalue == 1.0
+
+
+# ---------------------------------------------------------------- unchanged shuffles
+
+
+def test_changeable_layers():
+    from harness.nulls import changeable_layers
+
+    const = np.full((3, 2), 0.5)
+    pruned_const = np.array([[0.0, 2.0], [2.0, 0.0]])
+    varied = np.array([[0.0, 1.0], [2.0, 0.0]])
+    zeros = np.zeros((2, 2))
+    ws = [const, pruned_const, varied, zeros]
+    assert changeable_layers(ws, "layer") == (False, True, True, False)
+    assert changeable_layers(ws, "layer_nonzero") == (False, False, True, False)
+    assert changeable_layers(ws, "layer_nonzero_distribution") == (True, True, True, False)
+    assert changeable_layers(ws, "layer_all_distribution") == (True, True, True, False)
+    with pytest.raises(ValueError, match="null must be one of"):
+        changeable_layers(ws, "global")
+
+
+@given(seed=st.integers(0, 2**32 - 1), null=st.sampled_from(NULL_METHODS))
+@settings(max_examples=30, deadline=None)
+def test_a_layer_marked_unchangeable_equals_its_shuffles(seed, null):
+    from harness.nulls import changeable_layers
+
+    rng = np.random.default_rng(seed)
+    ws = [
+        np.where(rng.random((4, 3)) < 0.5, 0.0, 0.7),  # equal nonzero values
+        np.full((3, 3), -0.2),
+        np.zeros((3, 2)),
+        rng.normal(size=(2, 2)),
+    ]
+    out = shuffle_weights(ws, null, rng)
+    for w, s, changeable in zip(ws, out, changeable_layers(ws, null), strict=True):
+        if not changeable:
+            np.testing.assert_array_equal(w, s)
+
+
+def test_an_identity_shuffle_ties_with_the_network():
+    # A 1 x 2 first layer: its 'layer' shuffle is the identity half of the time, and the
+    # second layer cannot change. Those samples are the network itself: they are clustered
+    # with the network's seed and tie with it; the others are not.
+    from harness.nulls import changeable_layers, null_sample_ncut, null_sample_streams
+    from harness.seeding import stream
+
+    ws = [np.array([[1.0, 3.0]]), np.full((2, 3), 0.5)]
+    assert changeable_layers(ws, "layer") == (True, False)
+    network = cluster_weights(ws, 2, seed=9).ncut
+    values, ties = [], []
+    for i, ss in enumerate(null_sample_streams(9, "layer", 16)):
+        # The sample's shuffle stream; the first layer is shuffled first.
+        (shuffled,) = shuffle_weights(ws[:1], "layer", np.random.default_rng(stream(ss, 0)))
+        value, _ = null_sample_ncut(ws, 2, "layer", "fast", None, ss, i, network_seed=9)
+        # Deciding on the changeable layers only gives the same answer.
+        again, _ = null_sample_ncut(
+            ws, 2, "layer", "fast", None, ss, i, network_seed=9, changeable=(True, False)
+        )
+        assert again == value
+        values.append(value)
+        ties.append(np.array_equal(shuffled, ws[0]))
+    values = np.array(values)
+    assert 0 < sum(ties) < 16
+    np.testing.assert_array_equal(values[ties], network)
+    null = null_distribution(ws, 2, n_samples=16, seed=9, n_workers=1)
+    np.testing.assert_array_equal(null, values)
