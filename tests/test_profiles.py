@@ -36,10 +36,13 @@ def test_model_config_scales_the_tags_own_schedule(tag: str, profile: Profile) -
     if profile.name == "paper":
         assert (config.epochs, config.pruning_epochs) == (own.epochs, own.pruning_epochs)
         assert (config.n_train, config.n_test) == (own.n_train, own.n_test)
-    assert config.epochs == _scaled(own.epochs, profile.epoch_scale)
-    assert config.pruning_epochs == _scaled(own.pruning_epochs, profile.pruning_scale)
-    assert config.n_train == _capped(own.n_train, profile.n_train)
-    assert config.n_test == _capped(own.n_test, profile.n_test)
+    conv = own.arch != "mlp"  # CNNs and VGGs have the profile's conv scale
+    epoch_scale = profile.cnn_epoch_scale if conv else profile.epoch_scale
+    pruning_scale = profile.cnn_pruning_scale if conv else profile.pruning_scale
+    assert config.epochs == _scaled(own.epochs, epoch_scale)
+    assert config.pruning_epochs == _scaled(own.pruning_epochs, pruning_scale)
+    assert config.n_train == _capped(own.n_train, profile.cnn_n_train if conv else profile.n_train)
+    assert config.n_test == _capped(own.n_test, profile.cnn_n_test if conv else profile.n_test)
     for name in set(TrainConfig.fields()) - _PROFILE_FIELDS:  # dataset, arch, regularisation...
         assert getattr(config, name) == getattr(own, name), name
 
@@ -58,10 +61,10 @@ def test_model_config_scales_the_tags_own_schedule(tag: str, profile: Profile) -
         ("quick", "CIFAR10", (6, 8, None)),
         ("quick", "MNIST-CIFAR10+DROPOUT", (9, 8, None)),
         ("quick", "RANDOM-OVERFITTING", (30, 20, 3000)),
-        ("quick", "CNN-MNIST", (3, 2, None)),
-        ("quick", "CNN-VGG-CIFAR10", (60, 10, None)),
+        ("quick", "CNN-MNIST", (2, 2, 4000)),  # conv scale: 10+10 x 0.2, 4,000 images
+        ("quick", "CNN-VGG-CIFAR10", (40, 10, 4000)),
         ("smoke", "MNIST", (1, 1, 4000)),
-        ("smoke", "CNN-MNIST", (1, 1, 4000)),  # 0.5 rounds up
+        ("smoke", "CNN-MNIST", (1, 1, 1000)),
         ("smoke", "MNIST-CIFAR10", (2, 2, 4000)),  # 1.5 rounds up
         ("smoke", "RANDOM-OVERFITTING", (5, 5, 3000)),  # its own 3,000 is under the cap
     ],
