@@ -69,6 +69,7 @@ __all__ = [
     "StoreError",
     "StoreNotWritableError",
     "StoreWarning",
+    "artifact_key",
     "canonical_json",
     "default_root",
     "is_url",
@@ -121,6 +122,14 @@ def is_url(location: str | os.PathLike[str]) -> bool:
     text = os.fspath(location)
     scheme, sep, _ = text.partition("://")
     return bool(sep) and scheme.replace("+", "").replace("-", "").isalnum()
+
+
+def artifact_key(kind: str, key_payload: Mapping[str, Any]) -> str:
+    """The key of an artifact: sha256 (hex) of the canonical JSON of
+    ``(kind, payload, FORMAT_VERSION)``. The same in every store, folder or URL."""
+    _check_kind(kind)
+    text = canonical_json({"kind": kind, "payload": key_payload, "format_version": FORMAT_VERSION})
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def canonical_json(obj: Any) -> str:
@@ -220,11 +229,7 @@ class Store:
 
     def key(self, kind: str, key_payload: Mapping[str, Any]) -> str:
         """sha256 (hex) of the canonical JSON of ``(kind, payload, FORMAT_VERSION)``."""
-        _check_kind(kind)
-        text = canonical_json(
-            {"kind": kind, "payload": key_payload, "format_version": FORMAT_VERSION}
-        )
-        return hashlib.sha256(text.encode()).hexdigest()
+        return artifact_key(kind, key_payload)
 
     def path_for(self, kind: str, key: str) -> Path:
         """Where the artifact ``key`` of ``kind`` lives locally (whether or not it exists).
@@ -585,6 +590,11 @@ class Store:
                     f"the store URL {self.url} needs a file-system package that is not "
                     f"installed ({exc}); for s3:// install s3fs, e.g. "
                     "pip install 'clusterability-harness[ray]'"
+                ) from exc
+            except ValueError as exc:  # fsspec: "Protocol not known"
+                raise StoreError(
+                    f"the store URL {self.url} is not one fsspec knows ({exc}); pass a folder "
+                    "or a URL such as s3://bucket/prefix, gs://bucket/prefix, file:///path"
                 ) from exc
             self._fs_and_base = (fs, str(base).rstrip("/"))
         return self._fs_and_base
