@@ -1,7 +1,9 @@
 """Run benchmarks: ``python -m bench [NAME ...]`` (all ``bench/bench_*.py`` by default).
 
 Each benchmark module exposes ``main(argv: list[str] | None) -> int``; it prints a table and,
-last, one JSON line with its figures.
+last, one JSON line with its figures. Modules are found by name: ``bench_lesion``,
+``bench_nulls``, ``bench_train`` and ``bench_ray`` (the Ray executor; skipped without the
+``ray`` extra).
 """
 
 from __future__ import annotations

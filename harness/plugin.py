@@ -758,6 +758,8 @@ def _start_executor(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--ray-train-gpus must be >= 0, got {gpus:g}")
     root = config.stash[_STATE].store_root
     store = Store(root) if root else Store()
+    if store.url is None:  # the coordinator runs in another folder: an absolute path
+        store = Store(store.root.resolve())
     if name == "local":
         config.stash[_EXECUTOR] = LocalExecutor(store)
         return
@@ -803,6 +805,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     compute ahead; the local one does not)."""
     executor = session.config.stash.get(_EXECUTOR, None)
     if executor is None or executor.name == "local" or not session.items:
+        return
+    if session.config.option.collectonly:  # nothing will wait for the results
         return
     state = session.config.stash[_STATE]
     tasks: list[Any] = []
