@@ -44,6 +44,8 @@ browser:
 # The project's tests, the experiments' plumbing (smoke), then the paper's claims that CI
 # asserts (the ci profile, from an empty store in minutes) compared with the stored baseline:
 # a claim that no longer holds, or a number that moved by more than 3 standard errors, fails.
+# The tests include the Ray executor on a local three-node Ray cluster (tests/test_ray.py) and
+# the store on a local S3 server (moto): the dev extra installs ray, s3fs and moto for them.
 test: data browser
 	$(PYTEST) tests -n 2
 	$(PYTEST) experiments -n 2 --profile smoke --reports-dir reports/smoke

@@ -25,7 +25,7 @@ from harness.store import Store
 FORMAT_VERSION = 2  # 2: ties, isolation rule, scale-free n-cut, null-specific seeds, fast = reference estimator
 _ARRAY_FIELDS = ("labels", "null_distribution")
 
-__all__ = ["cached_clusterability", "FORMAT_VERSION"]
+__all__ = ["cached_clusterability", "clusterability_payload", "CLUSTERABILITY_KIND", "FORMAT_VERSION"]
 
 
 def _save(result: ClusterabilityResult, folder: Path) -> None:
@@ -44,6 +44,37 @@ def _load(folder: Path) -> ClusterabilityResult:
     with np.load(folder / "arrays.npz", allow_pickle=False) as arrays:
         loaded = {name: arrays[name] for name in _ARRAY_FIELDS}
     return ClusterabilityResult(**scalars, **loaded)
+
+
+#: Store kind of cached clusterability analyses.
+CLUSTERABILITY_KIND = "clusterability"
+
+
+def clusterability_payload(
+    *,
+    identity: Mapping[str, Any],
+    n_clusters: int,
+    null: str,
+    n_samples: int,
+    seed: int,
+    method: str = "fast",
+    isolation_rtol: float = ISOLATION_RTOL,
+) -> dict[str, Any]:
+    """The store key payload of :func:`cached_clusterability` for these settings.
+
+    An executor that computes the analysis elsewhere (:mod:`harness.executor`) names the
+    same artifact with it.
+    """
+    return {
+        "identity": dict(identity),
+        "n_clusters": int(n_clusters),
+        "null": str(null),
+        "n_samples": int(n_samples),
+        "seed": int(seed),
+        "method": str(method),
+        "isolation_rtol": float(isolation_rtol),
+        "format": FORMAT_VERSION,
+    }
 
 
 def cached_clusterability(
@@ -72,16 +103,10 @@ def cached_clusterability(
         Not part of the key: null samples are seeded per sample, so results do not depend on
         the number of worker processes.
     """
-    payload = {
-        "identity": dict(identity),
-        "n_clusters": int(n_clusters),
-        "null": str(null),
-        "n_samples": int(n_samples),
-        "seed": int(seed),
-        "method": str(method),
-        "isolation_rtol": float(isolation_rtol),
-        "format": FORMAT_VERSION,
-    }
+    payload = clusterability_payload(
+        identity=identity, n_clusters=n_clusters, null=null, n_samples=n_samples, seed=seed,
+        method=method, isolation_rtol=isolation_rtol,
+    )
 
     def build(folder: Path) -> None:
         result = clusterability(
@@ -96,7 +121,7 @@ def cached_clusterability(
         )
         _save(result, folder)
 
-    folder = store.get_or_create("clusterability", payload, build)
+    folder = store.get_or_create(CLUSTERABILITY_KIND, payload, build)
     return _load(Path(folder))
 
 

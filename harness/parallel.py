@@ -3,10 +3,16 @@
 Oversubscribed BLAS/OpenMP threads make k-means and eigen-solvers many times slower, so every
 process of the harness (the pytest controller, each xdist worker, each null-sampling worker)
 pins its thread pools to its share of the machine's cores.
+
+:func:`parallel_map` runs in local worker processes unless a *map backend* is active in this
+process (:func:`map_backend`): :mod:`harness.executor` installs one that sends the items to a
+Ray cluster, so that null samples and random-init trials spread over its nodes. Items are
+seeded by index, so the backend never changes a result.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -18,6 +24,12 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+#: ``backend(fn, items, n_workers, on_result) -> results in input order``: where
+#: :func:`parallel_map` sends multi-worker maps instead of local processes.
+MapBackend = Callable[[Callable[[Any], Any], list[Any], int, Callable[[Any], object] | None], list[Any]]
+
+_BACKEND: MapBackend | None = None
 
 _THREAD_ENV_VARS = (
     "OMP_NUM_THREADS",
@@ -88,6 +100,29 @@ def _init_worker(n_threads: int) -> None:
     pin_threads(n_threads)
 
 
+@contextlib.contextmanager
+def map_backend(backend: MapBackend | None) -> Iterator[None]:
+    """Within the block, :func:`parallel_map` calls ``backend`` for multi-worker maps.
+
+    ``None`` restores local worker processes. The previous backend is restored on exit
+    (also when the block raises).
+    """
+    global _BACKEND
+    previous, _BACKEND = _BACKEND, backend
+    try:
+        yield
+    finally:
+        _BACKEND = previous
+
+
+def set_map_backend(backend: MapBackend | None) -> MapBackend | None:
+    """Install ``backend`` for the rest of this process (None: local processes); returns the
+    previous one. :func:`map_backend` is the scoped form."""
+    global _BACKEND
+    previous, _BACKEND = _BACKEND, backend
+    return previous
+
+
 def parallel_map(
     fn: Callable[[T], R],
     items: Iterable[T],
@@ -108,7 +143,8 @@ def parallel_map(
     caller's ``__main__``, so a plain script, a notebook or pytest can call this at top level
     without an ``if __name__ == "__main__":`` guard; and the pool is reused across calls. If
     the pool breaks (a worker killed by the OS, say), the remaining items run in this process
-    after a one-line notice on stderr.
+    after a one-line notice on stderr. Within :func:`map_backend` the items go to that
+    backend instead (a Ray cluster); one worker still runs in-process.
     """
     items = list(items)
     if n_workers is None:
@@ -116,6 +152,8 @@ def parallel_map(
     n_workers = max(1, min(int(n_workers), len(items) or 1))
     if n_workers == 1:
         return [_reported(fn(item), on_result) for item in items]
+    if _BACKEND is not None:
+        return list(_BACKEND(fn, items, n_workers, on_result))
     from concurrent.futures import FIRST_COMPLETED, wait
 
     from joblib.externals.loky import get_reusable_executor

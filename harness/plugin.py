@@ -39,7 +39,7 @@ import pytest
 from harness.parallel import pin_threads, threads_per_process, xdist_worker_count
 from harness.profiles import PROFILES, Profile, get_profile
 from harness.seeding import derive_seed
-from harness.store import Store, library_versions
+from harness.store import Store, is_url, library_versions
 
 ROW_KEY = "harness_row"
 CLAIM_KEY = "harness_claim"
@@ -133,6 +133,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="with --baseline: fail the session when anything drifted",
     )
+    _add_executor_options(group)
 
 
 def _baseline_dir(config: pytest.Config) -> Path | None:
@@ -238,7 +239,9 @@ def pytest_configure(config: pytest.Config) -> None:
             )
         store_opt = config.getoption("--store")
         store_env = os.environ.get("HARNESS_STORE")
-        if store_opt:
+        if _check_store_url(store_opt or store_env, "--store" if store_opt else "HARNESS_STORE"):
+            pass  # a URL store, checked there
+        elif store_opt:
             _check_writable_dir(
                 Path(store_opt).expanduser(), "--store", "pass a writable folder for the artifact store"
             )
@@ -256,7 +259,9 @@ def pytest_configure(config: pytest.Config) -> None:
     store_root = config.getoption("--store")
     if store_root:
         # Workers and null-sampling subprocesses inherit the environment.
-        os.environ["HARNESS_STORE"] = str(Path(store_root).resolve())
+        os.environ["HARNESS_STORE"] = (
+            store_root if is_url(store_root) else str(Path(store_root).resolve())
+        )
     n_workers = xdist_worker_count() if _is_worker(config) else 1
     threads = threads_per_process(n_workers)
     pin_threads(threads)
@@ -269,6 +274,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if not _is_worker(config):
         config.pluginmanager.register(_Collector(config), "harness-collector")
+    _start_executor(config)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -277,6 +283,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         f"harness: profile={state.profile.name} ({state.profile.description})",
         f"harness: seed={state.base_seed} store={store} reports={state.reports_dir}",
+        *_executor_header(config),
     ]
 
 
@@ -652,3 +659,218 @@ class _Collector:
         for line in (state.fidelity_line, state.drift_line):
             if line:
                 tr.write_line(line)
+
+
+# ======================================================================================
+# BEGIN executor block: where heavy units run (--executor local|ray, --ray-*), store URLs,
+# and the submission of a run's forecast right after collection (harness.executor).
+# Self-contained: hooks and helpers of this concern only.
+
+
+class _PlanSpec:
+    """Hook specifications the harness adds (``pytest_addhooks``)."""
+
+    @pytest.hookspec
+    def pytest_harness_plan(
+        self, item: pytest.Item, profile: Profile, base_seed: int
+    ) -> list[Any]:
+        """The heavy tasks (:mod:`harness.executor`) ``item`` will ask for: a forecast.
+
+        Implemented by the experiment fixtures (``fixtures/models.py``); an executor that
+        submits ahead (Ray) gets the union of all items' lists, in dependency order, as
+        soon as collection ends.
+        """
+        raise NotImplementedError  # a specification: pluggy never calls this body
+
+
+_EXECUTOR = pytest.StashKey[Any]()
+_RAY_HANDLE = "harness_ray"
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(_PlanSpec)
+
+
+def _add_executor_options(group: Any) -> None:
+    from harness.executor import EXECUTORS
+
+    group.addoption(
+        "--executor",
+        choices=list(EXECUTORS),
+        default=None,
+        help="where training and null distributions run: local (this machine's processes, "
+        "the default; $HARNESS_EXECUTOR) or ray (a Ray cluster: see --ray-address)",
+    )
+    group.addoption(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="with --executor ray: the cluster's head (host:port from `ray start --head`, "
+        "auto, or ray://host:port); default: start Ray on this machine for the session",
+    )
+    group.addoption(
+        "--ray-train-gpus",
+        type=float,
+        default=None,
+        metavar="N",
+        help="with --executor ray: GPUs per training task (default: 1 if the cluster has "
+        "GPUs, else 0)",
+    )
+    group.addoption(
+        "--ray-log",
+        default=None,
+        metavar="FILE",
+        help="with --executor ray: write one JSON line per task computed (kind, key, node, "
+        "seconds, GPUs) to FILE at the end of the session",
+    )
+
+
+def _check_store_url(location: str | None, source: str) -> bool:
+    """For a URL store: UsageError unless it can be written. False for a folder (or none)."""
+    if not location or not is_url(location):
+        return False
+    from harness.store import StoreError, StoreNotWritableError
+
+    try:
+        Store(location).check_writable()
+    except (StoreNotWritableError, StoreError) as exc:
+        raise pytest.UsageError(f"{source} {location}: {exc}") from None
+    return True
+
+
+def _executor_name(config: pytest.Config) -> str:
+    from harness.executor import EXECUTORS
+
+    name = config.getoption("--executor") or os.environ.get("HARNESS_EXECUTOR") or "local"
+    if name not in EXECUTORS:
+        raise pytest.UsageError(
+            f"HARNESS_EXECUTOR={name!r} is not an executor; choose one of {list(EXECUTORS)}"
+        )
+    return name
+
+
+def _start_executor(config: pytest.Config) -> None:
+    """The run's executor, in ``config.stash``; a Ray cluster that cannot be reached is a
+    usage error here, before the first test."""
+    from harness.executor import ExecutorUnavailable, LocalExecutor, RayExecutor, RayOptions
+
+    name = _executor_name(config)
+    ray_opts = [o for o in ("--ray-address", "--ray-train-gpus", "--ray-log")
+                if config.getoption(o) is not None]
+    if name != "ray" and ray_opts:
+        raise pytest.UsageError(f"{', '.join(ray_opts)} need(s) --executor ray")
+    gpus = config.getoption("--ray-train-gpus")
+    if gpus is not None and gpus < 0:
+        raise pytest.UsageError(f"--ray-train-gpus must be >= 0, got {gpus:g}")
+    root = config.stash[_STATE].store_root
+    store = Store(root) if root else Store()
+    if store.url is None:  # the coordinator runs in another folder: an absolute path
+        store = Store(store.root.resolve())
+    if name == "local":
+        config.stash[_EXECUTOR] = LocalExecutor(store)
+        return
+    try:
+        if _is_worker(config):
+            handle = config.workerinput.get(_RAY_HANDLE)  # type: ignore[attr-defined]
+            executor = RayExecutor.join(store, handle)
+        else:
+            options = RayOptions(address=config.getoption("--ray-address"), train_gpus=gpus)
+            executor = RayExecutor.start(store, options)
+    except ExecutorUnavailable as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[_EXECUTOR] = executor
+    if not _is_worker(config) and config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistExecutorHooks(executor.handle), "harness-executor-xdist")
+
+
+class _XdistExecutorHooks:
+    """Hands the Ray run's handle to each xdist worker (registered only with xdist)."""
+
+    def __init__(self, handle: Mapping[str, Any]) -> None:
+        self.handle = dict(handle)
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput[_RAY_HANDLE] = self.handle
+
+
+def _executor_header(config: pytest.Config) -> list[str]:
+    executor = config.stash.get(_EXECUTOR, None)
+    if executor is None or executor.name == "local":
+        return []
+    return [f"harness: executor={executor.name} cluster={executor.handle.get('address')}"]
+
+
+@pytest.fixture(scope="session")
+def executor(pytestconfig: pytest.Config) -> Any:
+    """The run's :mod:`harness.executor` executor (``--executor``), over the run's store."""
+    return pytestconfig.stash[_EXECUTOR]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Submit everything the selected tests will ask for, models first (executors that
+    compute ahead; the local one does not)."""
+    executor = session.config.stash.get(_EXECUTOR, None)
+    if executor is None or executor.name == "local" or not session.items:
+        return
+    if session.config.option.collectonly:  # nothing will wait for the results
+        return
+    state = session.config.stash[_STATE]
+    tasks: list[Any] = []
+    for item in session.items:
+        for found in item.ihook.pytest_harness_plan(
+            item=item, profile=state.profile, base_seed=state.base_seed
+        ):
+            tasks.extend(found or [])
+    if tasks:
+        from harness.executor import dependency_order
+
+        executor.submit(dependency_order(tasks))
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    executor = config.stash.get(_EXECUTOR, None)
+    if executor is None or executor.name == "local" or _is_worker(config):
+        return
+    stats = config.stash.get(_EXECUTOR_STATS, None) or _executor_stats(config)
+    if not stats:
+        return
+    terminalreporter.write_line(
+        f"harness: executor {executor.name}: {stats['computed']} task(s) computed on "
+        f"{len(stats['nodes'])} node(s), {stats['already_stored']} already stored; forecast "
+        f"{stats['planned']}, asked for {stats['asked']} ({stats['asked_and_planned']} forecast)"
+    )
+
+
+_EXECUTOR_STATS = pytest.StashKey[dict[str, Any]]()
+
+
+def _executor_stats(config: pytest.Config) -> dict[str, Any]:
+    executor = config.stash.get(_EXECUTOR, None)
+    if executor is None or executor.name == "local":
+        return {}
+    try:
+        stats: dict[str, Any] = executor.stats()
+    except Exception:  # the cluster went away: nothing to report, the run already knows
+        return {}
+    config.stash[_EXECUTOR_STATS] = stats
+    return stats
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    executor = config.stash.get(_EXECUTOR, None)
+    if executor is None:
+        return
+    log = config.getoption("--ray-log", default=None)
+    if log and not _is_worker(config):
+        import json
+
+        from harness.files import atomic_write_text
+
+        stats = config.stash.get(_EXECUTOR_STATS, None) or _executor_stats(config)
+        lines = [json.dumps(to_builtin(task)) for task in stats.get("tasks", [])]
+        atomic_write_text(Path(log), "".join(f"{line}\n" for line in lines))
+    executor.close()
+
+
+# END executor block
+# ======================================================================================

@@ -6,7 +6,11 @@ in its own ``meta.json``) and a ``manifest.json`` with the sha256 of every other
 is the sha256 of a canonical JSON of ``(kind, payload, FORMAT_VERSION)``, so anything that
 changes the payload (config, dataset content hash) changes the key.
 
-Guarantees:
+The store lives in a folder (a local disk or a shared file system) or behind an fsspec URL
+(``file:///shared/store``, ``s3://bucket/prefix``, ``gs://bucket/prefix``, ...), so that the
+machines of a cluster can share it.
+
+Guarantees, in a folder:
 
 * **Atomic.** The builder writes into a hidden temporary directory in the same folder, which is
   ``os.rename``-d into place only once complete. A killed or interrupted build leaves at most a
@@ -18,6 +22,25 @@ Guarantees:
   artifact is rebuilt with a :class:`StoreWarning`.
 * **No pickle.** Arrays are written with safetensors (:func:`save_tensors`,
   :func:`load_tensors`), metadata as JSON.
+
+Behind a URL, object stores have no rename and no locks, so an artifact is published as
+content-addressed blobs and committed by its manifest, written last:
+
+``<url>/<kind>/<key>/blobs/<sha256>``
+    Each file's bytes, named by their sha256 (a single PUT each: never seen half-written).
+``<url>/<kind>/<key>/manifest.json``
+    ``{relative path: sha256}``; its presence is what makes the artifact visible.
+
+* **Nothing half-written is visible.** A reader looks only at committed manifests and checks
+  every blob it reads against it; blobs without a manifest are invisible leftovers.
+* **One writer wins.** The manifest is written with an exclusive create (``If-None-Match``
+  on S3, a hard link on ``file://``); a writer that loses reuses the winner's artifact, which
+  is equal in everything but its creation time (builds are pure functions of their key).
+* **Built once per machine.** A file lock in the local cache serialises the builders of one
+  machine; builders on different machines may both build (the first to commit wins). A
+  cluster avoids that by scheduling each artifact once (:mod:`harness.executor`).
+* **Local copies.** :meth:`Store.get_or_create` returns a local directory: artifacts are
+  downloaded into a verified local cache (``cache_dir``), itself a folder store.
 """
 
 from __future__ import annotations
@@ -46,8 +69,10 @@ __all__ = [
     "StoreError",
     "StoreNotWritableError",
     "StoreWarning",
+    "artifact_key",
     "canonical_json",
     "default_root",
+    "is_url",
     "save_tensors",
     "load_tensors",
     "library_versions",
@@ -61,6 +86,7 @@ _META = "meta.json"
 _TMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".trash-"
 _LOCKS = ".locks"
+_BLOBS = "blobs"
 
 
 class StoreError(RuntimeError):
@@ -75,6 +101,10 @@ class StoreWarning(UserWarning):
     """A corrupt or partial artifact was found and is being rebuilt."""
 
 
+class _Corrupt(Exception):
+    """A committed remote artifact does not match its manifest (internal)."""
+
+
 def default_root() -> Path:
     """``$HARNESS_STORE`` if set, else ``.store`` in the working directory.
 
@@ -85,6 +115,21 @@ def default_root() -> Path:
     if env:
         return Path(env).expanduser()
     return Path.cwd() / ".store"
+
+
+def is_url(location: str | os.PathLike[str]) -> bool:
+    """Whether ``location`` is an fsspec URL (``scheme://...``) rather than a folder path."""
+    text = os.fspath(location)
+    scheme, sep, _ = text.partition("://")
+    return bool(sep) and scheme.replace("+", "").replace("-", "").isalnum()
+
+
+def artifact_key(kind: str, key_payload: Mapping[str, Any]) -> str:
+    """The key of an artifact: sha256 (hex) of the canonical JSON of
+    ``(kind, payload, FORMAT_VERSION)``. The same in every store, folder or URL."""
+    _check_kind(kind)
+    text = canonical_json({"kind": kind, "payload": key_payload, "format_version": FORMAT_VERSION})
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def canonical_json(obj: Any) -> str:
@@ -113,44 +158,84 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def _default_cache(url: str) -> Path:
+    """Local cache folder of the URL store ``url``: ``$HARNESS_STORE_CACHE`` or ~/.cache."""
+    base = os.environ.get("HARNESS_STORE_CACHE")
+    root = Path(base).expanduser() if base else Path.home() / ".cache" / "clusterability-harness"
+    return root / "store-cache" / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
 class Store:
-    """A content-addressed directory of artifacts.
+    """A content-addressed store of artifacts, in a folder or behind an fsspec URL.
 
     Parameters
     ----------
     root : str or Path, optional
-        Folder of the store. Default: the ``HARNESS_STORE`` environment variable, else
-        ``<project root>/.store/``. It is created on the first write.
+        A folder (local or on a shared file system), or an fsspec URL such as
+        ``s3://bucket/prefix`` or ``file:///shared/store``. Default: the ``HARNESS_STORE``
+        environment variable, else ``.store/`` in the working directory. A folder is created
+        on the first write.
     lock_timeout : float
         Seconds to wait for another process building the same key (default: forever).
+    storage_options : mapping, optional
+        Keyword arguments of the URL's fsspec file system (``endpoint_url``, ``key``...).
+        fsspec also reads them from ``FSSPEC_<PROTOCOL>_<NAME>`` environment variables, which
+        worker processes inherit.
+    cache_dir : str or Path, optional
+        For a URL: the local folder store that holds verified copies of the artifacts read
+        (default ``$HARNESS_STORE_CACHE`` or ``~/.cache/clusterability-harness``, one
+        sub-folder per URL). Ignored for a folder.
 
     Examples
     --------
     >>> store = Store("/tmp/my-store")                       # doctest: +SKIP
     >>> path = store.get_or_create("demo", {"n": 3},
     ...                            lambda d: (d / "x.txt").write_text("3"))  # doctest: +SKIP
+    >>> Store("s3://bucket/store").get_or_create(...)          # doctest: +SKIP
     """
 
-    def __init__(self, root: str | os.PathLike[str] | None = None, *,
-                 lock_timeout: float = -1) -> None:
-        self.root = Path(root).expanduser() if root is not None else default_root()
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        lock_timeout: float = -1,
+        storage_options: Mapping[str, Any] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        location = root if root is not None else (os.environ.get("HARNESS_STORE") or None)
+        self.url: str | None = None
+        self.storage_options: dict[str, Any] = dict(storage_options or {})
+        if location is not None and is_url(location):
+            self.url = os.fspath(location).rstrip("/")
+            self.root = Path(cache_dir).expanduser() if cache_dir else _default_cache(self.url)
+        else:
+            self.root = Path(location).expanduser() if location is not None else default_root()
         self.lock_timeout = lock_timeout
+        self._fs_and_base: tuple[Any, str] | None = None
+
+    @property
+    def location(self) -> str:
+        """The store's URL, or its folder."""
+        return self.url if self.url is not None else str(self.root)
 
     def __repr__(self) -> str:
-        return f"Store({str(self.root)!r})"
+        return f"Store({self.location!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The fsspec file system is rebuilt where the store is unpickled (a Ray worker).
+        return {**self.__dict__, "_fs_and_base": None}
 
     # -- keys and paths -------------------------------------------------------------------
 
     def key(self, kind: str, key_payload: Mapping[str, Any]) -> str:
         """sha256 (hex) of the canonical JSON of ``(kind, payload, FORMAT_VERSION)``."""
-        _check_kind(kind)
-        text = canonical_json(
-            {"kind": kind, "payload": key_payload, "format_version": FORMAT_VERSION}
-        )
-        return hashlib.sha256(text.encode()).hexdigest()
+        return artifact_key(kind, key_payload)
 
     def path_for(self, kind: str, key: str) -> Path:
-        """Where the artifact ``key`` of ``kind`` lives (whether or not it exists)."""
+        """Where the artifact ``key`` of ``kind`` lives locally (whether or not it exists).
+
+        For a URL store this is the local cache's copy.
+        """
         _check_kind(kind)
         return self.root / kind / key
 
@@ -173,13 +258,15 @@ class Store:
         build : callable
             ``build(tmp_dir)`` writes the artifact's files into ``tmp_dir`` (an empty
             directory). It may write a ``meta.json`` object; the store adds its own fields.
-            It is called at most once per key across processes, unless the artifact is later
-            found corrupt.
+            It is called at most once per key across the processes of a machine (for a URL
+            store: unless another machine commits the key first), unless the artifact is
+            later found corrupt.
 
         Returns
         -------
         Path
-            The artifact directory. Treat it as read-only.
+            The artifact directory (for a URL store, its verified local copy). Treat it as
+            read-only.
 
         Raises
         ------
@@ -192,25 +279,22 @@ class Store:
         if final.is_dir() and self.verify(final):
             return final
         kind_dir = self._writable_kind_dir(kind)
-        lock = FileLock(str(kind_dir / _LOCKS / f"{key}.lock"), timeout=self.lock_timeout)
-        with lock:
-            if final.is_dir():
-                problem = self._problem(final)
-                if problem is None:
-                    return final
-                warnings.warn(
-                    f"artifact {final} is corrupt or incomplete ({problem}); rebuilding it",
-                    StoreWarning,
-                    stacklevel=2,
-                )
-                self._discard(final, kind_dir, key)
-            # Under the lock nobody else builds this key, so its temp dirs are leftovers of
-            # killed builders.
-            self._remove_temps(kind_dir, key)
+        with self._lock(kind_dir, key):
+            if self._keep_or_discard(final, kind_dir, key):
+                return final
+            if self.url is not None:
+                files = self._fetch(kind, key, repair=True)
+                if files is not None:
+                    return self._place(kind_dir, key, files)
             tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{key}-", dir=kind_dir))
             try:
                 build(tmp)
                 self._finalise(tmp, kind, key, key_payload)
+                if self.url is not None and not self._publish(kind, key, _read_tree(tmp)):
+                    winner = self._fetch(kind, key, repair=False)
+                    if winner is not None:  # another writer committed first: use theirs
+                        shutil.rmtree(tmp, ignore_errors=True)
+                        return self._place(kind_dir, key, winner)
                 os.rename(tmp, final)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -218,12 +302,60 @@ class Store:
             fsync_dir(kind_dir)
         return final
 
+    def export_files(self, path: str | os.PathLike[str]) -> dict[str, bytes]:
+        """Every file of the artifact at ``path`` (manifest and meta included), by relative path.
+
+        With :meth:`install_files` this moves a complete artifact between stores, e.g. from
+        a cluster worker's scratch store to the driver's.
+        """
+        path = Path(path)
+        problem = self._problem(path)
+        if problem is not None:
+            raise StoreError(f"cannot export {path}: {problem}")
+        return _read_tree(path)
+
+    def install_files(self, kind: str, key: str, files: Mapping[str, bytes]) -> Path:
+        """Put a complete artifact (as from :meth:`export_files`) into this store.
+
+        The files are checked against their manifest and their ``meta.json`` against
+        ``kind`` and ``key`` first. If a verified artifact of that key is already present it
+        is kept and the files are dropped (one writer wins; builds are pure, so both are the
+        same result).
+
+        Returns
+        -------
+        Path
+            The local artifact directory.
+
+        Raises
+        ------
+        StoreError
+            The files are not a complete artifact of ``kind`` / ``key``.
+        """
+        _check_kind(kind)
+        problem = _files_problem(files, kind, key)
+        if problem is not None:
+            raise StoreError(f"cannot install {kind}/{key[:12]}: {problem}")
+        final = self.path_for(kind, key)
+        if final.is_dir() and self.verify(final):
+            return final
+        kind_dir = self._writable_kind_dir(kind)
+        with self._lock(kind_dir, key):
+            if self._keep_or_discard(final, kind_dir, key):
+                return final
+            if self.url is not None and not self._publish(kind, key, files):
+                files = self._fetch(kind, key, repair=False) or files
+            return self._place(kind_dir, key, files)
+
     # -- inspection -----------------------------------------------------------------------
 
     def exists(self, kind: str, key_payload: Mapping[str, Any]) -> bool:
         """Whether a verified artifact for ``(kind, key_payload)`` is present."""
-        path = self.path_for(kind, self.key(kind, key_payload))
-        return path.is_dir() and self.verify(path)
+        key = self.key(kind, key_payload)
+        path = self.path_for(kind, key)
+        if path.is_dir() and self.verify(path):
+            return True
+        return self.url is not None and self._fetch(kind, key, repair=False) is not None
 
     def verify(self, path: str | os.PathLike[str]) -> bool:
         """Whether the artifact at ``path`` matches its manifest (every file, every byte)."""
@@ -236,17 +368,66 @@ class Store:
         return meta
 
     def artifacts(self, kind: str) -> list[Path]:
-        """Visible artifact directories of ``kind`` (not verified)."""
+        """Visible local artifact directories of ``kind`` (not verified).
+
+        For a URL store these are the local cache's copies; :meth:`keys` lists the store's.
+        """
         kind_dir = self.root / kind
         if not kind_dir.is_dir():
             return []
         return sorted(p for p in kind_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
+    def keys(self, kind: str) -> list[str]:
+        """Keys of the visible (committed) artifacts of ``kind``, sorted; not verified."""
+        _check_kind(kind)
+        if self.url is None:
+            return [p.name for p in self.artifacts(kind)]
+        fs, base = self._fs()
+        try:
+            entries = fs.ls(f"{base}/{kind}", detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        keys = []
+        for entry in entries:
+            name = str(entry).rstrip("/").rsplit("/", 1)[-1]
+            if name.startswith(".") or not name:
+                continue
+            if _cat(fs, f"{base}/{kind}/{name}/{_MANIFEST}") is not None:
+                keys.append(name)
+        return sorted(keys)
+
+    def check_writable(self) -> None:
+        """Raise :class:`StoreNotWritableError` (with how to fix it) unless writes can succeed.
+
+        A folder gets a probe file in its nearest existing parent; a URL a probe object,
+        removed at once. Nothing else is created.
+        """
+        if self.url is None:
+            existing = self.root
+            while not existing.exists() and existing != existing.parent:
+                existing = existing.parent
+            try:
+                if not existing.is_dir():
+                    raise NotADirectoryError(f"{existing} is not a folder")
+                with tempfile.TemporaryFile(dir=existing, prefix=".harness-probe-"):
+                    pass
+            except OSError as exc:
+                raise StoreNotWritableError(_not_writable(self.location, exc)) from exc
+            return
+        fs, base = self._fs()
+        probe = f"{base}/.probe-{uuid.uuid4().hex}"
+        try:
+            self._put_atomic(fs, probe, b"")
+            fs.rm_file(probe)
+        except Exception as exc:  # any backend error means "not usable"
+            raise StoreNotWritableError(_not_writable(self.location, exc)) from exc
+
     def clean(self, kind: str | None = None) -> int:
         """Remove leftover temporary directories of killed builders; returns how many.
 
         A temp dir is only removed when its key's lock can be taken at once, so a build in
-        progress in another process is never disturbed.
+        progress in another process is never disturbed. For a URL store this cleans the
+        local cache; uncommitted blobs on the URL are invisible and left alone.
         """
         if kind is not None:
             kinds = [kind]
@@ -273,7 +454,46 @@ class Store:
                     continue
         return removed
 
-    # -- internals ------------------------------------------------------------------------
+    # -- internals: the local folder ------------------------------------------------------
+
+    def _lock(self, kind_dir: Path, key: str) -> FileLock:
+        return FileLock(str(kind_dir / _LOCKS / f"{key}.lock"), timeout=self.lock_timeout)
+
+    def _keep_or_discard(self, final: Path, kind_dir: Path, key: str) -> bool:
+        """Under the key's lock: True if ``final`` is a verified artifact; else remove any
+        corrupt copy and leftover temporaries (nobody else builds this key now)."""
+        if final.is_dir():
+            problem = self._problem(final)
+            if problem is None:
+                return True
+            warnings.warn(
+                f"artifact {final} is corrupt or incomplete ({problem}); "
+                + ("rebuilding it" if self.url is None else "fetching or rebuilding it"),
+                StoreWarning,
+                stacklevel=3,
+            )
+            self._discard(final, kind_dir, key)
+        self._remove_temps(kind_dir, key)
+        return False
+
+    def _place(self, kind_dir: Path, key: str, files: Mapping[str, bytes]) -> Path:
+        """Write a complete artifact's files under a temp name and rename it into place."""
+        final = kind_dir / key
+        tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{key}-", dir=kind_dir))
+        try:
+            for name, data in files.items():
+                target = tmp / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(target, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        fsync_dir(kind_dir)
+        return final
 
     def _writable_kind_dir(self, kind: str) -> Path:
         kind_dir = self.root / kind
@@ -283,10 +503,13 @@ class Store:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
+            where = "" if self.url is None else f" (the local cache of {self.url})"
             raise StoreNotWritableError(
-                f"the artifact store folder {self.root} is not writable ({exc.strerror or exc}); "
+                f"the artifact store folder {self.root}{where} is not writable "
+                f"({exc.strerror or exc}); "
                 "set the HARNESS_STORE environment variable to a writable folder, "
                 "e.g. HARNESS_STORE=$HOME/.cache/clusterability-store, or pass Store(root=...)"
+                + ("" if self.url is None else "; set HARNESS_STORE_CACHE for the cache")
             ) from exc
         return kind_dir
 
@@ -347,6 +570,199 @@ class Store:
         for prefix in (_TMP_PREFIX, _TRASH_PREFIX):
             for stale in kind_dir.glob(f"{prefix}{key}-*"):
                 shutil.rmtree(stale, ignore_errors=True)
+
+    # -- internals: the URL ---------------------------------------------------------------
+
+    def _fs(self) -> tuple[Any, str]:
+        """The URL's fsspec file system and the base path in it (built once)."""
+        if self._fs_and_base is None:
+            assert self.url is not None
+            try:
+                from fsspec.core import url_to_fs
+            except ImportError as exc:  # pragma: no cover - fsspec comes with torch
+                raise StoreError(
+                    f"a store URL ({self.url}) needs fsspec: pip install fsspec"
+                ) from exc
+            try:
+                fs, base = url_to_fs(self.url, **self.storage_options)
+            except ImportError as exc:
+                raise StoreError(
+                    f"the store URL {self.url} needs a file-system package that is not "
+                    f"installed ({exc}); for s3:// install s3fs, e.g. "
+                    "pip install 'clusterability-harness[ray]'"
+                ) from exc
+            except ValueError as exc:  # fsspec: "Protocol not known"
+                raise StoreError(
+                    f"the store URL {self.url} is not one fsspec knows ({exc}); pass a folder "
+                    "or a URL such as s3://bucket/prefix, gs://bucket/prefix, file:///path"
+                ) from exc
+            self._fs_and_base = (fs, str(base).rstrip("/"))
+        return self._fs_and_base
+
+    def _remote_dir(self, kind: str, key: str) -> str:
+        return f"{self._fs()[1]}/{kind}/{key}"
+
+    def _fetch(self, kind: str, key: str, *, repair: bool) -> dict[str, bytes] | None:
+        """The committed artifact's files, each checked against the manifest; None if the
+        key is not committed. A corrupt one gives None too, and with ``repair`` a
+        :class:`StoreWarning` and its manifest is withdrawn so that it gets rebuilt."""
+        fs, _ = self._fs()
+        rdir = self._remote_dir(kind, key)
+        raw = _cat(fs, f"{rdir}/{_MANIFEST}")
+        if raw is None:
+            return None
+        try:
+            return self._fetch_files(fs, rdir, raw)
+        except _Corrupt as exc:
+            if repair:
+                warnings.warn(
+                    f"artifact {self.url}/{kind}/{key} is corrupt or incomplete ({exc}); "
+                    "rebuilding it",
+                    StoreWarning,
+                    stacklevel=3,
+                )
+                try:
+                    fs.rm_file(f"{rdir}/{_MANIFEST}")
+                except FileNotFoundError:
+                    pass
+            return None
+
+    @staticmethod
+    def _fetch_files(fs: Any, rdir: str, raw: bytes) -> dict[str, bytes]:
+        try:
+            manifest = json.loads(raw)
+        except ValueError:
+            raise _Corrupt("unreadable manifest") from None
+        files: Any = manifest.get("files") if isinstance(manifest, dict) else None
+        problem = _manifest_problem(files)
+        if problem is not None:
+            raise _Corrupt(problem)
+        out: dict[str, bytes] = {}
+        for name, digest in files.items():
+            data = _cat(fs, f"{rdir}/{_BLOBS}/{digest}")
+            if data is None:
+                raise _Corrupt(f"missing file {name}")
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise _Corrupt(f"checksum mismatch in {name}")
+            out[name] = data
+        out[_MANIFEST] = raw
+        return out
+
+    def _publish(self, kind: str, key: str, files: Mapping[str, bytes]) -> bool:
+        """Upload blobs, then commit the manifest; False if another writer committed first."""
+        fs, _ = self._fs()
+        rdir = self._remote_dir(kind, key)
+        listed = json.loads(files[_MANIFEST])["files"]
+        for name, digest in sorted(listed.items()):
+            # Content-addressed: rewriting a blob another writer also wrote is harmless.
+            self._put_atomic(fs, f"{rdir}/{_BLOBS}/{digest}", files[name])
+        return self._commit(fs, f"{rdir}/{_MANIFEST}", files[_MANIFEST])
+
+    @staticmethod
+    def _is_local(fs: Any) -> bool:
+        protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+        return "file" in protocol or "local" in protocol
+
+    def _put_atomic(self, fs: Any, path: str, data: bytes) -> None:
+        """Write one object so that no reader sees part of it."""
+        if self._is_local(fs):  # a file: temp + rename (an object store's PUT is atomic)
+            from harness.files import atomic_write_bytes
+
+            atomic_write_bytes(path, data)
+        else:
+            fs.pipe_file(path, data)
+
+    def _commit(self, fs: Any, path: str, data: bytes) -> bool:
+        """Create ``path`` with ``data`` unless it exists (atomically); True if created."""
+        if self._is_local(fs):
+            # A hard link of a complete temp file: exclusive (fails if the name exists) and
+            # atomic (readers see no manifest or all of it).
+            parent = os.path.dirname(path)
+            os.makedirs(parent, exist_ok=True)
+            tmp = os.path.join(parent, f".{_MANIFEST}.{uuid.uuid4().hex}.tmp")
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+            fsync_dir(parent)
+            return True
+        try:
+            fs.pipe_file(path, data, mode="create")  # S3: If-None-Match: *
+            return True
+        except FileExistsError:
+            return False
+        except OSError:
+            # s3fs reports a failed If-None-Match (412) as a generic OSError.
+            if _cat(fs, path) is not None:
+                return False
+            raise
+
+
+def _read_tree(path: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(path).as_posix(): p.read_bytes()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _cat(fs: Any, path: str) -> bytes | None:
+    """Bytes of ``path``, or None if it does not exist (a GET, not a cached listing)."""
+    try:
+        return bytes(fs.cat_file(path))
+    except FileNotFoundError:
+        return None
+
+
+def _files_problem(files: Mapping[str, bytes], kind: str, key: str) -> str | None:
+    """What keeps ``files`` from being a complete artifact of ``kind`` / ``key``, or None."""
+    raw = files.get(_MANIFEST)
+    if raw is None:
+        return "no manifest"
+    try:
+        manifest = json.loads(raw)
+    except ValueError:
+        return "unreadable manifest"
+    listed: Any = manifest.get("files") if isinstance(manifest, dict) else None
+    problem = _manifest_problem(listed)
+    if problem is not None:
+        return problem
+    extra = sorted(set(files) - set(listed) - {_MANIFEST})
+    if extra:
+        return f"files not in the manifest: {extra}"
+    for name, digest in listed.items():
+        if name not in files:
+            return f"missing file {name}"
+        if hashlib.sha256(files[name]).hexdigest() != digest:
+            return f"checksum mismatch in {name}"
+    try:
+        meta = json.loads(files[_META])
+    except ValueError:
+        return f"unreadable {_META}"
+    if not isinstance(meta, dict) or meta.get("kind") != kind or meta.get("key") != key:
+        return f"its {_META} describes another artifact"
+    return None
+
+
+def _not_writable(location: str, exc: BaseException) -> str:
+    detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    if is_url(location):
+        return (
+            f"the artifact store {location} cannot be written ({detail}); check the URL, "
+            "that its bucket exists and the credentials (e.g. AWS_ACCESS_KEY_ID, "
+            "AWS_ENDPOINT_URL), or pass a writable folder"
+        )
+    return (
+        f"the artifact store folder {location} is not writable ({detail}); set the "
+        "HARNESS_STORE environment variable to a writable folder, e.g. "
+        "HARNESS_STORE=$HOME/.cache/clusterability-store, or pass --store DIR"
+    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,787 @@
+"""Where the heavy units of a run execute: in this process, or on a Ray cluster.
+
+The heavy units are *tasks*, pure functions of their inputs whose result is one artifact of
+the store (:mod:`harness.store`), named by the same key wherever it is computed:
+
+:class:`ModelTask`
+    Training one network (:func:`harness.train.get_or_train`): config, seed, dataset content.
+:class:`AnalysisTask`
+    One clusterability analysis of a trained network, its null distribution included
+    (:func:`harness.cache.cached_clusterability`): weights, K, null, samples, seed.
+
+An executor turns a task into its artifact in the run's store and returns the loaded result:
+
+:class:`LocalExecutor`
+    Today's behaviour: the unit runs in the asking process when first asked for (once per
+    machine, under the store's lock); null samples in local worker processes.
+:class:`RayExecutor`
+    The unit runs on a Ray cluster. A *coordinator* actor on the driver's node schedules
+    each key once per run (whichever pytest process asks first, or the plan submitted
+    right after collection), installs every finished artifact into the run's store as soon
+    as it arrives (so an interrupted run resumes from the store), and answers the tests
+    that wait for it. Training asks Ray for ``num_gpus`` GPUs (``train_gpus``); analyses
+    and their null samples for one CPU each; the null samples of one analysis are spread
+    over the cluster as separate tasks (:func:`harness.parallel.map_backend`). Ray retries
+    a task whose worker process dies.
+
+Both compute the same numbers: null sample ``i`` is seeded by its index, training by its
+config, and every unit runs with fixed thread counts (see :mod:`harness.parallel`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from harness.graph import ISOLATION_RTOL
+from harness.store import Store, artifact_key
+
+if TYPE_CHECKING:
+    from harness.configs import TrainConfig
+    from harness.stats import ClusterabilityResult
+    from harness.trained import TrainedModel
+
+__all__ = [
+    "EXECUTORS",
+    "AnalysisTask",
+    "Artifact",
+    "Executor",
+    "ExecutorUnavailable",
+    "LocalExecutor",
+    "ModelTask",
+    "RayExecutor",
+    "RayOptions",
+]
+
+#: The executors ``--executor`` accepts.
+EXECUTORS = ("local", "ray")
+
+#: Ray namespace of the harness's actors.
+NAMESPACE = "clusterability-harness"
+
+# Environment variables forwarded to the cluster's worker processes of a run: the harness's
+# own settings and the store's credentials and fsspec configuration.
+_FORWARDED_ENV_PREFIXES = ("HARNESS_", "FSSPEC_", "AWS_", "GOOGLE_", "AZURE_")
+
+
+class ExecutorUnavailable(RuntimeError):
+    """The executor cannot start (Ray not installed, cluster unreachable, bad settings)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Tasks
+
+
+@dataclass(frozen=True, eq=False)
+class ModelTask:
+    """Training one network: the artifact of ``get_or_train(config)``.
+
+    Attributes
+    ----------
+    config : TrainConfig
+        The config as the experiment asks for it (resolved where it is trained).
+    payload : dict
+        The store key payload (:func:`harness.train.model_key_payload`): the resolved
+        config and the dataset's content hash.
+    key : str
+        The artifact's key.
+    """
+
+    kind: ClassVar[str] = "model"
+    config: TrainConfig
+    payload: Mapping[str, Any]
+    key: str
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> ModelTask:
+        """The task of ``config``; loads its dataset here for the content hash of the key.
+
+        Raises
+        ------
+        harness.data.DatasetUnavailable
+            The dataset cannot be obtained on this machine.
+        """
+        from harness.train import MODEL_KIND, model_key_payload
+
+        dataset = _dataset(config.dataset, config.data_seed)
+        payload = model_key_payload(config.resolved(dataset), dataset)
+        return cls(config, payload, artifact_key(MODEL_KIND, payload))
+
+    @classmethod
+    def of_trained(cls, model: TrainedModel) -> ModelTask:
+        """The task that produced ``model`` (read from its artifact's ``meta.json``)."""
+        import json
+
+        with open(Path(model.path) / "meta.json", encoding="utf-8") as fh:
+            payload = json.load(fh)["key_payload"]
+        return cls(model.config, payload, model.key)
+
+    @property
+    def dependencies(self) -> tuple[ModelTask, ...]:
+        return ()
+
+    def build(self, store: Store, *, n_workers: int | None = None) -> Path:
+        """Train (or read) the model in ``store``; returns the artifact directory."""
+        del n_workers  # training runs in this process
+        from harness.train import get_or_train
+
+        model = get_or_train(self.config, store=store, progress=False)
+        if model.key != self.key:
+            raise ExecutorUnavailable(
+                f"the dataset {self.config.dataset!r} on this machine differs from the "
+                f"driver's (model key {model.key[:12]} instead of {self.key[:12]}); give "
+                "every node the same data (HARNESS_DATA_DIR)"
+            )
+        return Path(model.path)
+
+    def __repr__(self) -> str:
+        return f"ModelTask({self.config.dataset}, seed={self.config.seed}, key={self.key[:12]})"
+
+
+@functools.lru_cache(maxsize=2)
+def _dataset(name: str, seed: int) -> Any:
+    # Consecutive tasks mostly share a dataset; two keep memory bounded.
+    from harness.data import load_dataset
+
+    return load_dataset(name, seed=seed)
+
+
+@dataclass(frozen=True, eq=False)
+class AnalysisTask:
+    """One clusterability analysis (true clustering and null distribution) of a network.
+
+    Attributes
+    ----------
+    model : ModelTask
+        The network's training task.
+    phase : str
+        ``"unpruned"`` or ``"pruned"``.
+    n_clusters, null, n_samples, seed, method, isolation_rtol
+        As :func:`harness.cache.cached_clusterability`.
+    identity : dict
+        What identifies the weights in the key (the model's key and the phase, plus any
+        option that changes the weights).
+    weights : str
+        The :class:`~harness.trained.TrainedModel` method that gives the matrices
+        (``"weights"``, or ``"graph_weights"``), called as ``weights(phase, **options)``.
+    weights_options : dict
+        Keyword arguments of that method.
+    """
+
+    kind: ClassVar[str] = "clusterability"
+    model: ModelTask
+    phase: str
+    n_clusters: int
+    null: str
+    n_samples: int
+    seed: int
+    identity: Mapping[str, Any]
+    method: str = "fast"
+    isolation_rtol: float = ISOLATION_RTOL
+    weights: str = "weights"
+    weights_options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        from harness.cache import clusterability_payload
+
+        return clusterability_payload(
+            identity=self.identity, n_clusters=self.n_clusters, null=self.null,
+            n_samples=self.n_samples, seed=self.seed, method=self.method,
+            isolation_rtol=self.isolation_rtol,
+        )
+
+    @property
+    def key(self) -> str:
+        return artifact_key(self.kind, self.payload)
+
+    @property
+    def dependencies(self) -> tuple[ModelTask, ...]:
+        return (self.model,)
+
+    def run(
+        self, store: Store, model: TrainedModel, *, n_workers: int | None = None
+    ) -> ClusterabilityResult:
+        """The analysis of ``model`` through ``store``'s cache (computed if absent)."""
+        from harness.cache import cached_clusterability
+
+        weights = getattr(model, self.weights)(self.phase, **dict(self.weights_options))
+        return cached_clusterability(
+            weights,
+            n_clusters=self.n_clusters,
+            null=self.null,
+            n_samples=self.n_samples,
+            seed=self.seed,
+            store=store,
+            identity=self.identity,
+            method=self.method,
+            n_workers=n_workers,
+            isolation_rtol=self.isolation_rtol,
+        )
+
+    def build(self, store: Store, *, n_workers: int | None = None) -> Path:
+        """Compute the analysis in ``store`` (whose model artifact must be there)."""
+        from harness.trained import TrainedModel
+
+        model = TrainedModel.from_path(store.path_for(self.model.kind, self.model.key))
+        self.run(store, model, n_workers=n_workers)
+        return store.path_for(self.kind, self.key)
+
+    def __repr__(self) -> str:
+        return (
+            f"AnalysisTask({self.model!r}, {self.phase}, K={self.n_clusters}, {self.null}, "
+            f"n={self.n_samples}, key={self.key[:12]})"
+        )
+
+
+Task = ModelTask | AnalysisTask
+
+
+@dataclass(frozen=True, eq=False)
+class Artifact:
+    """A complete artifact in transit (every file, manifest included) and where it was made."""
+
+    kind: str
+    key: str
+    files: Mapping[str, bytes]
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+def dependency_order(tasks: Iterable[Task]) -> list[Task]:
+    """Distinct tasks (by key), every task after the ones it needs: models, then analyses."""
+    seen: dict[str, Task] = {}
+    for task in tasks:
+        for dep in task.dependencies:
+            seen.setdefault(dep.key, dep)
+        seen.setdefault(task.key, task)
+    ordered = list(seen.values())
+    return [t for t in ordered if not t.dependencies] + [t for t in ordered if t.dependencies]
+
+
+# ----------------------------------------------------------------------------------------------
+# Executors
+
+
+class Executor(Protocol):
+    """Where the heavy units run. Every method returns what the local code path returns."""
+
+    name: str
+    store: Store
+
+    def submit(self, tasks: Sequence[Task]) -> int:
+        """Start computing ``tasks`` (in dependency order) without waiting; how many started."""
+
+    def model(self, task: ModelTask) -> TrainedModel:
+        """The trained model of ``task`` (waits for it)."""
+
+    def analysis(self, task: AnalysisTask) -> ClusterabilityResult:
+        """The clusterability result of ``task`` (waits for it)."""
+
+    def stats(self) -> dict[str, Any]:
+        """What ran where (for the session summary)."""
+
+    def close(self) -> None:
+        """Release the executor's resources."""
+
+
+class LocalExecutor:
+    """Units run in the asking process when first asked for: the harness without a cluster.
+
+    Training runs here (once per key across the machine's processes, under the store's
+    lock); null samples in local worker processes (:func:`harness.parallel.parallel_map`).
+    Nothing is submitted ahead: :meth:`submit` does nothing.
+    """
+
+    name = "local"
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def submit(self, tasks: Sequence[Task]) -> int:
+        del tasks
+        return 0
+
+    def model(self, task: ModelTask) -> TrainedModel:
+        from harness.train import get_or_train
+
+        return get_or_train(task.config, store=self.store)
+
+    def analysis(self, task: AnalysisTask) -> ClusterabilityResult:
+        return task.run(self.store, self.model(task.model))
+
+    def stats(self) -> dict[str, Any]:
+        return {"executor": self.name}
+
+    def close(self) -> None:
+        pass
+
+
+# ----------------------------------------------------------------------------------------------
+# Ray
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How a run uses a Ray cluster.
+
+    Attributes
+    ----------
+    address : str or None
+        ``host:port`` of a running cluster's head (``ray start --head`` prints it), ``auto``
+        for the cluster this machine belongs to, ``ray://host:port`` for Ray Client (then
+        the store must be a URL both sides reach), or None to start a Ray instance on this
+        machine for the session.
+    train_gpus : float or None
+        GPUs each training task asks for; None: 1 if the cluster has GPUs, else 0.
+    train_cpus, analysis_cpus : float
+        CPUs each training / analysis task asks for (null-sample tasks ask for one).
+    max_retries : int
+        How often Ray re-runs a task whose worker process died.
+    object_store_memory : int or None
+        Bytes of object store when starting a local instance (None: Ray's default).
+    num_cpus : int or None
+        CPUs of a local instance (None: this process's cores).
+    """
+
+    address: str | None = None
+    train_gpus: float | None = None
+    train_cpus: float = 1
+    analysis_cpus: float = 1
+    max_retries: int = 3
+    object_store_memory: int | None = None
+    num_cpus: int | None = None
+
+
+def _require_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ExecutorUnavailable(
+            "--executor ray needs Ray: pip install 'clusterability-harness[ray]'"
+        ) from None
+    return ray
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """One clear error if nothing listens at ``host:port`` (Ray itself would wait minutes)."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ExecutorUnavailable(
+            f"--ray-address {address!r} is not host:port, ray://host:port or auto"
+        )
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout):
+            pass
+    except OSError as exc:
+        raise ExecutorUnavailable(
+            f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); start one "
+            "with `ray start --head` and pass the address it prints, or leave out "
+            "--ray-address to start Ray on this machine"
+        ) from None
+
+
+def _forwarded_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k.startswith(_FORWARDED_ENV_PREFIXES)}
+    env["HARNESS_PROGRESS"] = "0"
+    return env
+
+
+def _runtime_env() -> dict[str, Any]:
+    # The driver's copy of the harness runs on the workers: results cannot depend on which
+    # version a node has installed.
+    import harness
+
+    return {"py_modules": [str(Path(harness.__file__).parent)], "env_vars": _forwarded_env()}
+
+
+def _connect(options: RayOptions, store: Store, *, namespace: str = NAMESPACE) -> bool:
+    """Connect this process to Ray (starting a local instance if no address); returns
+    whether this call initialised Ray (and so should shut it down)."""
+    ray = _require_ray()
+    address = options.address
+    if address and address.startswith("ray://") and store.url is None:
+        raise ExecutorUnavailable(
+            f"with a Ray Client address ({address}) the workers cannot reach the folder "
+            f"store {store.location}; pass --store with a URL both sides reach "
+            "(s3://bucket/prefix, gs://..., file:///shared/path)"
+        )
+    if ray.is_initialized():
+        return False
+    if address and address != "auto":
+        _check_reachable(address)
+    kwargs: dict[str, Any] = {
+        "namespace": namespace,
+        "log_to_driver": False,
+        "logging_level": "WARNING",
+    }
+    if address:
+        kwargs["address"] = address
+    else:
+        from harness.parallel import available_cores
+
+        kwargs.update(
+            num_cpus=options.num_cpus or available_cores(),
+            include_dashboard=False,
+            object_store_memory=options.object_store_memory,
+        )
+    try:
+        ray.init(runtime_env=_runtime_env(), **kwargs)
+    except Exception as exc:  # Ray raises many types; the user needs one line
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ExecutorUnavailable(
+            f"cannot connect to Ray at {address or 'a new local instance'}: "
+            f"{type(exc).__name__}: {first}"
+        ) from None
+    return True
+
+
+# Ray-side functions: module-level so that Ray pickles them by reference.
+
+
+def _where() -> dict[str, Any]:
+    import ray
+
+    context = ray.get_runtime_context()
+    return {"node": context.get_node_id(), "pid": os.getpid(), "gpus": list(ray.get_gpu_ids())}
+
+
+_MAP_NODES: list[str] = []
+
+
+def _ray_call(fn: Callable[[Any], Any], item: Any) -> tuple[Any, str]:
+    """A map item on a Ray worker: one thread, as in local worker processes."""
+    import ray
+
+    from harness.parallel import pin_threads
+
+    pin_threads(1)
+    return fn(item), ray.get_runtime_context().get_node_id()
+
+
+def ray_map(
+    fn: Callable[[Any], Any],
+    items: list[Any],
+    n_workers: int,
+    on_result: Callable[[Any], object] | None,
+) -> list[Any]:
+    """A :data:`harness.parallel.MapBackend` on Ray: one CPU task per item, input order kept."""
+    ray = _require_ray()
+    del n_workers  # Ray schedules as many as the cluster has CPUs for
+    remote = ray.remote(num_cpus=1, max_retries=3)(_ray_call).options(name="harness.map")
+    refs = [remote.remote(fn, item) for item in items]
+    index = {ref: i for i, ref in enumerate(refs)}
+    results: list[Any] = [None] * len(items)
+    pending = list(refs)
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                value, node = ray.get(ref)
+                _MAP_NODES.append(node)
+                results[index[ref]] = value
+                if on_result is not None:
+                    on_result(value)
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    return results
+
+
+def _execute(task: Task, *dependencies: Artifact, threads: int, n_workers: int | None,
+             data_dir: str | None) -> Artifact:
+    """A task on a Ray worker: into a scratch store, out as an :class:`Artifact`.
+
+    ``data_dir`` is the driver's data folder: used where it exists (a node of the same
+    machine or with a shared file system), unless ``HARNESS_DATA_DIR`` is set; other nodes
+    use their own (fetched and verified by sha256). The dataset's content hash is part of
+    the model's key, which :meth:`ModelTask.build` checks.
+    """
+    from harness.parallel import map_backend, pin_threads
+
+    started = time.perf_counter()
+    if data_dir and "HARNESS_DATA_DIR" not in os.environ and Path(data_dir).is_dir():
+        os.environ["HARNESS_DATA_DIR"] = data_dir
+    pin_threads(threads)
+    _MAP_NODES.clear()
+    with tempfile.TemporaryDirectory(prefix="harness-task-") as tmp:
+        scratch = Store(tmp)
+        for dep in dependencies:
+            scratch.install_files(dep.kind, dep.key, dep.files)
+        with map_backend(ray_map):
+            path = task.build(scratch, n_workers=n_workers)
+        files = scratch.export_files(path)
+        meta_info = scratch.read_meta(path).get("info", {})
+    info = {
+        **_where(),
+        "seconds": round(time.perf_counter() - started, 3),
+        "device": meta_info.get("device") if isinstance(meta_info, dict) else None,
+        "map_nodes": sorted(set(_MAP_NODES)),
+        "map_tasks": len(_MAP_NODES),
+    }
+    return Artifact(task.kind, task.key, files, info)
+
+
+class _Coordinator:
+    """The run's scheduler (a Ray actor on the driver's node): each key once, stored at once.
+
+    Every pytest process of the run (the controller and each xdist worker) talks to this one
+    actor, so a key asked for by several of them, or planned and then asked for, is computed
+    once. Finished artifacts are installed into the run's store as they arrive.
+    """
+
+    def __init__(self, store: Store, options: RayOptions, train_gpus: float, n_workers: int,
+                 data_dir: str | None) -> None:
+        import ray
+
+        self.store = store
+        self.data_dir = data_dir
+        self.lock = asyncio.Lock()
+        self.options = options
+        self.train_gpus = train_gpus
+        self.n_workers = n_workers
+        decorate: Any = ray.remote  # Ray's stubs do not type keyword-only task arguments
+        self.remote: Any = decorate(_execute)
+        self.refs: dict[str, Any] = {}
+        self.results: dict[str, asyncio.Future[tuple[str, Any]]] = {}
+        self.planned: set[str] = set()
+        self.asked: set[str] = set()
+        self.stored_before: set[str] = set()
+        self.records: list[dict[str, Any]] = []
+
+    async def submit(self, tasks: list[Task], planned: bool = True) -> int:
+        started = 0
+        for task in dependency_order(tasks):
+            if planned:
+                self.planned.add(task.key)
+            started += await self._start(task)
+        return started
+
+    async def ensure(self, task: Task) -> tuple[str, Any]:
+        """Wait until ``task``'s artifact is in the store: ``("ok", None)`` or ``("error", exc)``."""
+        self.asked.add(task.key)
+        await self._start(task)
+        future = self.results.get(task.key)
+        return ("ok", None) if future is None else await asyncio.shield(future)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "planned": len(self.planned),
+            "asked": len(self.asked),
+            "asked_and_planned": len(self.asked & self.planned),
+            "already_stored": len(self.stored_before),
+            "computed": len(self.records),
+            "nodes": sorted({r["node"] for r in self.records}),
+            "tasks": list(self.records),
+            "train_gpus": self.train_gpus,
+        }
+
+    async def _start(self, task: Task) -> int:
+        """Submit ``task`` unless it is known or stored; 1 if submitted."""
+        if task.key in self.results or task.key in self.stored_before:
+            return 0
+        async with self.lock:  # two callers of one key must not both submit it
+            return await self._start_locked(task)
+
+    async def _start_locked(self, task: Task) -> int:
+        import ray
+
+        if task.key in self.results or task.key in self.stored_before:
+            return 0
+        if await asyncio.to_thread(self.store.exists, task.kind, task.payload):
+            self.stored_before.add(task.key)
+            return 0
+        dependencies = []
+        for dep in task.dependencies:
+            await self._start_locked(dep)
+            ref = self.refs.get(dep.key)
+            if ref is None:  # stored (now or before): ship the stored copy
+                path = await asyncio.to_thread(
+                    self.store.get_or_create, dep.kind, dep.payload, _must_exist(dep)
+                )
+                files = await asyncio.to_thread(self.store.export_files, path)
+                ref = ray.put(Artifact(dep.kind, dep.key, files))
+            dependencies.append(ref)
+        if isinstance(task, ModelTask):
+            resources = {"num_cpus": self.options.train_cpus, "num_gpus": self.train_gpus}
+        else:
+            resources = {"num_cpus": self.options.analysis_cpus, "num_gpus": 0}
+        ref = self.remote.options(
+            name=f"harness.{task.kind}", max_retries=self.options.max_retries,
+            retry_exceptions=False, **resources,
+        ).remote(
+            task, *dependencies,
+            threads=max(1, int(resources["num_cpus"])),
+            n_workers=None if isinstance(task, ModelTask) else self.n_workers,
+            data_dir=self.data_dir,
+        )
+        self.refs[task.key] = ref
+        self.results[task.key] = asyncio.ensure_future(self._collect(task, ref))
+        return 1
+
+    async def _collect(self, task: Task, ref: Any) -> tuple[str, Any]:
+        try:
+            artifact: Artifact = await ref
+            await asyncio.to_thread(
+                self.store.install_files, artifact.kind, artifact.key, artifact.files
+            )
+        except Exception as exc:  # the waiting test raises it
+            return ("error", exc)
+        finally:
+            # Stored now: later dependants get the stored copy; the object can be freed.
+            self.refs.pop(task.key, None)
+        self.records.append(
+            {"kind": task.kind, "key": task.key, "planned": task.key in self.planned,
+             **artifact.info}
+        )
+        return ("ok", None)
+
+
+def _must_exist(task: Task) -> Callable[[Path], None]:
+    def build(directory: Path) -> None:
+        raise ExecutorUnavailable(f"{task!r} vanished from the store while in use")
+
+    return build
+
+
+class RayExecutor:
+    """Units run on a Ray cluster, scheduled once per run by a coordinator actor.
+
+    Create it with :meth:`start` in the session's main process (it connects, or starts a
+    local Ray instance, and creates the coordinator), and with :meth:`join` in other
+    processes of the same run (pytest-xdist workers), passing :attr:`handle`.
+
+    While open, :func:`harness.parallel.parallel_map` in this process also runs on the
+    cluster (random-init trials, say).
+    """
+
+    name = "ray"
+
+    def __init__(self, store: Store, coordinator: Any, handle: dict[str, Any], *,
+                 owner: bool, initialised: bool) -> None:
+        from harness.parallel import set_map_backend
+
+        self.store = store
+        self.handle = handle
+        self._coordinator = coordinator
+        self._owner = owner
+        self._initialised = initialised
+        self._previous_backend = set_map_backend(ray_map)
+        self._closed = False
+
+    @classmethod
+    def start(cls, store: Store, options: RayOptions | None = None) -> RayExecutor:
+        """Connect to (or start) Ray and create the run's coordinator.
+
+        Raises
+        ------
+        ExecutorUnavailable
+            Ray is not installed, the cluster cannot be reached, or the settings conflict.
+        """
+        options = options or RayOptions()
+        initialised = _connect(options, store)
+        ray = _require_ray()
+        try:
+            resources = ray.cluster_resources()
+            gpus = options.train_gpus
+            if gpus is None:
+                gpus = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
+            if gpus > resources.get("GPU", 0):
+                raise ExecutorUnavailable(
+                    f"training asks for {gpus:g} GPU(s) per task but the Ray cluster has "
+                    f"{resources.get('GPU', 0):g}; lower --ray-train-gpus"
+                )
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            name = f"coordinator-{uuid.uuid4().hex[:12]}"
+            here = ray.get_runtime_context().get_node_id()
+            n_workers = max(2, int(resources.get("CPU", 2)))
+            from harness.data.storage import resolve_data_dir
+
+            coordinator = (
+                ray.remote(_Coordinator)
+                .options(
+                    name=name, namespace=NAMESPACE, num_cpus=0, max_concurrency=1000,
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
+                )
+                .remote(store, options, float(gpus), n_workers, str(resolve_data_dir()))
+            )
+            ray.get(coordinator.stats.remote())  # fail here, not in the first test
+        except BaseException:
+            if initialised:
+                ray.shutdown()
+            raise
+        # Plain data: xdist sends it to its workers.
+        handle = {"address": ray.get_runtime_context().gcs_address, "coordinator": name}
+        return cls(store, coordinator, handle, owner=True, initialised=initialised)
+
+    @classmethod
+    def join(cls, store: Store, handle: Mapping[str, Any]) -> RayExecutor:
+        """Join the run whose main process created ``handle`` (an xdist worker does)."""
+        ray = _require_ray()
+        initialised = False
+        if not ray.is_initialized():
+            ray.init(
+                address=handle["address"], namespace=NAMESPACE, log_to_driver=False,
+                logging_level="WARNING", runtime_env=_runtime_env(),
+            )
+            initialised = True
+        coordinator = ray.get_actor(handle["coordinator"], namespace=NAMESPACE)
+        return cls(store, coordinator, dict(handle), owner=False, initialised=initialised)
+
+    def submit(self, tasks: Sequence[Task]) -> int:
+        ray = _require_ray()
+        return int(ray.get(self._coordinator.submit.remote(list(tasks))))
+
+    def _ensure(self, task: Task) -> None:
+        ray = _require_ray()
+        status, value = ray.get(self._coordinator.ensure.remote(task))
+        if status == "error":
+            cause = getattr(value, "as_instanceof_cause", None)
+            raise (cause() if callable(cause) else value)
+
+    def model(self, task: ModelTask) -> TrainedModel:
+        from harness.train import get_or_train
+
+        self._ensure(task)
+        return get_or_train(task.config, store=self.store)  # now a read
+
+    def analysis(self, task: AnalysisTask) -> ClusterabilityResult:
+        self._ensure(task)
+        return task.run(self.store, self.model(task.model))  # now a read
+
+    def stats(self) -> dict[str, Any]:
+        ray = _require_ray()
+        stats: dict[str, Any] = ray.get(self._coordinator.stats.remote())
+        return {"executor": self.name, **stats}
+
+    def close(self) -> None:
+        """Restore local maps; the main process also stops the coordinator and a Ray
+        instance it started."""
+        if self._closed:
+            return
+        self._closed = True
+        from harness.parallel import set_map_backend
+
+        set_map_backend(self._previous_backend)
+        ray = sys.modules.get("ray")
+        if ray is None or not ray.is_initialized():
+            return
+        if self._owner:
+            try:
+                ray.kill(self._coordinator)
+            except Exception:  # already gone with its node
+                pass
+        if self._initialised:
+            ray.shutdown()
