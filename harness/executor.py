@@ -430,7 +430,11 @@ def _connect(options: RayOptions, store: Store, *, namespace: str = NAMESPACE) -
     else:
         from harness.parallel import available_cores
 
+        # "local": always a new instance of our own, even when another Ray cluster runs on
+        # this machine (ray.init() with no address would join that one, and then refuses
+        # num_cpus).
         kwargs.update(
+            address="local",
             num_cpus=options.num_cpus or available_cores(),
             include_dashboard=False,
             object_store_memory=options.object_store_memory,
