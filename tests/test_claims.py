@@ -225,9 +225,9 @@ def test_quick_xfails_carry_evidence_and_are_asserted_at_paper():
 
 
 def test_the_mlp_l1_xfail_does_not_reach_the_cnn_claims():
-    """CNN+L1 at quick: three of four p = 1 cells already hold, so no blanket xfail there."""
+    """CNN+L1 at quick: the p = 1 cells already hold, so no blanket xfail there."""
     assert REGISTRY["C-CNN-FASHION+L1REG-pruned-p1"].status_at("quick")[0] == "assert"
-    assert REGISTRY["C-CNN-MNIST+L1REG-unpruned-p1"].status_at("quick")[0] == "xfail"
+    assert REGISTRY["C-CNN-MNIST+L1REG-unpruned-p1"].status_at("quick")[0] == "assert"
 
 
 def test_table_a_observed_reports_each_nulls_p_and_z():
