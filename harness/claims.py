@@ -872,6 +872,20 @@ QUICK_XFAIL_CNN: dict[str, str] = {
     "1.0013 matches the paper's 1.001",
 }
 
+#: Claims measured to fail at the paper profile itself (seed 0), each with its evidence: the
+#: paper's number is reproduced only under its own isolation rule, which the harness's default
+#: replaces (issue 11, item 1). Strict, like the quick entries.
+PAPER_XFAIL: dict[str, str] = {
+    "C-CNN-MNIST+L2REG-unpruned-sig": "the paper's CNN+L2 clusterability is an artefact of "
+    "its exact-zero isolation rule. After the paper's 10 epochs on 60,000 images (instance 0, "
+    "test accuracy 0.991, paper 0.991) L2 has decayed 4 of the 192 filters to float32 "
+    "subnormals (degree <= 1.5e-36 of a total 1.7e3). Under the exact-zero rule k-means gives "
+    "them clusters of their own that add ~0 to the n-cut: 6.97 against a null of 10.20, "
+    "z = -103, p = 0.02 (the paper: 8.05, z = -70.7). With those filters removed (the default "
+    "negligible-degree rule) the network is less clusterable than its shuffles: 10.80 against "
+    "10.24, z = +20, p = 1",
+}
+
 
 @lru_cache(maxsize=1)
 def registry() -> dict[str, Claim]:
@@ -891,6 +905,8 @@ def registry() -> dict[str, Claim]:
         for table in (QUICK_XFAIL, QUICK_XFAIL_CNN):
             if claim.id in table:
                 status.setdefault("quick", ("xfail", table[claim.id]))
+        if claim.id in PAPER_XFAIL:
+            status.setdefault("paper", ("xfail", PAPER_XFAIL[claim.id]))
         out[claim.id] = Claim(
             claim.id,
             claim.table,
