@@ -34,11 +34,12 @@ Where this differs from the original Keras / tensorflow-model-optimization code:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +49,7 @@ from torch import nn
 
 from harness.configs import TrainConfig
 from harness.models import build_model, kernel_layers
-from harness.parallel import pick_device, pin_threads, threads_per_process, xdist_worker_index
+from harness.parallel import pick_device, xdist_worker_index
 from harness.seeding import stream_seed
 from harness.store import Store
 from harness.trained import PHASES, TrainedModel, TrainResult
@@ -385,8 +386,8 @@ def train(
 
     Notes
     -----
-    Deterministic on the CPU: the same config, data and thread count give bit-identical
-    weights. Random streams (init, modules, example order, dropout) are derived from
+    Deterministic on the CPU: the same config and data give bit-identical weights on one
+    machine, whatever the caller's thread count (training runs on :data:`TRAIN_THREADS`). Random streams (init, modules, example order, dropout) are derived from
     ``config.seed`` and the global torch RNG is restored afterwards. Conv nets train in the
     channels-last layout (:func:`memory_format`); the returned states are in the default one.
     """
@@ -394,8 +395,39 @@ def train(
         dataset = _load(config)
     cfg = config.resolved(dataset)
     dev = device if isinstance(device, torch.device) else pick_device(device)
-    if dev.type == "cpu" and torch.get_num_threads() > threads_per_process():
-        pin_threads(threads_per_process())
+    with _training_threads(dev):
+        return _train(cfg, dataset, dev, progress)
+
+
+#: Intra-op threads of CPU training, whatever the worker count or executor. torch's CPU
+#: kernels split reductions by thread, so the thread count changes the float order, and after
+#: a few thousand Adam steps the weights are another realisation (measured: the ci profile's
+#: MNIST+DROPOUT pruned n-cut 8.976 with ``-n 1``, 9.286 with ``-n 2``). One thread makes a
+#: model's weights a function of its config, data and machine only: ``-n 1``, ``-n 2``,
+#: ``-n auto`` and Ray tasks store the same weights under one key. Processes, not threads,
+#: spread training over cores (xdist workers, Ray tasks). Analyses keep cores/workers threads:
+#: their results do not depend on it (tests/test_determinism.py).
+TRAIN_THREADS = 1
+
+
+@contextlib.contextmanager
+def _training_threads(dev: torch.device) -> Iterator[None]:
+    """Run the block with :data:`TRAIN_THREADS` torch threads on the CPU, restored after."""
+    if dev.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(TRAIN_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(
+    cfg: TrainConfig, dataset: Any, dev: torch.device, progress: bool | None
+) -> TrainResult:
+    """The body of :func:`train`: ``cfg`` resolved, on ``dev``, threads pinned."""
     classification = dataset.task == "classification"
     from harness.data import as_torch
 
