@@ -67,7 +67,7 @@ def model_tag(init):
     return INITS[init]["paper"] or f"MLP/{init}"
 
 
-def _ncuts(init, profile, store, harness_seed):
+def _ncuts(init, profile, store, harness_seed, method):
     spec = INITS[init]
     return cached_random_init_ncuts(
         n_trials=n_trials(init, profile),
@@ -77,12 +77,13 @@ def _ncuts(init, profile, store, harness_seed):
         store=store,
         network=spec["network"],
         n_clusters=K,
+        method=method,
     )
 
 
 @pytest.mark.parametrize("init", _conv_marked(INITS, lambda i: INITS[i]["network"] != "mlp"))
-def test_random_init(init, profile, store, harness_seed, record):
-    ncuts = _ncuts(init, profile, store, harness_seed)
+def test_random_init(init, profile, store, harness_seed, cluster_method, record):
+    ncuts = _ncuts(init, profile, store, harness_seed, cluster_method)
     record(random_init_row(init, ncuts, harness_seed))
     assert np.all((ncuts >= 0) & (ncuts <= K))
 
@@ -116,14 +117,16 @@ def random_init_row(init, ncuts, harness_seed):
     "claim_id",
     _conv_marked(claims_for("random_init"), lambda c: "-cnn" in c or "-vgg" in c),
 )
-def test_claim(claim_id, trained, analysed, profile, store, harness_seed, cell_rows, claim, figure):
+def test_claim(
+    claim_id, trained, analysed, profile, store, harness_seed, cluster_method, cell_rows, claim, figure
+):
     # Later inits win a shared tag: "MLP/clusterable" is Table I's clusterable-all.
     by_tag = {model_tag(init): init for init in INITS}
 
     def build(cell, instance):
         if cell.phase == "init":
             init = by_tag[cell.tag]
-            return random_init_row(init, _ncuts(init, profile, store, harness_seed), harness_seed)
+            return random_init_row(init, _ncuts(init, profile, store, harness_seed, cluster_method), harness_seed)
         model = trained(cell.tag, instance)
         result = analysed(model, cell.phase, n_clusters=K, null="layer")
         return {**result.to_row(), "model_tag": cell.tag, "phase": cell.phase, "instance": instance}
@@ -132,7 +135,7 @@ def test_claim(claim_id, trained, analysed, profile, store, harness_seed, cell_r
     trained_rows = rows[rows["phase"] != "init"]
     if len(trained_rows) and claim_id.startswith("I-trained"):
         plot_random_init(
-            {f"random {init}": _ncuts(init, profile, store, harness_seed) for init in MLP_INITS},
+            {f"random {init}": _ncuts(init, profile, store, harness_seed, cluster_method) for init in MLP_INITS},
             figure("random-vs-trained"),
             trained={"trained (MNIST/FASHION, +-dropout)": trained_rows["ncut"].tolist()},
             paper={

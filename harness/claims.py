@@ -114,15 +114,38 @@ class Claim:
         return f"experiments/test_{self.study}.py::test_claim[{self.id}]"
 
     def status_at(self, profile: str) -> tuple[str, str]:
-        """``(status, reason)`` at a profile."""
-        if profile in self.status:
-            return self.status[profile]
+        """``(status, reason)`` at a profile.
+
+        In order: a claim the paper leaves open (``record`` in its own statuses) is
+        recorded everywhere; ``smoke`` records; ``ci`` asserts :data:`CI_CLAIMS` and records
+        the rest; a profile with a calibration (:mod:`harness.calibration`) takes each
+        claim's status from its verdicts at the calibrated seeds (a claim it did not run is
+        recorded); otherwise the claim's own status at that profile, else ``assert``.
+        """
+        from harness.calibration import calibration, calibration_command
+
+        own = self.status.get(profile)
+        if own is not None and own[0] == "record":
+            return own
         if profile == "smoke":
             return ("record", "the smoke profile checks plumbing, not claims")
+        measured = calibration(profile)
+        entry = measured.get(self.id) if measured is not None else None
         if profile == "ci":
             if self.id in CI_CLAIMS:
                 return ("assert", CI_CLAIMS[self.id])
-            return ("record", "not among the claims the ci profile is sized for")
+            note = f"; {entry.status()[1]}" if entry is not None else ""
+            return ("record", f"not among the claims the ci profile is sized for{note}")
+        if measured is not None:
+            if entry is not None:
+                return entry.status()
+            return (
+                "record",
+                f"not run by the {profile} profile's calibration: `{calibration_command(profile)}`"
+                " calibrates it",
+            )
+        if own is not None:
+            return own
         return ("assert", "")
 
     def evaluate(self, rows: pd.DataFrame) -> Outcome:

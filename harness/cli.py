@@ -1,4 +1,5 @@
-"""Every ``python -m harness`` subcommand: ``cluster``, ``data``, ``train``, ``report``.
+"""Every ``python -m harness`` subcommand: ``cluster``, ``data``, ``train``, ``report``,
+``calibrate``.
 
 The library modules do not know about the command line; each handler here imports what it
 needs when it runs, so ``python -m harness --help`` starts in a fraction of a second.
@@ -30,6 +31,16 @@ NULL_CHOICES = ("layer", "layer_nonzero", "layer_nonzero_distribution", "layer_a
 METHOD_CHOICES = ("fast", "reference", "fast_ncut")
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+
+def _seed(text: str) -> int:
+    """A ``--seed`` value: :func:`harness.seeding.check_seed`'s rule, as an argparse type."""
+    from harness.seeding import check_seed
+
+    try:
+        return check_seed(int(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (got {text!r})") from None
 
 
 def _non_negative(text: str) -> int:
@@ -107,7 +118,7 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-k", "--clusters", dest="k", type=_positive, default=12, help="clusters (default 12)")
     p.add_argument("--null", choices=NULL_CHOICES, default="layer", help="shuffle null model")
     p.add_argument("--samples", type=_non_negative, default=50, help="null samples (default 50; 0 = none)")
-    p.add_argument("--seed", type=_non_negative, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.add_argument("--method", choices=METHOD_CHOICES, default="fast", help="clustering implementation")
     p.add_argument("--workers", type=_positive, default=None, help="worker processes for the null")
     p.add_argument("--json", action="store_true", help="print the full result as one JSON object")
@@ -277,7 +288,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("spec", nargs="?", help="model tag or path to a JSON config")
     parser.add_argument("--epochs", type=_non_negative, help="override epochs")
     parser.add_argument("--pruning-epochs", type=_non_negative, help="override pruning_epochs")
-    parser.add_argument("--seed", type=_non_negative, help="override seed")
+    parser.add_argument("--seed", type=_seed, help="override seed")
     parser.add_argument("--store", help="store folder or URL (default $HARNESS_STORE or ./.store)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when present)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -316,6 +327,55 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# calibrate
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from harness.calibration import run_calibration
+
+    if len(args.seeds) < 3:
+        raise ValueError(f"--seeds: a calibration needs at least 3 seeds, got {len(args.seeds)}")
+    if len(set(args.seeds)) != len(args.seeds):
+        raise ValueError(f"--seeds: each seed once, got {args.seeds}")
+    try:
+        path = run_calibration(
+            args.profile, list(args.seeds), out=args.out, workers=args.workers,
+            pytest_args=list(args.pytest_args or []),
+        )
+    except RuntimeError as exc:
+        print(f"error: python -m harness calibrate: {exc}", file=sys.stderr)
+        return 1
+    print(f"calibration of {args.profile} at seeds {args.seeds}: {path}")
+    return 0
+
+
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    from harness.profiles import PROFILES
+
+    parser = sub.add_parser(
+        "calibrate",
+        help="run a profile at several base seeds and keep each claim's verdicts and tables "
+        "(the profile's calibration; for ci also the drift baseline)",
+        description=(
+            "Run `pytest experiments --profile P --record-claims` at each seed and keep the "
+            "runs' tables in baselines/<profile>/seed-<s>/. At that profile a claim is then "
+            "asserted only if it held at every seed, expected to fail only if it failed at "
+            "every seed, and recorded with its hold rate otherwise; for ci the same runs are "
+            "the drift baseline (--baseline baselines/ci). Resumes an interrupted calibration."
+        ),
+    )
+    parser.add_argument("--profile", required=True, choices=sorted(PROFILES))
+    parser.add_argument("--seeds", required=True, nargs="+", type=_seed, metavar="SEED",
+                        help="base seeds (at least 3)")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="where the runs go (default: baselines/<profile>)")
+    parser.add_argument("-n", "--workers", default="2", help="pytest-xdist workers (default 2)")
+    parser.add_argument("pytest_args", nargs="*", metavar="PYTEST_ARG",
+                        help="more pytest arguments, after --")
+    parser.set_defaults(func=_cmd_calibrate)
+
+
+# --------------------------------------------------------------------------------------
 
 
 class _Parser(argparse.ArgumentParser):
@@ -337,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(sub)
     _add_train(sub)
     _add_report(sub)
+    _add_calibrate(sub)
     return parser
 
 

@@ -36,9 +36,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from harness.cluster import METHODS as CLUSTER_METHODS
 from harness.parallel import pin_threads, threads_per_process, xdist_worker_count
 from harness.profiles import PROFILES, Profile, get_profile
-from harness.seeding import derive_seed
+from harness.seeding import check_seed, derive_seed
 from harness.store import Store, is_url, library_versions
 
 ROW_KEY = "harness_row"
@@ -95,6 +96,20 @@ def _study_of(nodeid: str) -> str:
 # options and configuration
 
 
+def cell_of(item: Any) -> str:
+    """The configuration a test's rows belong to: its function and every parameter but
+    ``instance``, e.g. ``test_factor[tag=MNIST, phase=pruned]``.
+
+    Rows of one cell are instances of one configuration (their mean is what the drift check
+    compares), so every parameter that tells variants apart (``isolation``, ``bn``, ...)
+    is part of it without being listed anywhere.
+    """
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    name = getattr(item, "originalname", None) or str(getattr(item, "name", "")).split("[")[0]
+    inner = ", ".join(f"{k}={v}" for k, v in params.items() if k != "instance")
+    return f"{name}[{inner}]" if inner else name
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "clusterability harness")
     group.addoption(
@@ -124,8 +139,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--baseline",
         default=None,
         metavar="DIR",
-        help="a reports folder of an earlier run of the same profile and seed: write "
-        "drift.md (claims whose verdict flipped, cells that moved by more than 3 standard errors)",
+        help="a baseline of the same profile (baselines/ci: runs at several seeds, from `make "
+        "baseline`; or one earlier run's reports folder): write drift.md (claims whose verdict "
+        "flipped, cells that moved beyond their seed-to-seed and sampling noise)",
+    )
+    group.addoption(
+        "--cluster-method",
+        choices=CLUSTER_METHODS,
+        default="fast",
+        help="spectral clustering estimator of every analysis: fast (default, the paper's), "
+        "reference (scikit-learn itself) or fast_ncut (lowest-n-cut restart, another estimator)",
+    )
+    group.addoption(
+        "--record-claims",
+        action="store_true",
+        default=False,
+        help="record every claim's verdict without asserting it (calibration runs)",
     )
     group.addoption(
         "--fail-on-drift",
@@ -136,26 +165,44 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     _add_executor_options(group)
 
 
-def _baseline_dir(config: pytest.Config) -> Path | None:
-    """``--baseline DIR``, checked before the first test: a folder with a run.json."""
+def _baseline(config: pytest.Config) -> Any:
+    """``--baseline DIR``, read and checked once, before the first test (None without it).
+
+    Every file of the baseline is parsed here (:func:`harness.report.load_baseline`), so a
+    truncated ``run.json``, a broken CSV, a baseline of another profile, or a baseline that is
+    this run's own reports folder (which the run would overwrite before comparing) is one
+    line and exit status 4, not a traceback after the last test.
+    """
+    if _BASELINE in config.stash:
+        return config.stash[_BASELINE]
     value = config.getoption("--baseline", default=None)
     if config.getoption("--fail-on-drift", default=False) and not value:
         raise pytest.UsageError("--fail-on-drift needs --baseline DIR")
     if not value:
+        config.stash[_BASELINE] = None
         return None
-    path = Path(value)
-    if not (path / "run.json").is_file():
+    from harness.report.baseline import BaselineError, load_baseline
+
+    state = config.stash[_STATE]
+    path = Path(value).resolve()
+    reports = state.reports_dir
+    if path == reports or reports in path.parents or path in reports.parents:
         raise pytest.UsageError(
-            f"--baseline {value}: not a reports folder of an earlier run (no run.json there); "
-            "refresh a baseline with `make baseline`"
+            f"--baseline {value} is (or holds, or sits in) this run's --reports-dir {reports}: the "
+            "run would overwrite it before comparing; pass another --reports-dir"
         )
-    return path.resolve()
+    try:
+        baseline = load_baseline(path, profile=state.profile.name)
+    except BaselineError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[_BASELINE] = baseline
+    return baseline
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     if not _is_worker(session.config):
-        _baseline_dir(session.config)
+        _baseline(session.config)
 
 
 @dataclass
@@ -174,6 +221,7 @@ class _RunState:
 
 
 _STATE = pytest.StashKey[_RunState]()
+_BASELINE = pytest.StashKey[Any]()
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -253,7 +301,10 @@ def pytest_configure(config: pytest.Config) -> None:
             )
     profile = get_profile(config.getoption("--profile") or DEFAULT_PROFILE)
     seed_opt = config.getoption("--harness-seed")
-    base_seed = DEFAULT_SEED if seed_opt is None else int(seed_opt)
+    try:
+        base_seed = DEFAULT_SEED if seed_opt is None else check_seed(seed_opt, name="--harness-seed")
+    except (TypeError, ValueError) as exc:
+        raise pytest.UsageError(str(exc)) from None
     reports_opt = config.getoption("--reports-dir")
     reports_dir = Path(reports_opt) if reports_opt else Path(config.rootpath) / "reports"
     store_root = config.getoption("--store")
@@ -344,6 +395,12 @@ def harness_seed(pytestconfig: pytest.Config) -> int:
     return pytestconfig.stash[_STATE].base_seed
 
 
+@pytest.fixture(scope="session")
+def cluster_method(pytestconfig: pytest.Config) -> str:
+    """The spectral clustering estimator of every analysis (``--cluster-method``)."""
+    return str(pytestconfig.getoption("--cluster-method", default="fast") or "fast")
+
+
 @pytest.fixture
 def seed(request: pytest.FixtureRequest, harness_seed: int) -> int:
     """This test's seed: base seed + crc32(node id)."""
@@ -361,8 +418,8 @@ def store(pytestconfig: pytest.Config) -> Store:
 def record(request: pytest.FixtureRequest, profile: Profile, seed: int) -> Callable[..., dict]:
     """Record one result row: ``record({"ncut": 8.1}, model_tag="MNIST")``.
 
-    The row gets ``study``, ``test_id``, ``profile`` and ``test_seed`` (this test's seed)
-    columns unless given. A ``seed`` column, where there is one, is the seed the row's numbers
+    The row gets ``study``, ``test_id``, ``cell`` (:func:`cell_of`), ``profile`` and
+    ``test_seed`` (this test's seed) columns unless given. A ``seed`` column, where there is one, is the seed the row's numbers
     came from (a result's ``to_row()`` carries it); it is never filled in from the test.
     Returns the stored row.
     """
@@ -372,6 +429,7 @@ def record(request: pytest.FixtureRequest, profile: Profile, seed: int) -> Calla
         merged: dict[str, Any] = {
             "study": _study_of(node.nodeid),
             "test_id": canonical_nodeid(node.nodeid),
+            "cell": cell_of(node),
             "profile": profile.name,
             "test_seed": seed,
         }
@@ -435,10 +493,11 @@ def claim(request: pytest.FixtureRequest, profile: Profile) -> Callable[..., boo
     Every claim becomes a row of ``reports/claims.csv`` with its verdict.
     """
     node = request.node
+    record_only = bool(request.config.getoption("--record-claims", default=False))
 
     def _finish(entry: dict[str, Any], status: str, reason: str) -> bool:
         holds = bool(entry["holds"])
-        if status == "record" or not profile.assert_claims:
+        if status == "record" or not profile.assert_claims or record_only:
             verdict = "recorded"
         elif status == "xfail":
             verdict = "xpass" if holds else "xfail"
@@ -578,7 +637,7 @@ class _Collector:
         )
         state.fidelity_line = report_mod.fidelity_line(fidelity)
         report_mod.write_run_info(run_info, state.reports_dir)  # compare_runs reads it
-        baseline = _baseline_dir(self.config)
+        baseline = _baseline(self.config)
         drift_file = state.reports_dir / report_mod.DRIFT_FILE
         if baseline is not None:
             drift = report_mod.compare_runs(state.reports_dir, baseline)

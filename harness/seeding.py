@@ -40,15 +40,19 @@ SeedLike = int | np.integer | np.random.SeedSequence | np.random.Generator | Non
 
 
 def check_seed(seed: object, *, name: str = "seed") -> int:
-    """``seed`` as a non-negative int; ValueError naming ``name`` otherwise.
+    """``seed`` as an int in ``[0, 2**32)``; ValueError naming ``name`` otherwise.
+
+    The one rule for every seed a user gives (``--harness-seed``, ``--seed``, ``seed=``):
+    a larger one would be reduced modulo 2**32 somewhere downstream and silently give
+    another seed's results.
 
     >>> check_seed(7)
     7
     """
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise ValueError(f"{name} must be a non-negative integer, got {seed!r}")
-    if int(seed) < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {int(seed)}")
+        raise ValueError(f"{name} must be an integer in [0, 2**32), got {seed!r}")
+    if not 0 <= int(seed) < SEED_MODULUS:
+        raise ValueError(f"{name} must be an integer in [0, 2**32), got {int(seed)}")
     return int(seed)
 
 

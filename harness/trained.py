@@ -206,12 +206,30 @@ class TrainedModel:
 
     def row_columns(self, phase: str = "pruned") -> dict[str, Any]:
         """The columns a result row of this network carries: its store key (16 hex digits),
-        its training seed and its final metrics in ``phase``."""
+        its training seed, :meth:`weights_digest` and its final metrics in ``phase``."""
         return {
             "model_key": self.key[:16],
             "model_seed": int(self.config.seed),
+            "weights_digest": self.weights_digest(phase),
             **self.final_metrics(phase),
         }
+
+    def weights_digest(self, phase: str = "pruned") -> str:
+        """sha256 (16 hex digits) of the weights of ``phase``: names, dtypes, shapes, bytes.
+
+        Two runs whose networks have the same digest trained bitwise the same networks, so
+        any difference in their analyses comes from the analysis (the drift check compares
+        them paired). The store key cannot tell: it names the config, and another CPU or
+        thread count trains other weights from the same config.
+        """
+        import hashlib
+
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.state_dict(phase).items()):
+            array = tensor.detach().cpu().contiguous().numpy()
+            digest.update(f"{name}:{array.dtype}:{array.shape};".encode())
+            digest.update(array.tobytes())
+        return digest.hexdigest()[:16]
 
     def snapshots(self, kernels: str = "linear") -> list[tuple[int, str, list[np.ndarray]]]:
         """Per-epoch ``(epoch, phase, weights)``; epochs 1..E are unpruned, E+1..E+P pruned.

@@ -280,7 +280,7 @@ def test_unseeded_run_records_a_replayable_seed(trained, labels):
     a = L.single_lesion_test(model, labels, SIZES, x, y, n_trials=2, seed=None, layers=[2])
     b = L.single_lesion_test(model, labels, SIZES, x, y, n_trials=2, seed=a.seed, layers=[2])
     np.testing.assert_array_equal(a.random_overall, b.random_overall)
-    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+    with pytest.raises(ValueError, match="seed must be an integer in"):
         L.single_lesion_test(model, labels, SIZES, x, y, n_trials=2, seed=-1)
 
 

@@ -193,6 +193,65 @@ def test_baseline_must_be_a_reports_folder(pytester: pytest.Pytester):
     _setup(pytester)
     result = pytester.runpytest_subprocess("--baseline", "nowhere", "-k", "holds")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "not a reports folder" in result.stderr.str()
+    assert "no such folder" in result.stderr.str()
+    pytester.mkdir("empty")
+    result = pytester.runpytest_subprocess("--baseline", "empty", "-k", "holds")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "nor a reports folder of an earlier run" in result.stderr.str()
     result = pytester.runpytest_subprocess("--fail-on-drift", "-k", "holds")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_bad_baselines_are_usage_errors_before_the_first_test(pytester: pytest.Pytester):
+    """A broken claims.csv or run.json, another profile, or the run's own reports folder:
+    one line, exit status 4, and no test runs (nothing is overwritten)."""
+    _setup(pytester)
+    common = ("-n", "0", "--store", "s", "-k", "grid or holds")
+    pytester.runpytest_subprocess(*common, "--profile", "quick", "--reports-dir", "base").assert_outcomes(passed=9)
+    base = pytester.path / "base"
+    cases = []
+    good_claims, good_run = (base / "claims.csv").read_text(), (base / "run.json").read_text()
+    cases.append((lambda: (base / "claims.csv").write_text(good_claims + '"unclosed,quote\n'),
+                  ("--profile", "quick"), "not a well-formed CSV"))
+    cases.append((lambda: (base / "run.json").write_text(good_run[: len(good_run) // 2]),
+                  ("--profile", "quick"), "not valid JSON"))
+    cases.append((lambda: None, ("--profile", "smoke"), "baseline of profile 'quick'"))
+    for damage, options, message in cases:
+        (base / "claims.csv").write_text(good_claims)
+        (base / "run.json").write_text(good_run)
+        damage()
+        result = pytester.runpytest_subprocess(
+            *common, *options, "--reports-dir", "out", "--baseline", "base", "--fail-on-drift"
+        )
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, (message, result.stdout.str())
+        err = result.stderr.str()
+        assert message in err and "Traceback" not in err, err
+        assert not (pytester.path / "out").exists()
+    (base / "claims.csv").write_text(good_claims)
+    (base / "run.json").write_text(good_run)
+    before = (base / "claims.csv").read_text()
+    result = pytester.runpytest_subprocess(
+        *common, "--profile", "quick", "--reports-dir", "base", "--baseline", "base"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "would overwrite it before comparing" in result.stderr.str()
+    assert (base / "claims.csv").read_text() == before
+
+
+def test_seeds_outside_the_32_bit_range_are_refused(pytester: pytest.Pytester):
+    _setup(pytester)
+    for bad in (str(2**70), "-5"):
+        result = pytester.runpytest_subprocess("--harness-seed", bad, "-k", "holds")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, bad
+        assert "[0, 2**32)" in result.stderr.str()
+
+
+def test_rows_carry_their_cell(pytester: pytest.Pytester):
+    """The ``cell`` column: the test and its parameters except the instance."""
+    _setup(pytester)
+    pytester.runpytest_subprocess("-n", "0", "--profile", "quick", "--store", "s",
+                                  "--reports-dir", "r", "-k", "grid").assert_outcomes(passed=8)
+    rows = _read_csv(pytester.path / "r" / "demo.csv")
+    cells = {(r["tag"], r["instance"]): r["cell"] for r in rows}
+    assert cells[("A", "0")] == cells[("A", "1")] == "test_grid[tag=A]"
+    assert cells[("B", "0")] == "test_grid[tag=B]"

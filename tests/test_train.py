@@ -216,6 +216,25 @@ def test_same_seed_gives_bit_identical_weights_and_restores_rng() -> None:
     assert a.metrics == b.metrics
 
 
+def test_cpu_training_uses_one_thread_whatever_the_caller_has() -> None:
+    """The thread count changes float order in torch's kernels, hence the weights: training
+    pins :data:`TRAIN_THREADS` so that the worker count cannot, and restores the caller's."""
+    from harness.train import TRAIN_THREADS
+
+    data = synthetic()
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        a = train(tiny(dropout=0.3), data, device="cpu", progress=False)
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        b = train(tiny(dropout=0.3), data, device="cpu", progress=False)
+    finally:
+        torch.set_num_threads(before)
+    assert a.info["threads"] == b.info["threads"] == TRAIN_THREADS == 1
+    assert all(torch.equal(a.state()[k], b.state()[k]) for k in a.state())
+
+
 def test_metrics_rows_follow_keras_conventions() -> None:
     data = synthetic(128, 64)
     result = train(tiny(epochs=3, pruning_epochs=2, l2=1e-3), data, device="cpu",

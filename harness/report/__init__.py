@@ -40,6 +40,13 @@ new one, never a partial one.
 from __future__ import annotations
 
 from harness.report.aggregate import AGG_STATS, DEFAULT_AGG, aggregate
+from harness.report.baseline import (
+    BASELINE_FILE,
+    Baseline,
+    BaselineError,
+    load_baseline,
+    read_csv_strict,
+)
 from harness.report.cells import Row, format_number
 from harness.report.drift import (
     DRIFT_FILE,
@@ -47,7 +54,9 @@ from harness.report.drift import (
     Drift,
     Flip,
     Move,
+    Pooled,
     compare_runs,
+    drift_failed,
     drift_line,
     read_drift_line,
     write_drift,
@@ -150,6 +159,13 @@ __all__ = [
     # drift against a baseline run
     "DRIFT_FILE",
     "DRIFT_METRICS",
+    "BASELINE_FILE",
+    "Baseline",
+    "BaselineError",
+    "Pooled",
+    "drift_failed",
+    "load_baseline",
+    "read_csv_strict",
     "Drift",
     "Flip",
     "Move",

@@ -1,34 +1,62 @@
-"""Drift between two runs of the same profile and seed: flipped claims, moved cell means.
+"""Drift: a run compared with a baseline, cell by cell, with the noise that exists.
 
-:func:`compare_runs` reads two reports folders (their study CSVs, ``claims.csv`` and
-``run.json``) and reports what changed: claims whose verdict changed, cells whose mean moved
-by more than :data:`THRESHOLD` standard errors, and studies, cells or claims present in only
-one of the two. :func:`write_drift` writes ``drift.md``; the page shows :func:`drift_line`.
+:func:`compare_runs` compares a reports folder with a baseline (:mod:`harness.report.baseline`:
+the same profile run at several base seeds) and reports claims whose verdict changed, cells
+that moved beyond their noise, studies whose cells moved together, and cells or claims that
+only one side has. :func:`write_drift` writes ``drift.md``; the page shows
+:func:`drift_line`.
 
-The standard error of a cell's mean comes from the *baseline*:
+**Cells.** A cell is what the study records as one configuration: the ``cell`` column the
+plugin writes into every row (the test function and all its parameters except ``instance``,
+so every parameter that tells variants apart, such as ``isolation`` or ``bn``, keeps them
+apart). A test that records several rows (epochs, modes) has a cell per row position. A
+cell's value at a seed is the mean over its rows (instances) of a metric.
 
-* ``sd / sqrt(n)`` over the cell's rows (its instances) when it has two or more that differ;
-* with a single instance (or identical ones) there is no spread, so the null model's
-  sampling error stands in: ``null_std / sqrt(n_samples)`` for metrics in n-cut units
-  (``ncut``, ``null_mean``) and ``1 / sqrt(n_samples)`` for ``z`` (the null SD is its unit);
-* without a null (no ``null_std`` or ``n_samples``), a relative tolerance: the mean moved
-  when it changed by more than 1% of the baseline's value (written as an SE of
-  ``1% x |before| / 3``, so that 3 SE is the 1%).
+**Two rules, chosen per cell.**
+
+* *Paired.* When the run has the seed of one of the baseline's runs and the cell's trained
+  networks are bitwise that run's (every row's ``weights_digest`` equal; rows without trained
+  networks compare their seed only), only the analysis can have changed. The cell moved when
+  ``|x - x_seed| > 3 x`` its sampling error: ``null_std / sqrt(n_samples)`` for n-cut units,
+  ``1 / sqrt(n_samples)`` for z, ``sd / sqrt(n_trials)`` for a mean over random draws.
+* *Seed spread.* Elsewhere (another seed, another CPU, another executor) the networks are
+  another draw of training, and the reference is the baseline's distribution over its ``k``
+  seeds: mean ``m``, between-seed SD ``s`` and sampling error ``e``. With the combined spread
+  ``c = sqrt(s**2 + e**2)``, ``t = |x - m| / (c sqrt(1 + 1/k))`` is a prediction error with
+  ``k - 1`` degrees of freedom, reported as the normal deviate of equal tail probability
+  (so "3" means as unlikely as 3 SD of a normal, whatever ``k``). The cell moved when that
+  exceeds 3.
+
+**Pooled, per study and metric.** The mean of the cells' standardised changes (signed), over
+its own standard error: ``sqrt(nu / (nu - 2) / n)`` for ``n`` cells under the seed-spread
+rule (a t variable with ``nu = k - 1`` degrees of freedom has that variance), ``1 /
+sqrt(n)`` under the paired rule. It catches a systematic shift, such as an estimator that
+moves every n-cut by 1%, that no single cell's tolerance sees.
+
+**Claims.** Paired: a verdict other than that seed's. Seed spread: a verdict that no
+baseline seed had.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from harness.files import atomic_write_text, natural_key
+from harness.report.baseline import (
+    Baseline,
+    BaselineError,
+    SeedRun,
+    load_baseline,
+    read_csv_strict,
+)
 from harness.report.runinfo import read_run_info
 from harness.report.tables import markdown_table, study_csvs
 
@@ -37,11 +65,12 @@ __all__ = [
     "DRIFT_METRICS",
     "Drift",
     "Flip",
-    "GROUP_COLUMNS",
     "Move",
+    "Pooled",
     "RELATIVE_TOLERANCE",
     "THRESHOLD",
     "compare_runs",
+    "drift_failed",
     "drift_line",
     "read_drift_line",
     "write_drift",
@@ -50,23 +79,52 @@ __all__ = [
 #: ``drift.md`` in a reports folder.
 DRIFT_FILE = "drift.md"
 
-#: Metrics compared by default (those a study has).
-DRIFT_METRICS: tuple[str, ...] = ("ncut", "z", "null_mean")
-
-#: Columns that identify a cell, where a study has them; a study with none is grouped by
-#: ``test_id``. ``init``, ``epoch``, ``kind`` and ``mode`` keep apart rows that are not
-#: instances of one cell (random inits, epochs of a curve, summary rows, lesion modes).
-GROUP_COLUMNS: tuple[str, ...] = (
-    "model_tag", "init", "phase", "epoch", "n_clusters", "null", "kind", "mode",
-)  # fmt: skip
-
-#: A cell mean moved when it changed by more than this many standard errors.
+#: A cell moved when it changed by more than this many standard deviations (normal-equivalent).
 THRESHOLD = 3.0
 
-#: Without any spread, a cell mean moved when it changed by more than this fraction.
+#: Where a metric has neither a seed spread nor a sampling error: 1% of the baseline's value.
 RELATIVE_TOLERANCE = 0.01
 
-_NCUT_UNITS = frozenset({"ncut", "null_mean"})
+
+def _col(frame: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+
+
+def _null_se(std_column: str) -> Callable[[pd.DataFrame], np.ndarray]:
+    def se(rows: pd.DataFrame) -> np.ndarray:
+        return _col(rows, std_column) / np.sqrt(_col(rows, "n_samples"))
+
+    return se
+
+
+def _z_se(rows: pd.DataFrame) -> np.ndarray:
+    return 1.0 / np.sqrt(_col(rows, "n_samples"))
+
+
+def _cohen_se(rows: pd.DataFrame) -> np.ndarray:
+    # Two groups of n samples (Hedges & Olkin 1985): var(d) ~ 2/n + d^2 / (4n).
+    n, d = _col(rows, "n_samples"), _col(rows, "cohen_d")
+    return np.sqrt(2.0 / n + d**2 / (4.0 * n))
+
+
+def _trials_se(rows: pd.DataFrame) -> np.ndarray:
+    return _col(rows, "sd") / np.sqrt(_col(rows, "n_trials"))
+
+
+#: The metrics compared, each with its sampling error per row (the paired rule's unit).
+DRIFT_METRICS: dict[str, Callable[[pd.DataFrame], np.ndarray]] = {
+    "ncut": _null_se("null_std"),
+    "null_mean": _null_se("null_std"),
+    "z": _z_se,
+    "layer_null_mean": _null_se("layer_null_std"),
+    "layer_z": _z_se,
+    "nonzero_null_mean": _null_se("nonzero_null_std"),
+    "nonzero_z": _z_se,
+    "cohen_d": _cohen_se,
+    "mean": _trials_se,  # Table I: the mean n-cut of n_trials random networks
+}
 
 
 @dataclass(frozen=True)
@@ -80,7 +138,7 @@ class Flip:
 
 @dataclass(frozen=True)
 class Move:
-    """A cell whose mean moved by more than :data:`THRESHOLD` standard errors."""
+    """One cell and metric compared: ``n_se`` standardised units under ``rule``."""
 
     study: str
     group: str
@@ -90,6 +148,7 @@ class Move:
     se: float
     n_se: float
     rule: str
+    signed: float = math.nan  # the standardised change with its sign (for the pooled test)
 
     def to_row(self) -> dict[str, object]:
         return {
@@ -98,259 +157,363 @@ class Move:
             "metric": self.metric,
             "before": self.before,
             "after": self.after,
-            "se": self.se,
-            "n_se": self.n_se,
-            "se_rule": self.rule,
+            "spread": self.se,
+            "n_sd": self.n_se,
+            "rule": self.rule,
+        }
+
+
+@dataclass(frozen=True)
+class Pooled:
+    """A study's cells of one metric together: mean standardised change over its SE."""
+
+    study: str
+    metric: str
+    rule: str
+    n_cells: int
+    mean_change: float
+    z: float
+
+    def to_row(self) -> dict[str, object]:
+        return {
+            "study": self.study,
+            "metric": self.metric,
+            "rule": self.rule,
+            "cells": self.n_cells,
+            "mean_change": self.mean_change,
+            "z": self.z,
         }
 
 
 @dataclass(frozen=True)
 class Drift:
-    """What changed between a baseline run and the current one.
+    """What changed between a baseline and the current run.
 
     Attributes
     ----------
     current, baseline : str
-        The two reports folders, as given.
+        The run's reports folder and the baseline folder, as given.
     profile, seed : object
-        The profile and base seed of the two runs (the current run's when they differ).
+        The current run's profile and base seed.
+    baseline_seeds : tuple of int
     mismatch : tuple of str
-        Why the runs are not comparable (profile or seed differ, run.json missing); empty
-        when they are.
+        Why the run cannot be compared (no run.json, another profile); empty when it can.
     flipped : tuple of Flip
-        Claims whose verdict changed.
     moved : tuple of Move
-        Cell means that moved by more than ``threshold`` standard errors.
+        Cells beyond ``threshold``.
+    pooled_moved : tuple of Pooled
+        Studies whose cells moved together beyond ``threshold``.
+    compared : tuple of Move
+        Every cell and metric compared (moved or not), for the largest move.
+    pooled : tuple of Pooled
+        Every pooled test.
     missing, new : tuple of str
-        Studies, cells and claims only the baseline has (missing) or only the current run.
-    n_cells, n_claims : int
-        Cell means and claims compared.
+        Studies, cells and claims only the baseline has (missing) or only this run (new).
+    n_cells, n_claims, n_paired : int
+        Cell values and claims compared; cell values compared under the paired rule.
     threshold : float
-        Standard errors a mean may move.
     """
 
     current: str
     baseline: str
     profile: object = None
     seed: object = None
+    baseline_seeds: tuple[int, ...] = ()
     mismatch: tuple[str, ...] = ()
     flipped: tuple[Flip, ...] = ()
     moved: tuple[Move, ...] = ()
+    pooled_moved: tuple[Pooled, ...] = ()
+    compared: tuple[Move, ...] = ()
+    pooled: tuple[Pooled, ...] = ()
     missing: tuple[str, ...] = ()
     new: tuple[str, ...] = ()
     n_cells: int = 0
     n_claims: int = 0
+    n_paired: int = 0
     threshold: float = THRESHOLD
 
     @property
     def ok(self) -> bool:
-        """Comparable runs, no flipped claim, no moved mean, nothing missing."""
-        return not (self.mismatch or self.flipped or self.moved or self.missing)
+        """Comparable, no flipped claim, no moved cell or study, nothing missing."""
+        return not (
+            self.mismatch or self.flipped or self.moved or self.pooled_moved or self.missing
+        )
+
+    @property
+    def largest(self) -> Move | None:
+        """The cell and metric with the largest standardised move (moved or not)."""
+        finite = [m for m in self.compared if math.isfinite(m.n_se)]
+        return max(finite, key=lambda m: m.n_se) if finite else None
 
     def __repr__(self) -> str:
         return (
             f"Drift(ok={self.ok}, baseline={self.baseline!r}, mismatch={len(self.mismatch)}, "
             f"flipped={len(self.flipped)}, moved={len(self.moved)}/{self.n_cells}, "
-            f"missing={len(self.missing)}, new={len(self.new)})"
+            f"pooled={len(self.pooled_moved)}, missing={len(self.missing)}, new={len(self.new)})"
         )
 
 
 # ----------------------------------------------------------------------------------------
-# reading
+# cells
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    # as text: keys compare exactly as written (the writer is deterministic)
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
+def _cell_labels(frame: pd.DataFrame) -> pd.Series:
+    """Each row's cell: its ``cell`` column, with the row's position when a test has several."""
+    if "cell" not in frame.columns:
+        raise BaselineError(
+            "a table has no 'cell' column (written by an older version); refresh the baseline "
+            "with `make baseline`"
+        )
+    labels = frame["cell"].astype(str)
+    if "test_id" in frame.columns:
+        position = frame.groupby("test_id", sort=False).cumcount()
+        several = frame.groupby("test_id", sort=False)["test_id"].transform("size") > 1
+        labels = labels.where(~several, labels + " #" + position.astype(str))
+    return labels
 
 
-def _numbers(frame: pd.DataFrame, column: str) -> np.ndarray:
-    if column not in frame.columns:
-        return np.full(len(frame), np.nan)
-    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
-
-
-def _groups(frame: pd.DataFrame, keys: Sequence[str]) -> dict[str, pd.DataFrame]:
-    """The rows of each cell, by a label such as ``"model_tag=MNIST, phase=pruned"``."""
-    labels = pd.Series(
-        [
-            ", ".join(f"{k}={v}" for k, v in zip(keys, values, strict=True) if v != "")
-            or "(all rows)"
-            for values in frame[list(keys)].itertuples(index=False, name=None)
-        ],
-        index=frame.index,
-        dtype=object,
-    )
+def _cells(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    labels = _cell_labels(frame)
     return {str(label): part for label, part in frame.groupby(labels, sort=False)}
 
 
-def _mean(frame: pd.DataFrame, column: str) -> float:
-    """Mean of a column's finite values (NaN if it has none)."""
-    values = _numbers(frame, column)
-    values = values[np.isfinite(values)]
-    return float(values.mean()) if values.size else math.nan
+def _value(rows: pd.DataFrame, metric: str) -> tuple[float, float]:
+    """A cell's mean of ``metric`` and the sampling error of that mean."""
+    values = _col(rows, metric)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return math.nan, math.nan
+    se = DRIFT_METRICS[metric](rows)[finite]
+    se = se[np.isfinite(se)]
+    sampling = float(np.sqrt(np.mean(se**2) / finite.sum())) if se.size else math.nan
+    return float(values[finite].mean()), sampling
 
 
-def _standard_error(
-    metric: str, group: pd.DataFrame, before: float, threshold: float
-) -> tuple[float, str]:
-    values = _numbers(group, metric)
-    values = values[np.isfinite(values)]
-    if values.size >= 2:
-        se = float(values.std(ddof=1)) / math.sqrt(values.size)
-        if se > 0:
-            return se, "sd/sqrt(n)"
-    null_std, n_samples = _mean(group, "null_std"), _mean(group, "n_samples")
-    if n_samples > 0 and null_std > 0:
-        if metric in _NCUT_UNITS:
-            return null_std / math.sqrt(n_samples), "null_std/sqrt(n_samples)"
-        if metric == "z":
-            return 1.0 / math.sqrt(n_samples), "1/sqrt(n_samples)"
-    return RELATIVE_TOLERANCE * abs(before) / threshold, f"{RELATIVE_TOLERANCE:.0%} relative"
+def _digests(rows: pd.DataFrame) -> list[str]:
+    if "weights_digest" not in rows.columns:
+        return []
+    return sorted(rows["weights_digest"].astype(str))
+
+
+def _normal_equivalent(t: float, dof: int) -> float:
+    """The normal deviate with the tail probability of ``|t|`` under Student's t(dof)."""
+    if not math.isfinite(t):
+        return math.inf
+    tail = float(sps.t.sf(abs(t), dof))
+    return float(sps.norm.isf(tail)) if tail > 0 else math.inf
 
 
 def _compare_cell(
-    study: str, label: str, metric: str, old: pd.DataFrame, new: pd.DataFrame, threshold: float
+    study: str, label: str, metric: str, now: pd.DataFrame,
+    per_seed: Sequence[tuple[SeedRun, pd.DataFrame]], paired: pd.DataFrame | None,
 ) -> Move | None:
-    before, after = _mean(old, metric), _mean(new, metric)
-    if math.isnan(before) and math.isnan(after):
+    after, _ = _value(now, metric)
+    if paired is not None:
+        before, se = _value(paired, metric)
+        rule = "paired (same networks): sampling error"
+        if math.isnan(before) and math.isnan(after):
+            return None
+        if math.isnan(before) or math.isnan(after):
+            return Move(study, label, metric, before, after, math.nan, math.inf, "value on one side only")
+        if not se > 0:
+            se, rule = RELATIVE_TOLERANCE * abs(before) / THRESHOLD, "paired: 1% relative"
+        diff = after - before
+        signed = diff / se if se > 0 else (0.0 if diff == 0 else math.copysign(math.inf, diff))
+        return Move(study, label, metric, before, after, se, abs(signed), rule, signed)
+    values = [_value(rows, metric) for _, rows in per_seed]
+    finite = [(v, e) for v, e in values if math.isfinite(v)]
+    if not finite and math.isnan(after):
         return None
-    if math.isnan(before) or math.isnan(after):
-        return Move(study, label, metric, before, after, math.nan, math.inf, "no value on one side")
-    se, rule = _standard_error(metric, old, before, threshold)
-    diff = abs(after - before)
-    if se > 0:
-        n_se = diff / se
-    else:
-        n_se = math.inf if diff > 0 else 0.0
-    return Move(study, label, metric, before, after, se, n_se, rule) if n_se > threshold else None
+    if not finite or math.isnan(after):
+        return Move(study, label, metric, math.nan, after, math.nan, math.inf, "value on one side only")
+    k = len(finite)
+    mean = float(np.mean([v for v, _ in finite]))
+    sd = float(np.std([v for v, _ in finite], ddof=1)) if k > 1 else 0.0
+    errors = [e for _, e in finite if math.isfinite(e)]
+    sampling = float(np.sqrt(np.mean(np.square(errors)))) if errors else 0.0
+    spread = math.hypot(sd, sampling)
+    if not spread > 0:
+        spread = RELATIVE_TOLERANCE * abs(mean) / THRESHOLD
+    scale = spread * math.sqrt(1 + 1 / k)
+    diff = after - mean
+    if not scale > 0:
+        signed = 0.0 if diff == 0 else math.copysign(math.inf, diff)
+        return Move(study, label, metric, mean, after, 0.0, abs(signed), "no spread", signed)
+    t = diff / scale
+    n_sd = _normal_equivalent(t, k - 1)
+    rule = f"seed spread ({k} seeds)"
+    return Move(study, label, metric, mean, after, spread, n_sd, rule, t)
 
 
-def _claims(path: Path) -> dict[str, str]:
-    if not path.is_file():
+def _pooled(study: str, moves: Sequence[Move], k: int, threshold: float) -> list[Pooled]:
+    out = []
+    by: dict[tuple[str, bool], list[float]] = {}
+    for move in moves:
+        if math.isfinite(move.signed):
+            by.setdefault((move.metric, move.rule.startswith("paired")), []).append(move.signed)
+    for (metric, paired), signed in sorted(by.items()):
+        n = len(signed)
+        if n < 2:
+            continue
+        nu = k - 1
+        if paired:
+            se, rule = 1 / math.sqrt(n), "pooled, paired"
+        elif nu > 2:
+            se, rule = math.sqrt(nu / (nu - 2) / n), f"pooled, seed spread ({k} seeds)"
+        else:
+            continue  # a t with <= 2 degrees of freedom has no finite variance
+        mean = float(np.mean(signed))
+        out.append(Pooled(study, metric, rule, n, mean, mean / se))
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# claims
+
+
+def _claim_verdicts(frame: pd.DataFrame | None) -> dict[str, str]:
+    if frame is None:
         return {}
-    frame = _read_csv(path)
     out: dict[str, str] = {}
     for rec in frame.to_dict("records"):
-        key = (
-            str(rec.get("claim_id") or "") or f"{rec.get('test_id', '')} :: {rec.get('claim', '')}"
-        )
+        key = str(rec.get("claim_id") or "") or f"{rec.get('test_id', '')} :: {rec.get('claim', '')}"
         out[key] = str(rec.get("verdict", ""))
     return out
 
 
-def _mismatch(current: Mapping[str, Any], baseline: Mapping[str, Any]) -> list[str]:
-    reasons = []
-    for what, info in (("this run", current), ("the baseline", baseline)):
-        if not info:
-            reasons.append(f"no run.json in {what}")
-    if reasons:
-        return reasons
-    for key in ("profile", "seed"):
-        if current.get(key) != baseline.get(key):
-            reasons.append(
-                f"{key} {current.get(key)!r} here, {baseline.get(key)!r} in the baseline"
-            )
-    return reasons
+# ----------------------------------------------------------------------------------------
+# the comparison
 
 
 def compare_runs(
     current: str | os.PathLike[str],
-    baseline: str | os.PathLike[str],
+    baseline: str | os.PathLike[str] | Baseline,
     *,
-    metrics: Sequence[str] = DRIFT_METRICS,
+    metrics: Sequence[str] | None = None,
     threshold: float = THRESHOLD,
 ) -> Drift:
-    """Compare the reports folder of a run with a baseline run's.
+    """Compare the reports folder of a run with a baseline (see the module docstring).
 
     Parameters
     ----------
-    current, baseline : path
-        Reports folders, each with ``run.json``, study CSVs and usually ``claims.csv``.
-    metrics : sequence of str
-        Columns compared cell by cell (those a study has).
+    current : path
+        A reports folder with ``run.json`` and study CSVs (``claims.csv`` usually).
+    baseline : path or Baseline
+        A multi-seed baseline folder, or one run's reports folder.
+    metrics : sequence of str, optional
+        Columns compared (default: every :data:`DRIFT_METRICS` column a study has).
     threshold : float
-        A cell mean moved when it changed by more than this many standard errors.
-
-    Returns
-    -------
-    Drift
-        Not ok, and nothing compared, when the runs' profile or base seed differ (or a
-        ``run.json`` is missing). Else: claims (by ``claim_id``, else test id and statement)
-        whose verdict changed; cells whose mean moved; studies, cells and claims only one run
-        has. Cells group a study's rows by the :data:`GROUP_COLUMNS` both runs' tables have
-        (else by ``test_id``). Standard errors as in the module docstring: the baseline's
-        ``sd / sqrt(n)``; with one instance ``null_std / sqrt(n_samples)`` (``1 /
-        sqrt(n_samples)`` for ``z``); without a null, 1% of the baseline's value.
+        Normal-equivalent standard deviations a cell (or a study's pooled change) may move.
 
     Raises
     ------
     FileNotFoundError
-        If either folder does not exist.
+        If the current folder does not exist.
+    BaselineError
+        If the baseline cannot be read (:func:`~harness.report.baseline.load_baseline`).
     """
-    cur, base = Path(current), Path(baseline)
-    for path in (cur, base):
-        if not path.is_dir():
-            raise FileNotFoundError(f"reports folder {path} does not exist")
-    info_cur, info_base = read_run_info(cur), read_run_info(base)
-    mismatch = _mismatch(info_cur, info_base)
-    if mismatch:
+    cur = Path(current)
+    if not cur.is_dir():
+        raise FileNotFoundError(f"reports folder {cur} does not exist")
+    base = baseline if isinstance(baseline, Baseline) else load_baseline(baseline)
+    info = read_run_info(cur)
+    chosen = list(DRIFT_METRICS) if metrics is None else list(metrics)
+    common = dict(current=str(current), baseline=str(base.path), threshold=threshold,
+                  baseline_seeds=base.seeds)
+    if not info:
+        return Drift(**common, mismatch=("no run.json in this run",))
+    if info.get("profile") != base.profile:
         return Drift(
-            str(current),
-            str(baseline),
-            profile=info_cur.get("profile"),
-            seed=info_cur.get("seed"),
-            mismatch=tuple(mismatch),
-            threshold=threshold,
+            **common, profile=info.get("profile"), seed=info.get("seed"),
+            mismatch=(f"profile {info.get('profile')!r} here, {base.profile!r} in the baseline",),
         )
+    seed = info.get("seed")
+    same_seed = base.run_at(int(seed)) if isinstance(seed, int) else None
 
-    missing: list[str] = []
-    new: list[str] = []
-    moved: list[Move] = []
-    n_cells = 0
-    tables_cur, tables_base = study_csvs(cur), study_csvs(base)
-    missing += [f"study {s}" for s in tables_base if s not in tables_cur]
-    new += [f"study {s}" for s in tables_cur if s not in tables_base]
-    for study in (s for s in tables_base if s in tables_cur):
-        old, now = _read_csv(tables_base[study]), _read_csv(tables_cur[study])
-        keys = [c for c in GROUP_COLUMNS if c in old.columns and c in now.columns] or ["test_id"]
-        if any(k not in frame.columns for frame in (old, now) for k in keys):
-            missing.append(f"study {study}: no test_id column")
-            continue
-        groups_old, groups_new = _groups(old, keys), _groups(now, keys)
-        missing += [f"cell {study}: {g}" for g in groups_old if g not in groups_new]
-        new += [f"cell {study}: {g}" for g in groups_new if g not in groups_old]
-        shared = [m for m in metrics if m in old.columns and m in now.columns]
-        for group in (g for g in groups_old if g in groups_new):
+    tables_now = {s: read_csv_strict(p) for s, p in study_csvs(cur).items()}
+    studies = sorted({s for run in base.runs for s in run.tables}, key=natural_key)
+    missing = [f"study {s}" for s in studies if s not in tables_now]
+    new = [f"study {s}" for s in tables_now if s not in studies]
+    compared: list[Move] = []
+    pooled: list[Pooled] = []
+    unpaired_single = False
+    for study in (s for s in studies if s in tables_now):
+        now_cells = _cells(tables_now[study])
+        seed_cells = [(run, _cells(run.tables[study])) for run in base.runs if study in run.tables]
+        expected = set.intersection(*(set(cells) for _, cells in seed_cells))
+        everywhere = set.union(*(set(cells) for _, cells in seed_cells))
+        missing += [f"cell {study}: {c}" for c in sorted(expected - set(now_cells), key=natural_key)]
+        new += [f"cell {study}: {c}" for c in sorted(set(now_cells) - everywhere, key=natural_key)]
+        frame_now = tables_now[study]
+        shared = [m for m in chosen if m in frame_now.columns and m in DRIFT_METRICS]
+        study_moves: list[Move] = []
+        for label in (c for c in now_cells if c in everywhere):
+            now = now_cells[label]
+            per_seed = [(run, cells[label]) for run, cells in seed_cells if label in cells]
+            paired = None
+            if same_seed is not None:
+                rows = next((r for run, r in per_seed if run is same_seed), None)
+                if rows is not None and _digests(rows) == _digests(now):
+                    paired = rows
+            if paired is None and len(per_seed) < 2:
+                unpaired_single = True
+                continue
             for metric in shared:
-                n_cells += 1
-                move = _compare_cell(
-                    study, group, metric, groups_old[group], groups_new[group], threshold
-                )
+                move = _compare_cell(study, label, metric, now, per_seed, paired)
                 if move is not None:
-                    moved.append(move)
+                    study_moves.append(move)
+        compared += study_moves
+        pooled += _pooled(study, study_moves, len(base.runs), threshold)
 
-    claims_old, claims_new = _claims(base / "claims.csv"), _claims(cur / "claims.csv")
-    flipped = tuple(
-        Flip(key, claims_old[key], claims_new[key])
-        for key in sorted(claims_old, key=natural_key)
-        if key in claims_new and claims_old[key] != claims_new[key]
-    )
-    missing += [f"claim {k}" for k in sorted(claims_old, key=natural_key) if k not in claims_new]
-    new += [f"claim {k}" for k in sorted(claims_new, key=natural_key) if k not in claims_old]
+    mismatch: list[str] = []
+    if unpaired_single:
+        mismatch.append(
+            "the baseline has one seed and this run's networks are not its networks (another "
+            "seed, machine or thread count): only a baseline of several seeds measures that "
+            "spread; make one with `make baseline`"
+        )
+    all_paired = bool(compared) and all(m.rule.startswith("paired") for m in compared)
+    now_claims = _claim_verdicts(_read_claims(cur))
+    flipped: list[Flip] = []
+    base_claims = [_claim_verdicts(run.claims) for run in base.runs]
+    known = set().union(*base_claims) if base_claims else set()
+    n_claims = 0
+    for key in sorted(known, key=natural_key):
+        if key not in now_claims:
+            missing.append(f"claim {key}")
+            continue
+        n_claims += 1
+        after = now_claims[key]
+        if same_seed is not None and all_paired:
+            before = _claim_verdicts(same_seed.claims).get(key)
+            if before is not None and before != after:
+                flipped.append(Flip(key, before, after))
+        else:
+            seen = sorted({c[key] for c in base_claims if key in c})
+            if after not in seen:
+                flipped.append(Flip(key, " / ".join(seen), after))
+    new += [f"claim {k}" for k in sorted(now_claims, key=natural_key) if k not in known]
     return Drift(
-        str(current),
-        str(baseline),
-        profile=info_cur.get("profile"),
-        seed=info_cur.get("seed"),
-        flipped=flipped,
-        moved=tuple(moved),
+        **common,
+        profile=info.get("profile"),
+        seed=seed,
+        mismatch=tuple(mismatch),
+        flipped=tuple(flipped),
+        moved=tuple(m for m in compared if m.n_se > threshold),
+        pooled_moved=tuple(p for p in pooled if abs(p.z) > threshold),
+        compared=tuple(compared),
+        pooled=tuple(pooled),
         missing=tuple(missing),
         new=tuple(new),
-        n_cells=n_cells,
-        n_claims=sum(k in claims_new for k in claims_old),
-        threshold=threshold,
+        n_cells=len(compared),
+        n_claims=n_claims,
+        n_paired=sum(m.rule.startswith("paired") for m in compared),
     )
+
+
+def _read_claims(folder: Path) -> pd.DataFrame | None:
+    path = folder / "claims.csv"
+    return read_csv_strict(path) if path.is_file() else None
 
 
 # ----------------------------------------------------------------------------------------
@@ -363,17 +526,24 @@ def drift_line(drift: Drift) -> str:
         return f"Not comparable with the baseline {drift.baseline}: {'; '.join(drift.mismatch)}."
     parts = [
         f"{len(drift.flipped)} of {drift.n_claims} claim verdicts changed",
-        f"{len(drift.moved)} of {drift.n_cells} cell means moved by more than "
-        f"{drift.threshold:g} SE",
+        f"{len(drift.moved)} of {drift.n_cells} cell values moved by more than "
+        f"{drift.threshold:g} SD ({drift.n_paired} paired)",
+        f"{len(drift.pooled_moved)} of {len(drift.pooled)} study-wide pooled shifts",
     ]
     if drift.missing:
         parts.append(f"{len(drift.missing)} missing")
     if drift.new:
         parts.append(f"{len(drift.new)} new")
+    largest = drift.largest
+    if largest is not None:
+        parts.append(
+            f"largest move {largest.n_se:.2f} SD ({largest.study} {largest.group} {largest.metric})"
+        )
     head = "No drift" if drift.ok else "Drift"
+    seeds = ", ".join(str(s) for s in drift.baseline_seeds)
     return (
         f"{head} against the baseline {drift.baseline} (profile {drift.profile}, seed "
-        f"{drift.seed}): {', '.join(parts)}."
+        f"{drift.seed}; baseline seeds {seeds}): {', '.join(parts)}."
     )
 
 
@@ -387,33 +557,45 @@ def write_drift(drift: Drift, reports_dir: str | os.PathLike[str]) -> Path:
         "",
         "# Drift",
         "",
-        f"This run: `{drift.current}`; baseline: `{drift.baseline}`. A cell (a study's rows "
-        f"sharing {', '.join(GROUP_COLUMNS)}, where present) moved when its mean changed by "
-        f"more than {drift.threshold:g} standard errors of the baseline's mean: sd/sqrt(n) "
-        "over its instances; with one instance null_std/sqrt(n_samples) (1/sqrt(n_samples) "
-        f"for z); without a null, {RELATIVE_TOLERANCE:.0%} of the baseline's value.",
+        f"This run: `{drift.current}`; baseline: `{drift.baseline}` (seeds "
+        f"{', '.join(str(s) for s in drift.baseline_seeds)}). A cell is a study's rows of one "
+        "configuration (the `cell` column: the test and every parameter but the instance).",
+        "",
+        "Rules (see `harness/report/drift.py`):",
+        "",
+        "- **paired**: this run's networks are bitwise those of the baseline's run at the same "
+        f"seed, so only the analysis can have changed; a cell moved when it changed by more "
+        f"than {drift.threshold:g} sampling errors (null_std/sqrt(n_samples) for n-cuts, "
+        "1/sqrt(n_samples) for z, sd/sqrt(n_trials) for random-init means);",
+        "- **seed spread**: otherwise, against the baseline's distribution over its seeds: "
+        "combined spread sqrt(between-seed SD^2 + sampling error^2), the prediction error "
+        "over it with k-1 degrees of freedom, shown as the normal deviate of equal tail "
+        f"probability; moved beyond {drift.threshold:g};",
+        "- **pooled**: per study and metric, the mean signed standardised change over its "
+        f"standard error; beyond {drift.threshold:g} the study moved as a whole.",
     ]
     if drift.mismatch:
         lines += ["", "## Not comparable", "", *(f"- {m}" for m in drift.mismatch)]
     if drift.flipped:
         rows: list[dict[str, object]] = [
-            {"claim": f.claim, "before": f.before, "after": f.after} for f in drift.flipped
+            {"claim": f.claim, "baseline": f.before, "this run": f.after} for f in drift.flipped
         ]
-        lines += [
-            "",
-            "## Claims whose verdict changed",
-            "",
-            markdown_table(["claim", "before", "after"], rows),
-        ]
+        lines += ["", "## Claims whose verdict changed", "", markdown_table(list(rows[0]), rows)]
     if drift.moved:
         rows = [m.to_row() for m in drift.moved]
-        cols = list(rows[0])
         lines += [
-            "",
-            f"## Cell means moved by more than {drift.threshold:g} SE",
-            "",
-            markdown_table(cols, rows),
+            "", f"## Cells moved by more than {drift.threshold:g} SD", "",
+            markdown_table(list(rows[0]), rows),
         ]
+    if drift.pooled:
+        rows = [{**p.to_row(), "moved": abs(p.z) > drift.threshold} for p in drift.pooled]
+        lines += ["", "## Pooled per study", "", markdown_table(list(rows[0]), rows)]
+    largest = sorted(
+        (m for m in drift.compared if math.isfinite(m.n_se)), key=lambda m: -m.n_se
+    )[:10]
+    if largest:
+        rows = [m.to_row() for m in largest]
+        lines += ["", "## Largest standardised moves", "", markdown_table(list(rows[0]), rows)]
     for title, items in (("Missing from this run", drift.missing), ("New in this run", drift.new)):
         if items:
             lines += ["", f"## {title}", "", *(f"- {item}" for item in items)]
@@ -429,3 +611,9 @@ def read_drift_line(reports_dir: str | os.PathLike[str]) -> str | None:
         if line.strip():
             return line.strip()
     return None
+
+
+def drift_failed(line: str | None) -> bool:
+    """Whether a drift summary line reports drift (for the page's banner)."""
+    return bool(line) and not str(line).startswith("No drift")
+

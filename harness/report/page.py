@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 from harness.files import atomic_write_text, natural_key
 from harness.report.cells import format_number
-from harness.report.drift import DRIFT_FILE, read_drift_line
+from harness.report.drift import DRIFT_FILE, drift_failed, read_drift_line
 from harness.report.fidelity import FIDELITY_FILE, fidelity_line, read_fidelity
 from harness.report.naming import FIGURES_DIR
 from harness.report.page_tables import (
@@ -277,10 +277,17 @@ def _claims_section(reports_dir: Path) -> tuple[str, dict[str, int]]:
     return f'<div class="chips">{chips}</div>{table}{links}', counts
 
 
-def _banner(counts: Mapping[str, int]) -> str:
+def _banner(counts: Mapping[str, int], drift: str | None = None) -> str:
+    """The verdict of the run in one line: claims first, then drift against a baseline."""
     bad = counts.get("fail", 0) + counts.get("error", 0) + counts.get("xpass", 0)
     if bad:
         return f'<div class="banner fail">{bad} claim{"s" if bad != 1 else ""} {"need" if bad != 1 else "needs"} attention (fail, error or unexpected pass).</div>'
+    if drift_failed(drift):
+        held = "Every asserted claim holds, but the" if counts.get("pass", 0) else "The"
+        return (
+            f'<div class="banner fail">{held} run drifted from its baseline (see Drift below '
+            "and drift.md).</div>"
+        )
     if counts.get("pass", 0):
         return '<div class="banner pass">Every asserted claim holds.</div>'
     if counts.get("recorded", 0):
@@ -500,7 +507,7 @@ def build_index(
 <header class="top"><h1>{escape(title)}</h1><p>{subtitle}</p></header>
 <nav>{"".join(nav)}</nav>
 <main>
-<section id="run"><h2>Run</h2>{_banner(counts)}{_quality(root)}{_run_section(info)}</section>
+<section id="run"><h2>Run</h2>{_banner(counts, read_drift_line(root))}{_quality(root)}{_run_section(info)}</section>
 <section id="claims"><h2>Claims<span class="count">{sum(counts.values())} total</span></h2>{claims_html}</section>
 {"".join(sections) if sections else '<section><p class="empty">No study tables or figures in this folder.</p></section>'}
 <section id="files"><h2>Files</h2>{_files_section(root)}</section>
