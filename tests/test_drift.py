@@ -42,7 +42,7 @@ def row(cell: str, ncut: float, *, digest: str, test: str | None = None, **extra
 def claims(verdict: str) -> list[dict[str, Any]]:
     return [
         {"claim_id": "B-MNIST-pruned-sig", "table": "B", "claim": "significant", "verdict": verdict,
-         "holds": verdict == "pass", "observed": "z=-20",
+         "holds": verdict in ("pass", "xpass"), "observed": "z=-20",
          "test_id": "experiments/test_clustering.py::test_claim[B-MNIST-pruned-sig]", "study": "clustering"},
     ]  # fmt: skip
 
@@ -172,13 +172,16 @@ def test_a_one_seed_baseline_compares_only_the_same_networks(tmp_path: Path) -> 
 
 
 def test_claim_verdicts(tmp_path: Path) -> None:
+    """Compared by whether the claim held, so that a calibration's recorded verdicts compare
+    with a run's asserted ones."""
     base = make_baseline(tmp_path / "base")
+    recorded = [{**c, "verdict": "recorded"} for c in claims("pass")]
+    R.write_claims(recorded, tmp_path / "base" / "seed-0")
+    assert not R.compare_runs(write_run(tmp_path / "p", 0, seed_rows(0)), base).flipped
     flipped = R.compare_runs(write_run(tmp_path / "a", 0, seed_rows(0), verdict="fail"), base)
     assert [f.claim for f in flipped.flipped] == ["B-MNIST-pruned-sig"] and not flipped.ok
     # unpaired: a verdict some baseline seed had is no flip
-    (tmp_path / "base" / "seed-1" / "claims.csv").write_text(
-        (tmp_path / "base" / "seed-1" / "claims.csv").read_text().replace(",pass,", ",fail,")
-    )
+    R.write_claims(claims("fail"), tmp_path / "base" / "seed-1")
     other = R.compare_runs(write_run(tmp_path / "b", 8, seed_rows(8), verdict="fail"), base)
     assert not other.flipped
 

@@ -181,7 +181,13 @@ def test_drift_against_a_baseline(pytester: pytest.Pytester):
     assert (pytester.path / "again" / "drift.md").is_file()
     # A baseline whose claim verdict differs: the claim "flipped".
     claims = pytester.path / "base" / "claims.csv"
-    claims.write_text(claims.read_text().replace(",pass,", ",fail,"))
+    claims.write_text(
+        "\n".join(
+            line.replace(",pass,", ",fail,").replace(",True,", ",False,")
+            if "one is less than two" in line else line
+            for line in claims.read_text().split("\n")
+        )
+    )
     moved = pytester.runpytest_subprocess(
         *common, "--reports-dir", "third", "--baseline", "base", "--fail-on-drift"
     )

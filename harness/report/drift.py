@@ -372,12 +372,21 @@ def _pooled(study: str, moves: Sequence[Move], k: int, threshold: float) -> list
 
 
 def _claim_verdicts(frame: pd.DataFrame | None) -> dict[str, str]:
+    """Whether each claim that ran held: ``"holds"`` or ``"fails"`` by claim id.
+
+    Compared by outcome, not by verdict: a baseline made by calibration runs records every
+    claim (verdict ``recorded``), and a run asserts some of them (``pass``, ``xfail``, ...).
+    Claims that did not run (``not run``) are left out.
+    """
     if frame is None:
         return {}
     out: dict[str, str] = {}
     for rec in frame.to_dict("records"):
+        if str(rec.get("verdict", "")) == "not run":
+            continue
         key = str(rec.get("claim_id") or "") or f"{rec.get('test_id', '')} :: {rec.get('claim', '')}"
-        out[key] = str(rec.get("verdict", ""))
+        holds = str(rec.get("holds", "")).strip().lower()
+        out[key] = "holds" if holds in ("true", "1") else "fails" if holds in ("false", "0") else str(rec.get("verdict", ""))
     return out
 
 
