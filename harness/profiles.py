@@ -50,6 +50,8 @@ _CI_CLAIMS = (
     "I-random-init-cnn",
     "I-trained-below-random",
     "A-MNIST+DROPOUT-pruned-cohen-d-large",
+    "B-MNIST-pruned-learns",
+    "B-FASHION-pruned-learns",
 )
 
 #: The paper's default MLP schedule, ``mlp_config`` (reference §2.1): 20 epochs of training,
