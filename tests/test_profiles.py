@@ -6,6 +6,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
+from fixtures.experiments import load
 from fixtures.models import model_config
 from harness.configs import TAGS, TrainConfig
 from harness.profiles import MLP_SCHEDULE, PROFILES, Profile, get_profile
@@ -117,18 +118,6 @@ def test_subset_only_caps() -> None:
         smoke.subset(10, "val")
 
 
-def _experiment(name: str):
-    """An experiment module, imported from its file (experiments/ is not a package)."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "experiments" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_experiment_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 class _StubModel:
     key = "stub"
 
@@ -152,7 +141,7 @@ def test_paper_lesions_use_the_papers_trial_counts(monkeypatch) -> None:
     for name in ("smoke", "quick", "ci"):  # elsewhere the singles keep the single lesion's count
         assert PROFILES[name].double_lesion_singles == PROFILES[name].lesion_trials
     calls: dict[str, dict] = {}
-    lesion, double = _experiment("test_lesion"), _experiment("test_double_lesion")
+    lesion, double = load("test_lesion"), load("test_double_lesion")
     monkeypatch.setattr(lesion, "single_lesion_test", lambda *a, **kw: calls.setdefault("single", kw))
     monkeypatch.setattr(double, "double_lesion_test", lambda *a, **kw: calls.setdefault("double", kw))
 
