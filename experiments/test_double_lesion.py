@@ -2,8 +2,9 @@
 
 FASHION+DROPOUT, pruned, K = 10 (the paper's setting), joint (every unordered pair) and
 conditional (extra damage of lesioning i given j is already lesioned). The single lesions
-inside use the single-lesion trial count (``profile.lesion_trials``: the paper's 100 at the
-paper profile), the pairs ``profile.double_lesion_trials``; every row records both. Rows: one per pair,
+inside use ``profile.double_lesion_singles`` random trials (the paper's 100 at the paper
+profile, where the single lesion table uses 20), the pairs ``profile.double_lesion_trials``;
+every row records both. Rows: one per pair,
 the important-pairs table with its dependency types I-IV, and summary counts.
 """
 
@@ -36,7 +37,7 @@ def _double(mode, trained, analysed, test_split, profile):
     sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
     return double_lesion_test(
         model.model("pruned"), labels, sizes, x, y,
-        mode=mode, n_trials=profile.double_lesion_trials, single_trials=profile.lesion_trials,
+        mode=mode, n_trials=profile.double_lesion_trials, single_trials=profile.double_lesion_singles,
         seed=derive_seed(0, model.key, "double_lesion"),
     )
 

@@ -87,6 +87,12 @@ class TrainConfig:
         of* its L1/L2 terms; the other kernels are unchanged. A no-op without L2 (L1 is on
         every kernel already), so :meth:`resolved` clears it there. Part of the store key only
         when True: configs without it keep their keys.
+    pruning_penalty : bool
+        Keep the L1/L2 penalty on in the pruning phase (default, as the original: tfmot's
+        pruning wrapper keeps the layers' regularisers). False trains the pruning phase on the
+        data loss alone, a variant for studying the L2 rows (``bench/paper_l2.sh``); without
+        a penalty it changes nothing, so :meth:`resolved` sets it back to True there. Part of
+        the store key only when False.
     init_modules : int
         > 0: clusterable init with this many modules (§2.7).
     seed : int
@@ -125,6 +131,7 @@ class TrainConfig:
     l1: float = 0.0
     l2: float = 0.0
     first_layer_l1: bool = False
+    pruning_penalty: bool = True
     init_modules: int = 0
     seed: int = 0
     n_train: int | None = None
@@ -186,7 +193,7 @@ class TrainConfig:
                 "need 0 <= initial_sparsity <= final_sparsity < 1, got "
                 f"{self.initial_sparsity} and {self.final_sparsity}"
             )
-        for name in ("shuffle", "augment", "snapshots", "first_layer_l1"):
+        for name in ("shuffle", "augment", "snapshots", "first_layer_l1", "pruning_penalty"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
             object.__setattr__(self, name, bool(getattr(self, name)))
@@ -270,6 +277,7 @@ class TrainConfig:
         return dataclasses.replace(
             self, widths=widths, dense_widths=dense, input_shape=shape, n_out=n_out,
             first_layer_l1=self.first_layer_l1 and self.l2 > 0,
+            pruning_penalty=self.pruning_penalty or (self.l1 == 0 and self.l2 == 0),
         )
 
     def __repr__(self) -> str:

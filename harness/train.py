@@ -483,6 +483,8 @@ def _train(
                 # A fresh Adam per phase, as the original recompiled the model for pruning.
                 optimizer = _adam(model.parameters(), cfg.lr, dev)
                 pruner = _Pruner(kernels) if phase == "pruned" else None
+                # The penalty rates of this phase (off in pruning with pruning_penalty=False).
+                l1, l2 = (cfg.l1, cfg.l2) if pruner is None or cfg.pruning_penalty else (0.0, 0.0)
                 schedule = (lambda t: prune_step_sparsity(t, cfg, end_step)) if pruner else None
                 step = 0
                 for e in range(n_epochs):
@@ -490,7 +492,7 @@ def _train(
                     train_loss, train_acc, taken = run_epoch(
                         model, optimizer, x_train, y_train, order(),
                         batch_size=cfg.batch_size, classification=classification,
-                        l1=cfg.l1, l2=cfg.l2, first_layer_l1=cfg.first_layer_l1,
+                        l1=l1, l2=l2, first_layer_l1=cfg.first_layer_l1,
                         pruner=pruner, schedule=schedule, first_step=step, augment=augment,
                         buffers=buffers,
                     )
@@ -511,9 +513,7 @@ def _train(
                         model, x_test, y_test, classification=classification
                     )
                     with torch.no_grad():
-                        penalty = _penalty(
-                            kernels, cfg.l1, cfg.l2, first_layer_l1=cfg.first_layer_l1
-                        )
+                        penalty = _penalty(kernels, l1, l2, first_layer_l1=cfg.first_layer_l1)
                     pen = float(penalty) if penalty is not None else 0.0
                     row: dict[str, Any] = {
                         "epoch": epoch,
@@ -587,7 +587,7 @@ def _row_summary(phase: str, row: Mapping[str, Any]) -> str:
 
 # Fields added after models were first stored, with the value that reproduces the earlier
 # behaviour: left out of the key at that value, so the models stored before keep their keys.
-_KEY_OMITTED_AT = {"first_layer_l1": False}
+_KEY_OMITTED_AT = {"first_layer_l1": False, "pruning_penalty": True}
 
 
 def model_key_payload(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:

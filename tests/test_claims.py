@@ -256,3 +256,13 @@ def test_table_a_observed_reports_each_nulls_p_and_z():
     rows = _rows(claim.cells[0], layer_is_sig=False, layer_p=0.5, layer_z=-1.0)
     outcome = claim.evaluate(pd.DataFrame(rows))
     assert not outcome.holds and outcome.observed["p"] == [0.5] * 3
+
+
+def test_learns_claims_fail_for_a_network_that_learned_nothing():
+    claim = REGISTRY["B-MNIST-pruned-learns"]
+    cell = claim.cells[0]
+    bound = (0.984 + 0.1) / 2  # halfway between chance and the paper's 0.984
+    assert claim.evaluate(pd.DataFrame(_rows(cell, test_acc=[0.93, 0.95, bound]))).holds
+    outcome = claim.evaluate(pd.DataFrame(_rows(cell, test_acc=[0.93, 0.11, 0.95])))  # shuffled labels
+    assert not outcome.holds and 0.11 in outcome.observed["test_acc"]
+    assert "B-HALVES-MNIST-pruned-learns" not in REGISTRY  # chance is not 1/10 there

@@ -492,6 +492,11 @@ def test_regression_direction_higher_mse_is_damage():
     assert reg.summary_frame()["direction"].tolist() == [direction]
     assert "corrected" not in cls.to_row()["direction"]
     assert {"combined_p_means", "chi2_p_means", "effect_means"} <= set(reg.to_row())
+    # effect_means_as_paper is the paper's direction for both tasks: the number to compare
+    # with its tables (the POLY one reversed), the same formula as classification's.
+    assert reg.to_row()["effect_means_as_paper"] == pytest.approx(cls.effect_means)
+    assert reg.effect_means_as_paper < 1
+    assert cls.to_row()["effect_means_as_paper"] == cls.effect_means
 
 
 def test_term_outcomes_average_outputs_with_coefficient_one():

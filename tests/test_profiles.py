@@ -6,6 +6,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
+from fixtures.experiments import load
 from fixtures.models import model_config
 from harness.configs import TAGS, TrainConfig
 from harness.profiles import MLP_SCHEDULE, PROFILES, Profile, get_profile
@@ -115,3 +116,40 @@ def test_subset_only_caps() -> None:
     assert (smoke.subset(None, "test"), paper.subset(None), paper.subset(5)) == (1000, None, 5)
     with pytest.raises(ValueError, match="'train' or 'test'"):
         smoke.subset(10, "val")
+
+
+class _StubModel:
+    key = "stub"
+
+    class config:  # noqa: N801 - the attribute a TrainedModel has
+        dataset = "mnist"
+
+    def weights(self, phase):
+        import numpy as np
+
+        return [np.zeros((4, 3)), np.zeros((3, 2))]
+
+    def model(self, phase):
+        return None
+
+
+def test_paper_lesions_use_the_papers_trial_counts(monkeypatch) -> None:
+    """The MLP lesion table: 20 random trials per sub-cluster (reference §6.7); the double
+    lesion: 100 for its singles and 50 per pair (§6.6)."""
+    paper = PROFILES["paper"]
+    assert (paper.lesion_trials, paper.double_lesion_singles, paper.double_lesion_trials) == (20, 100, 50)
+    for name in ("smoke", "quick", "ci"):  # elsewhere the singles keep the single lesion's count
+        assert PROFILES[name].double_lesion_singles == PROFILES[name].lesion_trials
+    calls: dict[str, dict] = {}
+    lesion, double = load("test_lesion"), load("test_double_lesion")
+    monkeypatch.setattr(lesion, "single_lesion_test", lambda *a, **kw: calls.setdefault("single", kw))
+    monkeypatch.setattr(double, "double_lesion_test", lambda *a, **kw: calls.setdefault("double", kw))
+
+    class _Labels:
+        labels = None
+
+    split = lambda model: (None, None)  # noqa: E731
+    lesion._lesion(_StubModel(), None, split, paper)
+    double._double("joint", lambda tag, i: _StubModel(), lambda *a, **kw: _Labels(), split, paper)
+    assert calls["single"]["n_trials"] == 20
+    assert (calls["double"]["single_trials"], calls["double"]["n_trials"]) == (100, 50)

@@ -647,3 +647,22 @@ def test_bench_train_runs_and_reports_json(capsys: pytest.CaptureFixture[str]) -
     assert last["epoch_s"] > 0 and last["dataloader_epoch_s"] > 0
     assert last["speedup"] == pytest.approx(last["dataloader_epoch_s"] / last["epoch_s"],
                                             rel=1e-2)
+
+
+def test_pruning_penalty_off_trains_the_pruning_phase_on_the_data_loss_alone() -> None:
+    data = synthetic()
+    on = train(tiny(l2=1e-3, first_layer_l1=True), data, device="cpu", progress=False)
+    off_config = tiny(l2=1e-3, first_layer_l1=True, pruning_penalty=False)
+    off = train(off_config, data, device="cpu", progress=False)
+    # the same training phase, then the penalty stops
+    assert on.metrics["unpruned"] == off.metrics["unpruned"]
+    assert all(r["penalty"] > 0 for r in on.metrics["pruned"])
+    assert all(r["penalty"] == 0 for r in off.metrics["pruned"])
+    default = model_key_payload(tiny(l2=1e-3), data)
+    assert "pruning_penalty" not in default["config"]  # configs without it keep their keys
+    assert model_key_payload(tiny(l2=1e-3, pruning_penalty=False), data)["config"] == {
+        **default["config"], "pruning_penalty": False}
+    # without a penalty the flag changes nothing: the same model and key
+    assert tiny(pruning_penalty=False).resolved(data) == tiny().resolved(data)
+    with pytest.raises(ValueError, match="pruning_penalty must be True or False"):
+        TrainConfig("mnist", pruning_penalty=0)  # type: ignore[arg-type]

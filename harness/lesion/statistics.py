@@ -253,6 +253,23 @@ class SingleLesionResult:
         """The sub-clusters of :attr:`rows`, in order."""
         return [row.sub_cluster for row in self.rows]
 
+    @property
+    def effect_means_as_paper(self) -> float:
+        """``effect_means`` as the paper's code computed it for every task: the nanmean over
+        sub-clusters of mean random / true mean outcome.
+
+        For classification this is :attr:`effect_means`. For regression it is the paper's
+        reversed direction on MSEs (reference §11 item 9; < 1 when the true lesions do more
+        damage): the number to compare with the paper's POLY table, whose direction
+        :attr:`effect_means` corrects.
+        """
+        if self.task == "classification":
+            return float(self.effect_means)
+        true_means = self.true_outcomes.mean(axis=-1)
+        random_means = self.random_outcomes.mean(axis=-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return _nanmean(random_means.mean(axis=0) / true_means)
+
     def __repr__(self) -> str:
         return (
             f"SingleLesionResult(task={self.task!r}, n_sub_clusters={len(self.rows)}, "
@@ -284,6 +301,7 @@ class SingleLesionResult:
             "combined_p_means": float(self.combined_p_means),
             "combined_p_ranges": float(self.combined_p_ranges),
             "effect_means": float(self.effect_means),
+            "effect_means_as_paper": float(self.effect_means_as_paper),
             "effect_ranges": float(self.effect_ranges),
         }
         row.update({f"n_{name}": n for name, n in self.taxonomy_counts().items()})
