@@ -25,12 +25,14 @@ cell's value at a seed is the mean over its rows (instances) of a metric.
   ``c = sqrt(s**2 + e**2)``, ``t = |x - m| / (c sqrt(1 + 1/k))`` is a prediction error with
   ``k - 1`` degrees of freedom, reported as the normal deviate of equal tail probability
   (so "3" means as unlikely as 3 SD of a normal, whatever ``k``). The cell moved when that
-  exceeds 3.
+  exceeds the family-wise cutoff: with ``M`` such comparisons in the run, the deviate whose
+  tail is 1/M of a 3-SD tail (Bonferroni; 4.2 SD for 85 cells), so that a run of another seed
+  or machine raises a false alarm as rarely as one 3-SD test.
 
 **Pooled, per study and metric.** The mean of the cells' standardised changes (signed), over
 its own standard error: ``sqrt(nu / (nu - 2) / n)`` for ``n`` cells under the seed-spread
 rule (a t variable with ``nu = k - 1`` degrees of freedom has that variance), ``1 /
-sqrt(n)`` under the paired rule. It catches a systematic shift, such as an estimator that
+sqrt(n)`` under the paired rule; the cutoff is family-wise over the studies and metrics. It catches a systematic shift, such as an estimator that
 moves every n-cut by 1%, that no single cell's tolerance sees.
 
 **Claims.** Paired: a verdict other than that seed's. Seed spread: a verdict that no
@@ -71,6 +73,7 @@ __all__ = [
     "THRESHOLD",
     "compare_runs",
     "drift_failed",
+    "family_cutoff",
     "drift_line",
     "read_drift_line",
     "write_drift",
@@ -212,6 +215,10 @@ class Drift:
     n_cells, n_claims, n_paired : int
         Cell values and claims compared; cell values compared under the paired rule.
     threshold : float
+        The run's false-alarm level in normal SDs (3: about 1 in 370).
+    cell_cutoff, pooled_cutoff : float
+        The per-cell (seed-spread rule) and per-study cutoffs that keep all comparisons
+        together at ``threshold`` (:func:`family_cutoff`).
     """
 
     current: str
@@ -231,6 +238,8 @@ class Drift:
     n_claims: int = 0
     n_paired: int = 0
     threshold: float = THRESHOLD
+    cell_cutoff: float = THRESHOLD
+    pooled_cutoff: float = THRESHOLD
 
     @property
     def ok(self) -> bool:
@@ -345,7 +354,21 @@ def _compare_cell(
     return Move(study, label, metric, mean, after, spread, n_sd, rule, t)
 
 
-def _pooled(study: str, moves: Sequence[Move], k: int, threshold: float) -> list[Pooled]:
+def family_cutoff(threshold: float, n_tests: int) -> float:
+    """The per-test cutoff that keeps ``n_tests`` comparisons together at the false-alarm
+    rate of one test at ``threshold`` SD (two-sided; Bonferroni): 3 SD for one test, about
+    4.2 SD for 85.
+
+    >>> round(family_cutoff(3.0, 1), 3), round(family_cutoff(3.0, 85), 2)
+    (3.0, 4.16)
+    """
+    if n_tests <= 1:
+        return float(threshold)
+    tail = 2.0 * float(sps.norm.sf(threshold)) / n_tests
+    return float(sps.norm.isf(tail / 2.0))
+
+
+def _pooled(study: str, moves: Sequence[Move], k: int) -> list[Pooled]:
     out = []
     by: dict[tuple[str, bool], list[float]] = {}
     for move in moves:
@@ -472,7 +495,7 @@ def compare_runs(
                 if move is not None:
                     study_moves.append(move)
         compared += study_moves
-        pooled += _pooled(study, study_moves, len(base.runs), threshold)
+        pooled += _pooled(study, study_moves, len(base.runs))
 
     mismatch: list[str] = []
     if unpaired_single:
@@ -482,6 +505,12 @@ def compare_runs(
             "spread; make one with `make baseline`"
         )
     all_paired = bool(compared) and all(m.rule.startswith("paired") for m in compared)
+    # Many cells are compared at once: under the seed-spread rule (a new draw of training)
+    # the cutoff is family-wise, so that the whole run has the false-alarm rate of one
+    # 3-SD test; a systematic shift is the pooled test's to see. Paired comparisons differ
+    # by exactly 0 when nothing changed, so they keep the plain threshold.
+    cell_cut = family_cutoff(threshold, sum(not m.rule.startswith("paired") for m in compared))
+    pooled_cut = family_cutoff(threshold, len(pooled))
     now_claims = _claim_verdicts(_read_claims(cur))
     flipped: list[Flip] = []
     base_claims = [_claim_verdicts(run.claims) for run in base.runs]
@@ -508,8 +537,10 @@ def compare_runs(
         seed=seed,
         mismatch=tuple(mismatch),
         flipped=tuple(flipped),
-        moved=tuple(m for m in compared if m.n_se > threshold),
-        pooled_moved=tuple(p for p in pooled if abs(p.z) > threshold),
+        moved=tuple(m for m in compared if m.n_se > (threshold if m.rule.startswith("paired") else cell_cut)),
+        pooled_moved=tuple(p for p in pooled if abs(p.z) > pooled_cut),
+        cell_cutoff=cell_cut,
+        pooled_cutoff=pooled_cut,
         compared=tuple(compared),
         pooled=tuple(pooled),
         missing=tuple(missing),
@@ -535,8 +566,8 @@ def drift_line(drift: Drift) -> str:
         return f"Not comparable with the baseline {drift.baseline}: {'; '.join(drift.mismatch)}."
     parts = [
         f"{len(drift.flipped)} of {drift.n_claims} claim verdicts changed",
-        f"{len(drift.moved)} of {drift.n_cells} cell values moved by more than "
-        f"{drift.threshold:g} SD ({drift.n_paired} paired)",
+        f"{len(drift.moved)} of {drift.n_cells} cell values moved beyond their noise "
+        f"({drift.n_paired} paired)",
         f"{len(drift.pooled_moved)} of {len(drift.pooled)} study-wide pooled shifts",
     ]
     if drift.missing:
@@ -579,9 +610,12 @@ def write_drift(drift: Drift, reports_dir: str | os.PathLike[str]) -> Path:
         "- **seed spread**: otherwise, against the baseline's distribution over its seeds: "
         "combined spread sqrt(between-seed SD^2 + sampling error^2), the prediction error "
         "over it with k-1 degrees of freedom, shown as the normal deviate of equal tail "
-        f"probability; moved beyond {drift.threshold:g};",
+        f"probability; moved beyond {drift.cell_cutoff:.2f}, the cutoff that keeps all "
+        f"these comparisons together at the false-alarm rate of one {drift.threshold:g}-SD "
+        "test (Bonferroni);",
         "- **pooled**: per study and metric, the mean signed standardised change over its "
-        f"standard error; beyond {drift.threshold:g} the study moved as a whole.",
+        f"standard error; beyond {drift.pooled_cutoff:.2f} (likewise family-wise) the study "
+        "moved as a whole.",
     ]
     if drift.mismatch:
         lines += ["", "## Not comparable", "", *(f"- {m}" for m in drift.mismatch)]
@@ -593,11 +627,11 @@ def write_drift(drift: Drift, reports_dir: str | os.PathLike[str]) -> Path:
     if drift.moved:
         rows = [m.to_row() for m in drift.moved]
         lines += [
-            "", f"## Cells moved by more than {drift.threshold:g} SD", "",
+            "", "## Cells that moved beyond their noise", "",
             markdown_table(list(rows[0]), rows),
         ]
     if drift.pooled:
-        rows = [{**p.to_row(), "moved": abs(p.z) > drift.threshold} for p in drift.pooled]
+        rows = [{**p.to_row(), "moved": abs(p.z) > drift.pooled_cutoff} for p in drift.pooled]
         lines += ["", "## Pooled per study", "", markdown_table(list(rows[0]), rows)]
     largest = sorted(
         (m for m in drift.compared if math.isfinite(m.n_se)), key=lambda m: -m.n_se
