@@ -1,0 +1,496 @@
+"""Clustering units by their activations, and comparing with the weight clusters (reference §7.1).
+
+Three steps, each a pure function of arrays:
+
+1. :func:`activation_clusterability`: spectral clustering of the activation graph
+   (:func:`harness.activations.activation_graph`, ``r^2`` of Spearman correlations) with K,
+   against the *edge-shuffle* null: each sample permutes all upper-triangle entries of the
+   graph (every unit pair, not per layer, as the original), symmetrises and clusters it.
+   Sample ``i`` draws from ``stream(derive_seed(seed, "null", "edge"), i)`` (shuffle: its
+   child 0, clustering: child 1), as :mod:`harness.nulls` does, so the null does not depend
+   on the number of workers. p and z come from :mod:`harness.stats`.
+2. :func:`compare_clusterings`: on the units kept in both graphs, the normalised mutual
+   information (NMI) between activation and weight labels with a label-permutation null, the
+   *transfer n-cut* (the activation graph cut by the weight labels), and the mean ``r^2``
+   within and between weight clusters. The original's ``inter_mean`` indexed with an integer
+   array (it read columns 0 and 1 only) and its ``entropy`` was taken of raw labels (§11
+   item 8); neither is reproduced. The NMI is scikit-learn's, in [0, 1].
+3. :func:`activation_test`: both for a torch module on a set of inputs, with the weight graph
+   of Table M: an MLP's hidden->hidden matrices (``weights[1:-1]``, the hidden units only),
+   a CNN's conv->conv filter graph.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from harness.activations.correlation import activation_graph
+from harness.activations.record import UnitActivations, as_module, record_activations
+from harness.cluster import (
+    METHODS,
+    ClusteringResult,
+    cluster_graph,
+    cluster_weights,
+)
+from harness.ncut import NcutScorer, ave_in_out, ncut
+from harness.options import check_choice
+from harness.parallel import Progress, iter_chunks, parallel_map, threads_per_process
+from harness.seeding import derive_seed, generator, stream
+from harness.stats import ClusterabilityResult, is_sig, pvalue, zscore
+
+__all__ = [
+    "EDGE_NULL",
+    "ActivationResult",
+    "ClusterComparison",
+    "activation_clusterability",
+    "activation_test",
+    "compare_clusterings",
+    "edge_shuffle",
+    "weight_graph_for_activations",
+]
+
+#: The name of the edge-shuffle null in results and seeds.
+EDGE_NULL = "edge"
+# Null samples of graphs below this many (pairs x samples) run in-process.
+_MIN_PARALLEL_WORK = 20_000_000
+
+
+def edge_shuffle(adjacency: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The graph with its upper-triangle entries randomly permuted, symmetrised, diagonal 0.
+
+    Keeps the multiset of edge weights; destroys any structure in where they sit.
+    """
+    n = adjacency.shape[0]
+    iu = np.triu_indices(n, k=1)
+    out = np.zeros_like(adjacency)
+    out[iu] = rng.permutation(adjacency[iu])
+    return out + out.T
+
+
+def _check_graph(adjacency: Any) -> np.ndarray:
+    adj = np.asarray(adjacency.toarray() if sp.issparse(adjacency) else adjacency, dtype=np.float64)
+    if adj.ndim != 2 or adj.shape[0] != adj.shape[1]:
+        raise ValueError(f"adjacency must be a square matrix, got shape {adj.shape}")
+    if not np.isfinite(adj).all() or (adj < 0).any():
+        raise ValueError("adjacency must be finite and non-negative")
+    return adj
+
+
+def _cluster_dense(adj: np.ndarray, k: int, method: str, seed: Any) -> tuple[np.ndarray, float]:
+    csr = sp.csr_matrix(adj)
+    return cluster_graph(csr, k, method=method, seed=seed, scorer=NcutScorer(csr))
+
+
+def _null_chunk(task: tuple[Any, ...]) -> list[float]:
+    """Worker entry: the n-cuts of one chunk of edge-shuffle samples, single-threaded."""
+    from threadpoolctl import threadpool_limits
+
+    adj, k, method, items = task
+    out = []
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for ss in items:
+            shuffled = edge_shuffle(adj, np.random.default_rng(stream(ss, 0)))
+            out.append(_cluster_dense(shuffled, k, method, stream(ss, 1))[1])
+    return out
+
+
+def activation_clusterability(
+    adjacency: Any,
+    n_clusters: int = 12,
+    *,
+    n_samples: int = 100,
+    seed: int = 0,
+    method: str = "fast",
+    n_workers: int | None = None,
+    progress: bool | None = None,
+) -> ClusterabilityResult:
+    """Spectral clustering of an activation graph against its edge-shuffle null.
+
+    Parameters
+    ----------
+    adjacency : array-like of shape (n_units, n_units)
+        Symmetric, non-negative (:func:`harness.activations.activation_graph`).
+    n_clusters : int, default=12
+    n_samples : int, default=100
+        Edge-shuffle samples (the paper's 100).
+    seed : int, default=0
+        Seed of the graph's clustering; null sample ``i`` uses
+        ``stream(derive_seed(seed, "null", "edge"), i)``.
+    method : {"fast", "reference", "fast_ncut"}
+    n_workers : int, optional
+        Worker processes; the result does not depend on it.
+    progress : bool, optional
+
+    Returns
+    -------
+    ClusterabilityResult
+        With ``null = "edge"``; ``labels`` over the graph's units.
+    """
+    check_choice("method", method, METHODS)
+    adj = _check_graph(adjacency)
+    n = adj.shape[0]
+    if isinstance(n_clusters, bool) or int(n_clusters) != n_clusters or not 2 <= n_clusters < n:
+        raise ValueError(f"n_clusters must be an integer in [2, {n - 1}], got {n_clusters!r}")
+    if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 0:
+        raise ValueError(f"n_samples must be a non-negative integer, got {n_samples!r}")
+    k, n_samples = int(n_clusters), int(n_samples)
+    labels, value = _cluster_dense(adj, k, method, seed)
+    base = derive_seed(seed, "null", EDGE_NULL)
+    seeds = [stream(base, i) for i in range(n_samples)]
+    if n_workers is None:
+        small = n * n // 2 * n_samples < _MIN_PARALLEL_WORK
+        n_workers = 1 if small else threads_per_process()
+    n_workers = max(1, min(int(n_workers), max(n_samples, 1)))
+    n_chunks = min(n_samples, n_workers * 4 if n_workers > 1 else 10)
+    tasks = [(adj, k, method, chunk) for chunk in iter_chunks(seeds, n_chunks) if chunk]
+    with Progress(n_samples, "edge-shuffle null samples", enabled=progress) as bar:
+        chunks = parallel_map(
+            _null_chunk, tasks, n_workers=n_workers, on_result=lambda c: bar.update(len(c))
+        )
+    null = np.array([v for c in chunks for v in c], dtype=np.float64)
+    return ClusterabilityResult.from_null(
+        ncut=value,
+        ave_in_out=ave_in_out(value, k),
+        labels=labels,
+        n_clusters=k,
+        method=method,
+        null=EDGE_NULL,
+        seed=int(seed),
+        null_distribution=null,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# comparison with the weight clusters
+
+
+@dataclass(frozen=True)
+class ClusterComparison:
+    """Activation clusters against weight clusters on the units both kept (reference §7.1).
+
+    Attributes
+    ----------
+    nmi : float
+        Normalised mutual information of the two labelings, in [0, 1].
+    nmi_null : ndarray of float, shape (n_samples,)
+        NMI of the activation labels with random permutations of the weight labels.
+    nmi_null_mean, nmi_null_std, nmi_z : float
+    nmi_p : float
+        Right-sided: small when the NMI is above chance.
+    nmi_p_left : float
+        Left-sided, the paper's "NMI p" (about 1 when the NMI is above chance).
+    transfer_ncut : float
+        n-cut of the activation graph under the weight labels.
+    intra_mean, inter_mean : float
+        Mean ``r^2`` over pairs of distinct units in the same weight cluster, and in
+        different weight clusters.
+    n_common : int
+        Units kept in both graphs.
+    """
+
+    nmi: float
+    nmi_null: np.ndarray = field(repr=False, compare=False)
+    nmi_null_mean: float
+    nmi_null_std: float
+    nmi_z: float
+    nmi_p: float
+    nmi_p_left: float
+    nmi_is_sig: bool
+    transfer_ncut: float
+    intra_mean: float
+    inter_mean: float
+    n_common: int
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "nmi": float(self.nmi),
+            "nmi_null_mean": float(self.nmi_null_mean),
+            "nmi_null_std": float(self.nmi_null_std),
+            "nmi_z": float(self.nmi_z),
+            "nmi_p": float(self.nmi_p),
+            "nmi_p_left": float(self.nmi_p_left),
+            "nmi_is_sig": bool(self.nmi_is_sig),
+            "transfer_ncut": float(self.transfer_ncut),
+            "intra_mean": float(self.intra_mean),
+            "inter_mean": float(self.inter_mean),
+            "n_common": int(self.n_common),
+        }
+
+
+def _within_between(adj: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Mean edge weight over distinct pairs in the same cluster, and in different ones."""
+    _, inv = np.unique(labels, return_inverse=True)
+    onehot = np.zeros((labels.size, inv.max() + 1))
+    onehot[np.arange(labels.size), inv] = 1.0
+    block = onehot.T @ adj @ onehot  # summed weights between every pair of clusters
+    sizes = onehot.sum(axis=0)
+    within_pairs = float((sizes * (sizes - 1)).sum())
+    between_pairs = float(labels.size**2 - (sizes**2).sum())
+    within = float(np.trace(block)) - float(np.trace(adj))
+    between = float(block.sum() - np.trace(block))
+    return (
+        within / within_pairs if within_pairs else math.nan,
+        between / between_pairs if between_pairs else math.nan,
+    )
+
+
+def compare_clusterings(
+    adjacency: Any,
+    activation_labels: Any,
+    weight_labels: Any,
+    *,
+    n_samples: int = 100,
+    seed: int = 0,
+) -> ClusterComparison:
+    """Compare two clusterings of the same units (rows of ``adjacency``).
+
+    Parameters
+    ----------
+    adjacency : array-like of shape (n, n)
+        The activation graph of the common units.
+    activation_labels, weight_labels : array-like of int, shape (n,)
+    n_samples : int, default=100
+        Permutations of the weight labels for the NMI null; sample ``i`` uses
+        ``generator(derive_seed(seed, "null", "nmi"), i)``.
+    seed : int, default=0
+
+    Returns
+    -------
+    ClusterComparison
+    """
+    from sklearn.metrics import normalized_mutual_info_score as nmi_score
+
+    adj = _check_graph(adjacency)
+    a = np.asarray(activation_labels).ravel()
+    w = np.asarray(weight_labels).ravel()
+    if not a.size == w.size == adj.shape[0]:
+        raise ValueError(
+            f"labels of {a.size} and {w.size} units for a graph of {adj.shape[0]} units"
+        )
+    if a.size < 2:
+        raise ValueError("need at least 2 common units to compare clusterings")
+    nmi = float(nmi_score(a, w))
+    base = derive_seed(seed, "null", "nmi")
+    null = np.array(
+        [nmi_score(a, generator(base, i).permutation(w)) for i in range(int(n_samples))],
+        dtype=np.float64,
+    )
+    if null.size:
+        p_right, p_left = pvalue(nmi, null, side="right"), pvalue(nmi, null, side="left")
+        z, mean, sd = zscore(nmi, null), float(null.mean()), float(null.std())
+        sig = is_sig(p_right, null.size) and not math.isnan(z)
+    else:
+        p_right = p_left = z = mean = sd = math.nan
+        sig = False
+    intra, inter = _within_between(adj, w)
+    return ClusterComparison(
+        nmi=nmi,
+        nmi_null=null,
+        nmi_null_mean=mean,
+        nmi_null_std=sd,
+        nmi_z=float(z),
+        nmi_p=float(p_right),
+        nmi_p_left=float(p_left),
+        nmi_is_sig=bool(sig),
+        transfer_ncut=float(ncut(adj, w)),
+        intra_mean=intra,
+        inter_mean=inter,
+        n_common=int(a.size),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# a network
+
+
+@dataclass(frozen=True)
+class ActivationResult:
+    """Table M for one network: weight clusters, activation clusters, and their comparison.
+
+    Attributes
+    ----------
+    activation : ClusterabilityResult
+        The activation graph's clustering against the edge-shuffle null; labels over the
+        units with spread (``units_mask``).
+    weights : ClusteringResult
+        The weight graph's clustering (no null); labels over all units, -1 for isolated.
+    comparison : ClusterComparison
+    units_mask : ndarray of bool, shape (n_units,)
+        Units with spread in their activations.
+    layer_sizes : tuple of int
+        Units per layer (hidden layers, or conv layers).
+    n_examples : int
+        Examples the activations were recorded on.
+    """
+
+    activation: ClusterabilityResult
+    weights: ClusteringResult
+    comparison: ClusterComparison
+    units_mask: np.ndarray = field(repr=False, compare=False)
+    layer_sizes: tuple[int, ...]
+    n_examples: int
+
+    def to_row(self) -> dict[str, Any]:
+        """One flat row of builtin scalars: ``weight_*``, ``act_*`` and the comparison."""
+        act = self.activation.to_row()
+        row: dict[str, Any] = {
+            "n_clusters": int(self.activation.n_clusters),
+            "method": act["method"],
+            "seed": act["seed"],
+            "weight_ncut": float(self.weights.ncut),
+            "weight_n_removed": int((~self.weights.mask).sum()),
+            "act_ncut": act["ncut"],
+            "act_null": act["null"],
+            "act_n_samples": act["n_samples"],
+            "act_null_mean": act["null_mean"],
+            "act_null_std": act["null_std"],
+            "act_z": act["z"],
+            "act_p": act["p"],
+            "act_is_sig": act["is_sig"],
+            "n_units": int(self.units_mask.size),
+            "n_units_kept": int(self.units_mask.sum()),
+            "n_examples": int(self.n_examples),
+        }
+        row.update(self.comparison.to_row())
+        return row
+
+    def __repr__(self) -> str:
+        c = self.comparison
+        return (
+            f"ActivationResult(weight_ncut={self.weights.ncut:.4f}, act_ncut="
+            f"{self.activation.ncut:.4f}, act_p={self.activation.pvalue:.4g}, act_z="
+            f"{self.activation.z:.3g}, transfer_ncut={c.transfer_ncut:.4f}, nmi={c.nmi:.3f}, "
+            f"nmi_p={c.nmi_p:.4g}, K={self.activation.n_clusters}, units="
+            f"{int(self.units_mask.sum())}/{self.units_mask.size})"
+        )
+
+    def __str__(self) -> str:
+        c, a = self.comparison, self.activation
+        return "\n".join(
+            [
+                f"units     {int(self.units_mask.sum())} of {self.units_mask.size} with spread "
+                f"(layers {'-'.join(map(str, self.layer_sizes))}), {self.n_examples} examples",
+                f"weights   n-cut {self.weights.ncut:.4f} (K = {a.n_clusters})",
+                f"activity  n-cut {a.ncut:.4f}; edge-shuffle null x {a.n_samples}: mean "
+                f"{a.null_mean:.4f}, sd {a.null_std:.4f}; z = {a.z:.3f}, p = {a.pvalue:.4g}",
+                f"          {a.verdict}",
+                f"compare   {c.n_common} common units: NMI {c.nmi:.4f} (permutation null mean "
+                f"{c.nmi_null_mean:.4f}, z = {c.nmi_z:.2f}, p = {c.nmi_p:.4g}); transfer n-cut "
+                f"{c.transfer_ncut:.4f}; mean r^2 within {c.intra_mean:.4f}, between "
+                f"{c.inter_mean:.4f}",
+            ]
+        )
+
+
+def weight_graph_for_activations(module: Any) -> list[np.ndarray]:
+    """The weight graph whose nodes are the recorded units (Table M's).
+
+    An MLP's hidden->hidden matrices (``weights[1:-1]``: its hidden units only; 1,024 nodes
+    for the paper's 784-256x4-10); a CNN's conv->conv filter graph (one node per filter).
+    """
+    from torch import nn
+
+    from harness.filters import module_filter_graph
+    from harness.models import weight_matrices
+
+    if any(isinstance(m, nn.Conv2d) for m in module.modules()):
+        return module_filter_graph(module)
+    mats = weight_matrices(module)
+    if len(mats) < 3:
+        raise ValueError(
+            f"the MLP has {len(mats)} Linear layers; the hidden-unit weight graph needs at "
+            "least 3 (two hidden layers)"
+        )
+    return mats[1:-1]
+
+
+def compare_with_weights(
+    units: UnitActivations,
+    adjacency: np.ndarray,
+    activation: ClusterabilityResult,
+    weights: ClusteringResult,
+    *,
+    n_samples: int,
+    seed: int,
+) -> ClusterComparison:
+    """:func:`compare_clusterings` on the units kept in both the activation and weight graphs."""
+    if weights.mask.size != units.n_units:
+        raise ValueError(
+            f"the weight graph has {weights.mask.size} nodes but {units.n_units} units were "
+            "recorded; they must be the same units"
+        )
+    kept = np.flatnonzero(units.mask)  # activation graph row -> unit
+    common_rows = np.flatnonzero(weights.mask[kept])
+    return compare_clusterings(
+        adjacency[np.ix_(common_rows, common_rows)],
+        activation.labels[common_rows],
+        weights.labels[kept[common_rows]],
+        n_samples=n_samples,
+        seed=seed,
+    )
+
+
+def activation_test(
+    network: Any,
+    inputs: Any,
+    n_clusters: int = 12,
+    *,
+    n_samples: int = 100,
+    seed: int = 0,
+    method: str = "fast",
+    n_workers: int | None = None,
+    progress: bool | None = None,
+    units: UnitActivations | None = None,
+) -> ActivationResult:
+    """Table M for one network: activation clusters, weight clusters, and how they agree.
+
+    Parameters
+    ----------
+    network : torch.nn.Module, weight matrices, .npz or state dict path
+        See :func:`harness.activations.as_module`.
+    inputs : torch.Tensor or ndarray of shape (n_examples, ...)
+        The test set, as the network's forward takes it.
+    n_clusters : int, default=12
+    n_samples : int, default=100
+        Edge-shuffle null samples and NMI permutations (the paper: 100 each).
+    seed : int, default=0
+    method : {"fast", "reference", "fast_ncut"}
+    n_workers : int, optional
+    progress : bool, optional
+    units : UnitActivations, optional
+        Activations already recorded (from a cache); ``inputs`` is then not used.
+
+    Returns
+    -------
+    ActivationResult
+    """
+    module = as_module(network)
+    if units is None:
+        units = record_activations(module, inputs)
+    adjacency = activation_graph(units.values)
+    activation = activation_clusterability(
+        adjacency, n_clusters, n_samples=n_samples, seed=seed, method=method,
+        n_workers=n_workers, progress=progress,
+    )
+    weights = cluster_weights(
+        weight_graph_for_activations(module), n_clusters, method=method,
+        seed=derive_seed(seed, "weights"),
+    )
+    comparison = compare_with_weights(
+        units, adjacency, activation, weights, n_samples=n_samples, seed=seed
+    )
+    return ActivationResult(
+        activation=activation,
+        weights=weights,
+        comparison=comparison,
+        units_mask=units.mask,
+        layer_sizes=units.layer_sizes,
+        n_examples=units.n_examples,
+    )
