@@ -894,6 +894,7 @@ def registry() -> dict[str, Claim]:
 
     rows = paper_values()
     claims = [*_derived(rows), *_orderings(), *_cnn_orderings(), *_random_init(), *_lesions(rows)]
+    claims += __import__("harness.activations.claims", fromlist=["_"]).activation_claims(rows)
     out: dict[str, Claim] = {}
     for claim in claims:
         if claim.id in out:

@@ -33,6 +33,7 @@ from harness.activations.pictures import (
     CorrelationPictures,
     align_signs,
     correlation_pictures,
+    unit_weight_labels,
 )
 from harness.activations.record import UnitActivations, as_module, record_activations
 
@@ -56,5 +57,6 @@ __all__ = [
     "record_activations",
     "spearman_between",
     "spearman_matrix",
+    "unit_weight_labels",
     "weight_graph_for_activations",
 ]

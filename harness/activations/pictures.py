@@ -22,7 +22,13 @@ from harness.activations.correlation import spearman_between
 from harness.activations.record import UnitActivations
 from harness.seeding import derive_seed, generator
 
-__all__ = ["ClusterPicture", "CorrelationPictures", "align_signs", "correlation_pictures"]
+__all__ = [
+    "ClusterPicture",
+    "CorrelationPictures",
+    "align_signs",
+    "correlation_pictures",
+    "unit_weight_labels",
+]
 
 
 def align_signs(reps: np.ndarray, *, n_iters: int = 20, rng: np.random.Generator) -> np.ndarray:
@@ -196,3 +202,29 @@ def correlation_pictures(
                                np.stack(randoms) if randoms else empty)
             )
     return CorrelationPictures(tuple(out), tuple(image_shape), int(n_random))
+
+
+def unit_weight_labels(module: Any, n_clusters: int = 12, *, seed: int = 0, method: str = "fast") -> np.ndarray:
+    """The weight cluster of every recorded unit, from the whole network's weight graph (§7.2).
+
+    An MLP is clustered as all its layers (inputs and outputs included, as the original's
+    ``cluster_and_visualize``) and the hidden units' labels are returned; a CNN as its filter
+    graph. -1 marks isolated units.
+
+    Returns
+    -------
+    ndarray of int64, shape (n_units,)
+        In the unit order of :func:`harness.activations.record_activations`.
+    """
+    from torch import nn
+
+    from harness.cluster import cluster_weights
+    from harness.filters import module_filter_graph
+    from harness.models import weight_matrices
+
+    if any(isinstance(m, nn.Conv2d) for m in module.modules()):
+        return cluster_weights(module_filter_graph(module), n_clusters, seed=seed, method=method).labels
+    mats = weight_matrices(module)
+    labels = cluster_weights(mats, n_clusters, seed=seed, method=method).labels
+    n_in, n_out = mats[0].shape[0], mats[-1].shape[1]
+    return labels[n_in : labels.size - n_out]
