@@ -19,6 +19,7 @@ from harness.activations.analysis import (
     activation_test,
     compare_clusterings,
     compare_with_weights,
+    dataset_inputs,
     edge_shuffle,
     weight_graph_for_activations,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "record_activations",
     "spearman_between",
     "spearman_matrix",
+    "dataset_inputs",
     "unit_weight_labels",
     "weight_graph_for_activations",
 ]

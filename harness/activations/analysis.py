@@ -52,6 +52,7 @@ __all__ = [
     "activation_test",
     "compare_clusterings",
     "edge_shuffle",
+    "dataset_inputs",
     "weight_graph_for_activations",
 ]
 
@@ -437,11 +438,35 @@ def compare_with_weights(
     )
 
 
+def dataset_inputs(module: Any, dataset: str, *, n_examples: int | None = None) -> Any:
+    """The test split of a :mod:`harness.data` dataset, shaped for ``module``'s forward.
+
+    Flat vectors for an MLP (checked against its first layer's inputs), images
+    ``(N, C, H, W)`` for a network with conv layers; the first ``n_examples`` examples.
+    """
+    from torch import nn
+
+    from harness.data import DATASETS, as_torch, load_dataset
+
+    check_choice("dataset", dataset, tuple(DATASETS))
+    conv = any(isinstance(m, nn.Conv2d) for m in module.modules())
+    x, _ = as_torch(load_dataset(dataset), "test", flatten=not conv, subset=n_examples)
+    if not conv:
+        first = next(m for m in module.modules() if isinstance(m, nn.Linear))
+        if first.in_features != x.shape[1]:
+            raise ValueError(
+                f"the network takes {first.in_features} inputs but {dataset!r} has "
+                f"{x.shape[1]} features per example"
+            )
+    return x
+
+
 def activation_test(
     network: Any,
     inputs: Any,
     n_clusters: int = 12,
     *,
+    n_examples: int | None = None,
     n_samples: int = 100,
     seed: int = 0,
     method: str = "fast",
@@ -455,9 +480,12 @@ def activation_test(
     ----------
     network : torch.nn.Module, weight matrices, .npz or state dict path
         See :func:`harness.activations.as_module`.
-    inputs : torch.Tensor or ndarray of shape (n_examples, ...)
-        The test set, as the network's forward takes it.
+    inputs : torch.Tensor, ndarray of shape (n_examples, ...), or str
+        The test set, as the network's forward takes it, or the name of a dataset of
+        :mod:`harness.data` (``"mnist"``, ``"fashion"``, ...): its test split.
     n_clusters : int, default=12
+    n_examples : int, optional
+        Use only the first ``n_examples`` inputs.
     n_samples : int, default=100
         Edge-shuffle null samples and NMI permutations (the paper: 100 each).
     seed : int, default=0
@@ -473,6 +501,10 @@ def activation_test(
     """
     module = as_module(network)
     if units is None:
+        if isinstance(inputs, str):
+            inputs = dataset_inputs(module, inputs, n_examples=n_examples)
+        elif n_examples is not None:
+            inputs = inputs[: int(n_examples)]
         units = record_activations(module, inputs)
     adjacency = activation_graph(units.values)
     activation = activation_clusterability(

@@ -83,7 +83,8 @@ def _unit_layers(module: Any) -> tuple[list[Any], str]:
     """
     from torch import nn
 
-    mods = [m for m in module.modules() if not list(m.children())]
+    # Duplicates kept: one ReLU instance reused by several layers must be seen (and refused).
+    mods = [m for _, m in module.named_modules(remove_duplicate=False) if not list(m.children())]
     convs = [i for i, m in enumerate(mods) if isinstance(m, nn.Conv2d)]
     if convs:
         kind, kernels = "conv", convs
@@ -192,7 +193,7 @@ def _mlp_from_matrices(weights: Sequence[np.ndarray], biases: Sequence[np.ndarra
         lin = nn.Linear(w.shape[0], w.shape[1], bias=True)
         with torch.no_grad():
             lin.weight.copy_(torch.as_tensor(np.asarray(w, dtype=np.float32).T))
-            lin.bias.copy_(torch.as_tensor(np.zeros(w.shape[1]) if b is None else b, dtype=torch.float32))
+            lin.bias.copy_(torch.as_tensor(np.zeros(w.shape[1]) if b is None else np.array(b), dtype=torch.float32))
         layers.append(lin)
         if i < len(weights) - 1:
             layers.append(nn.ReLU())
