@@ -11,10 +11,35 @@ zero diagonal.
 from __future__ import annotations
 
 import numpy as np
-import scipy.stats
 from numpy.typing import ArrayLike
 
 __all__ = ["activation_graph", "rank_rows", "spearman_between", "spearman_matrix"]
+
+
+def _average_ranks(arr: np.ndarray) -> np.ndarray:
+    """``scipy.stats.rankdata(arr, axis=1)`` (average ranks of ties), vectorised over rows.
+
+    One sort per row; in sorted order, a position's rank is the mean of the first and last
+    positions of its run of equal values (found by running max / min over run boundaries),
+    plus one. The same numbers as scipy's, without its per-call overhead.
+    """
+    n, m = arr.shape
+    order = np.argsort(arr, axis=1)
+    ordered = np.take_along_axis(arr, order, axis=1)
+    idx = np.arange(m, dtype=np.int32)
+    new_run = np.empty((n, m), dtype=bool)
+    new_run[:, 0] = True
+    np.not_equal(ordered[:, 1:], ordered[:, :-1], out=new_run[:, 1:])
+    first = np.where(new_run, idx, 0)
+    np.maximum.accumulate(first, axis=1, out=first)
+    ends_run = np.empty((n, m), dtype=bool)
+    ends_run[:, -1] = True
+    ends_run[:, :-1] = new_run[:, 1:]
+    last = np.where(ends_run, idx, m - 1)[:, ::-1]
+    last = np.minimum.accumulate(last, axis=1)[:, ::-1]
+    ranks = np.empty((n, m), dtype=np.float64)
+    ranks[np.arange(n)[:, None], order] = (first + last) * 0.5 + 1.0
+    return ranks
 
 
 def rank_rows(values: ArrayLike) -> np.ndarray:
@@ -37,7 +62,7 @@ def rank_rows(values: ArrayLike) -> np.ndarray:
         raise ValueError(f"a correlation needs at least 2 examples, got {arr.shape[1]}")
     if not np.isfinite(arr).all():
         raise ValueError("values contain NaN or infinite entries; drop or fix those examples")
-    ranks = scipy.stats.rankdata(arr, axis=1).astype(np.float64)
+    ranks = _average_ranks(arr)
     ranks -= ranks.mean(axis=1, keepdims=True)
     norms = np.sqrt(np.einsum("ij,ij->i", ranks, ranks))
     # Ranks are integers or halves, so a row's spread is either 0 or at least ~1: no
