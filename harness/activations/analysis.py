@@ -381,7 +381,7 @@ class ActivationResult:
                 f"weights   n-cut {self.weights.ncut:.4f} (K = {a.n_clusters})",
                 f"activity  n-cut {a.ncut:.4f}; edge-shuffle null x {a.n_samples}: mean "
                 f"{a.null_mean:.4f}, sd {a.null_std:.4f}; z = {a.z:.3f}, p = {a.pvalue:.4g}",
-                f"          {a.verdict}",
+                f"verdict   {a.verdict}",
                 f"compare   {c.n_common} common units: NMI {c.nmi:.4f} (permutation null mean "
                 f"{c.nmi_null_mean:.4f}, z = {c.nmi_z:.2f}, p = {c.nmi_p:.4g}); transfer n-cut "
                 f"{c.transfer_ncut:.4f}; mean r^2 within {c.intra_mean:.4f}, between "
