@@ -33,8 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--units", type=int, default=1024, help="units (default 1024)")
     parser.add_argument("--examples", type=int, default=10_000, help="examples (default 10,000)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each side (median kept)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="BLAS threads (default: this process's share of the cores)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="BLAS threads (default: this process's share of the cores)",
+    )
     args = parser.parse_args(argv)
     threads = args.threads or threads_per_process()
     pin_threads(threads)
@@ -57,14 +61,18 @@ def main(argv: list[str] | None = None) -> int:
 
     from tabulate import tabulate
 
-    print(f"Spearman matrix of {args.units} units x {args.examples} examples "
-          f"(ReLU-like, {np.mean(values == 0):.0%} zeros), threads {threads}")
+    print(
+        f"Spearman matrix of {args.units} units x {args.examples} examples "
+        f"(ReLU-like, {np.mean(values == 0):.0%} zeros), threads {threads}"
+    )
     print(tabulate(
         [["harness (ranks once, one product)", f"{harness_s:.3f}", f"{np.median(ours_wall):.3f}", len(ours_s)],
          ["scipy.stats.spearmanr", f"{scipy_s:.3f}", f"{np.median(ref_wall):.3f}", len(ref_s)]],
         headers=["correlation matrix", "median CPU s", "median wall s", "runs"],
     ))  # fmt: skip
-    print(f"speed-up over scipy in CPU time: {scipy_s / harness_s:.2f}x (same matrix, max |diff| {max_diff:.1e})")
+    print(
+        f"speed-up over scipy in CPU time: {scipy_s / harness_s:.2f}x (same matrix, max |diff| {max_diff:.1e})"
+    )
     print(json.dumps({
         "bench": "spearman",
         "harness_s": round(harness_s, 4),

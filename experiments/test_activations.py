@@ -38,7 +38,8 @@ def _table_m(tag, phase, instance, trained, activation_analysed, unit_activation
     labels = unit_weight_labels(module, K, seed=seed)
     pictures = correlation_pictures(units, x, labels, seed=seed)
     plot_correlation_pictures(
-        pictures, figure("correlations"),
+        pictures,
+        figure("correlations"),
         title=f"{tag} {phase} (instance {instance}): what each weight cluster responds to",
     )
     record(table_m_row(model, result, tag, phase, instance), n_pictures=len(pictures.pictures))
@@ -47,15 +48,50 @@ def _table_m(tag, phase, instance, trained, activation_analysed, unit_activation
 
 @pytest.mark.parametrize("phase", PHASES)
 @pytest.mark.parametrize("tag", MLP_TAGS)
-def test_table_m_mlp(tag, phase, instance, trained, activation_analysed, unit_activations, record, figure):
+def test_table_m_mlp(
+    tag, phase, instance, trained, activation_analysed, unit_activations, record, figure
+):
     _table_m(tag, phase, instance, trained, activation_analysed, unit_activations, record, figure)
 
 
 @pytest.mark.cnn
 @pytest.mark.parametrize("phase", PHASES)
 @pytest.mark.parametrize("tag", CNN_TAGS)
-def test_table_m_cnn(tag, phase, instance, trained, activation_analysed, unit_activations, record, figure):
+def test_table_m_cnn(
+    tag, phase, instance, trained, activation_analysed, unit_activations, record, figure
+):
     _table_m(tag, phase, instance, trained, activation_analysed, unit_activations, record, figure)
+
+
+@pytest.mark.parametrize("dataset", ["mnist"])
+def test_table_m_untrained_control(dataset, datasets, profile, store, seed, record):
+    """Not in the paper: an untrained 784-256x4-10 MLP (Keras init), to see how much of the
+    activation graph's significance the edge-shuffle null grants any layered network."""
+    from harness.activations.cache import cached_activation_test, cached_activations
+    from harness.data import as_torch
+    from harness.models import MLP, keras_init_
+
+    module = keras_init_(MLP(), seed=seed).eval()
+    x, _ = as_torch(datasets(dataset), "test", flatten=True, subset=profile.subset(None, "test"))
+    identity = {"untrained": "MLP", "init_seed": seed, "dataset": dataset, "n_examples": len(x)}
+    units = cached_activations(module, x, store=store, identity=identity)
+    result = cached_activation_test(
+        module,
+        units,
+        store=store,
+        identity=identity,
+        n_clusters=K,
+        n_samples=profile.n_nulls,
+        seed=seed,
+    )
+    record(
+        {
+            **result.to_row(),
+            "model_tag": f"MLP-UNTRAINED ({dataset})",
+            "phase": "init",
+            "instance": 0,
+        }
+    )
 
 
 def table_m_row(model, result, tag, phase, instance):

@@ -62,11 +62,15 @@ def _two_signal_mlp(n_in=20, width=16, seed=0):
 def _two_signal_inputs(n=600, seed=0):
     rng = np.random.default_rng(seed)
     s1, s2 = rng.normal(size=(2, n, 1))
-    x = np.concatenate([s1 + 0.3 * rng.normal(size=(n, 10)), s2 + 0.3 * rng.normal(size=(n, 10))], axis=1)
+    x = np.concatenate(
+        [s1 + 0.3 * rng.normal(size=(n, 10)), s2 + 0.3 * rng.normal(size=(n, 10))], axis=1
+    )
     return torch.as_tensor(x, dtype=torch.float32)
 
 
-@pytest.mark.filterwarnings("ignore:the graph has 2 connected components")  # block-diagonal by design
+@pytest.mark.filterwarnings(
+    "ignore:the graph has 2 connected components"
+)  # block-diagonal by design
 def test_two_independent_signals_recovered_and_significant():
     model, x = _two_signal_mlp(), _two_signal_inputs()
     result = activation_test(model, x, 2, n_samples=19, seed=3)
@@ -130,7 +134,9 @@ def test_constant_rows_get_zero_correlation_and_bad_input_is_rejected():
         spearman_matrix(np.ones((3, 1)))
 
 
-_INT_VALUES = hnp.arrays(np.int64, st.tuples(st.integers(3, 8), st.integers(5, 30)), elements=st.integers(-20, 20))
+_INT_VALUES = hnp.arrays(
+    np.int64, st.tuples(st.integers(3, 8), st.integers(5, 30)), elements=st.integers(-20, 20)
+)
 
 
 @settings(max_examples=40, deadline=None)
@@ -139,7 +145,11 @@ def test_graph_unchanged_under_monotone_transforms_of_a_unit(values, data):
     """r^2 is a function of ranks: any strictly monotone map of a unit's activations (an
     increasing one keeps r, a decreasing one flips its sign) leaves the graph unchanged."""
     row = data.draw(st.integers(0, values.shape[0] - 1))
-    transform = data.draw(st.sampled_from([lambda v: 3 * v + 7, lambda v: v**3, lambda v: -v, lambda v: np.exp(v / 10)]))
+    transform = data.draw(
+        st.sampled_from(
+            [lambda v: 3 * v + 7, lambda v: v**3, lambda v: -v, lambda v: np.exp(v / 10)]
+        )
+    )
     changed = values.astype(np.float64)
     changed[row] = transform(changed[row])
     np.testing.assert_allclose(activation_graph(changed), activation_graph(values), atol=1e-12)
@@ -199,7 +209,9 @@ def test_record_mlp_hidden_units_drops_dead_ones():
 
 
 def test_record_conv_channels_by_l2_norm_over_the_map():
-    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 36, 2))
+    model = nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 36, 2)
+    )
     x = torch.randn(20, 1, 6, 6)
     units = record_activations(model, x, drop_constant=False)
     expected = torch.relu(model[0](x)).flatten(2).norm(dim=2).T.detach().numpy()
@@ -218,13 +230,20 @@ def test_record_rejects_networks_without_hidden_units_and_shared_activations():
 
 def test_as_module_from_npz_with_and_without_biases(tmp_path):
     rng = np.random.default_rng(0)
-    w0, b0, w1, w2 = rng.normal(size=(4, 3)), rng.normal(size=3), rng.normal(size=(3, 3)), rng.normal(size=(3, 2))
+    w0, b0, w1, w2 = (
+        rng.normal(size=(4, 3)),
+        rng.normal(size=3),
+        rng.normal(size=(3, 3)),
+        rng.normal(size=(3, 2)),
+    )
     np.savez(tmp_path / "n.npz", w0, b0, w1, w2)
     module = as_module(tmp_path / "n.npz")
     x = rng.normal(size=(5, 4))
     h = np.maximum(x @ w0 + b0, 0)
     expected = np.maximum(h @ w1, 0) @ w2
-    np.testing.assert_allclose(module(torch.as_tensor(x, dtype=torch.float32)).detach().numpy(), expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        module(torch.as_tensor(x, dtype=torch.float32)).detach().numpy(), expected, rtol=1e-5
+    )
     np.savez(tmp_path / "bad.npz", w0, w0)
     with pytest.raises(ValueError, match="do not chain"):
         as_module(tmp_path / "bad.npz")
@@ -236,7 +255,9 @@ def test_as_module_from_npz_with_and_without_biases(tmp_path):
 def test_align_signs_aligns_negated_copies():
     v = np.random.default_rng(0).normal(size=20)
     signs = align_signs(np.stack([v, -v, v, -v]), rng=np.random.default_rng(0))
-    assert abs(float((signs[:, None] * np.stack([v, -v, v, -v])).sum(axis=0) @ v)) == pytest.approx(4 * v @ v)
+    assert abs(float((signs[:, None] * np.stack([v, -v, v, -v])).sum(axis=0) @ v)) == pytest.approx(
+        4 * v @ v
+    )
 
 
 def test_cluster_picture_shows_the_pixels_its_units_read():
@@ -246,7 +267,10 @@ def test_cluster_picture_shows_the_pixels_its_units_read():
     top, bottom = x[:, :18].mean(axis=1), x[:, 18:].mean(axis=1)
     noise = 0.2 * rng.normal(size=(16, n))
     # 8 units read the top half (half of them negated), 8 the bottom half
-    values = np.vstack([np.outer([1, -1, 1, -1, 1, -1, 1, -1], top), np.outer(np.ones(8), bottom)]) + noise
+    values = (
+        np.vstack([np.outer([1, -1, 1, -1, 1, -1, 1, -1], top), np.outer(np.ones(8), bottom)])
+        + noise
+    )
     from harness.activations import UnitActivations
 
     units = UnitActivations(values.astype(np.float32), np.ones(16, bool), (16,), "mlp")
@@ -270,7 +294,9 @@ def test_cached_results_equal_fresh_ones(tmp_path):
     units = cached_activations(model, x, store=store, identity={"m": 1})
     again = cached_activations(model, x, store=store, identity={"m": 1})
     np.testing.assert_array_equal(units.values, again.values)
-    cached = cached_activation_test(model, units, store=store, identity={"m": 1}, n_clusters=2, n_samples=4, seed=1)
+    cached = cached_activation_test(
+        model, units, store=store, identity={"m": 1}, n_clusters=2, n_samples=4, seed=1
+    )
     fresh = activation_test(model, x, 2, n_samples=4, seed=1)
     assert cached.to_row() == fresh.to_row()
     np.testing.assert_array_equal(cached.activation.labels, fresh.activation.labels)
@@ -314,7 +340,13 @@ def test_cli_runs_on_a_users_npz_and_draws_pictures(tmp_path, capsys):
     rng = np.random.default_rng(0)
     sizes = [784, 24, 24, 24, 10]
     net = tmp_path / "net.npz"
-    np.savez(net, *[rng.normal(0, (2 / (a + b)) ** 0.5, (a, b)) for a, b in zip(sizes, sizes[1:], strict=False)])
+    np.savez(
+        net,
+        *[
+            rng.normal(0, (2 / (a + b)) ** 0.5, (a, b))
+            for a, b in zip(sizes, sizes[1:], strict=False)
+        ],
+    )
     plot = tmp_path / "pics.png"
     argv = ["activations", str(net), "mnist", "-k", "3", "--samples", "3", "--n-test", "300",
             "--plot", str(plot), "--json", "--quiet"]  # fmt: skip

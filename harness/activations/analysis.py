@@ -508,11 +508,18 @@ def activation_test(
         units = record_activations(module, inputs)
     adjacency = activation_graph(units.values)
     activation = activation_clusterability(
-        adjacency, n_clusters, n_samples=n_samples, seed=seed, method=method,
-        n_workers=n_workers, progress=progress,
+        adjacency,
+        n_clusters,
+        n_samples=n_samples,
+        seed=seed,
+        method=method,
+        n_workers=n_workers,
+        progress=progress,
     )
     weights = cluster_weights(
-        weight_graph_for_activations(module), n_clusters, method=method,
+        weight_graph_for_activations(module),
+        n_clusters,
+        method=method,
         seed=derive_seed(seed, "weights"),
     )
     comparison = compare_with_weights(

@@ -25,7 +25,12 @@ from harness.cluster import ClusteringResult
 from harness.stats import ClusterabilityResult
 from harness.store import Store
 
-__all__ = ["ACTIVATIONS_KIND", "ACTIVATION_TEST_KIND", "cached_activation_test", "cached_activations"]
+__all__ = [
+    "ACTIVATIONS_KIND",
+    "ACTIVATION_TEST_KIND",
+    "cached_activation_test",
+    "cached_activations",
+]
 
 ACTIVATIONS_KIND = "activations"
 ACTIVATION_TEST_KIND = "activation_test"
@@ -53,8 +58,10 @@ def cached_activations(
     meta = json.loads((folder / "units.json").read_text())
     with np.load(folder / "activations.npz", allow_pickle=False) as data:
         return UnitActivations(
-            values=data["values"], mask=data["mask"],
-            layer_sizes=tuple(meta["layer_sizes"]), kind=str(meta["kind"]),
+            values=data["values"],
+            mask=data["mask"],
+            layer_sizes=tuple(meta["layer_sizes"]),
+            kind=str(meta["kind"]),
         )
 
 
@@ -71,7 +78,11 @@ def _split(obj: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return scalars, arrays
 
 
-_PARTS = {"activation": ClusterabilityResult, "weights": ClusteringResult, "comparison": ClusterComparison}
+_PARTS = {
+    "activation": ClusterabilityResult,
+    "weights": ClusteringResult,
+    "comparison": ClusterComparison,
+}
 
 
 def _save(result: ActivationResult, folder: Path) -> None:
@@ -95,7 +106,9 @@ def _load(folder: Path) -> ActivationResult:
         fields = dict(meta[name])
         if "layer_sizes" in fields:
             fields["layer_sizes"] = tuple(fields["layer_sizes"])
-        fields.update({k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith(name + ".")})
+        fields.update(
+            {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith(name + ".")}
+        )
         parts[name] = cls(**fields)
     return ActivationResult(
         **parts,
@@ -134,8 +147,15 @@ def cached_activation_test(
 
     def build(folder: Path) -> None:
         result = activation_test(
-            module, None, n_clusters, n_samples=n_samples, seed=seed, method=method,
-            n_workers=n_workers, progress=False, units=units,
+            module,
+            None,
+            n_clusters,
+            n_samples=n_samples,
+            seed=seed,
+            method=method,
+            n_workers=n_workers,
+            progress=False,
+            units=units,
         )
         _save(result, folder)
 

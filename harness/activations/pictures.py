@@ -59,7 +59,9 @@ def align_signs(reps: np.ndarray, *, n_iters: int = 20, rng: np.random.Generator
     return signs
 
 
-def _picture(reps: np.ndarray, shape: tuple[int, ...], n_iters: int, rng: np.random.Generator) -> np.ndarray:
+def _picture(
+    reps: np.ndarray, shape: tuple[int, ...], n_iters: int, rng: np.random.Generator
+) -> np.ndarray:
     signs = align_signs(reps, n_iters=n_iters, rng=rng)
     mean = (signs[:, None] * reps).mean(axis=0)
     if mean.mean() > 0:  # the paper's convention: negate so that the mean is not positive
@@ -92,7 +94,11 @@ class ClusterPicture:
 
     @property
     def random_contrast(self) -> float:
-        return float(self.random_images.reshape(len(self.random_images), -1).std(axis=1).mean()) if len(self.random_images) else float("nan")
+        return (
+            float(self.random_images.reshape(len(self.random_images), -1).std(axis=1).mean())
+            if len(self.random_images)
+            else float("nan")
+        )
 
     def to_row(self) -> dict[str, Any]:
         return {
@@ -193,18 +199,30 @@ def correlation_pictures(
             rng = generator(base, layer, int(cluster))
             image = _picture(reps[members], image_shape, n_iters, rng)
             randoms = [
-                _picture(reps[rng.choice(in_layer, members.size, replace=False)], image_shape, n_iters, rng)
+                _picture(
+                    reps[rng.choice(in_layer, members.size, replace=False)],
+                    image_shape,
+                    n_iters,
+                    rng,
+                )
                 for _ in range(int(n_random))
             ]
             empty = np.zeros((0, *image_shape))
             out.append(
-                ClusterPicture(layer, int(cluster), int(members.size), image,
-                               np.stack(randoms) if randoms else empty)
+                ClusterPicture(
+                    layer,
+                    int(cluster),
+                    int(members.size),
+                    image,
+                    np.stack(randoms) if randoms else empty,
+                )
             )
     return CorrelationPictures(tuple(out), tuple(image_shape), int(n_random))
 
 
-def unit_weight_labels(module: Any, n_clusters: int = 12, *, seed: int = 0, method: str = "fast") -> np.ndarray:
+def unit_weight_labels(
+    module: Any, n_clusters: int = 12, *, seed: int = 0, method: str = "fast"
+) -> np.ndarray:
     """The weight cluster of every recorded unit, from the whole network's weight graph (§7.2).
 
     An MLP is clustered as all its layers (inputs and outputs included, as the original's
@@ -223,7 +241,9 @@ def unit_weight_labels(module: Any, n_clusters: int = 12, *, seed: int = 0, meth
     from harness.models import weight_matrices
 
     if any(isinstance(m, nn.Conv2d) for m in module.modules()):
-        return cluster_weights(module_filter_graph(module), n_clusters, seed=seed, method=method).labels
+        return cluster_weights(
+            module_filter_graph(module), n_clusters, seed=seed, method=method
+        ).labels
     mats = weight_matrices(module)
     labels = cluster_weights(mats, n_clusters, seed=seed, method=method).labels
     n_in, n_out = mats[0].shape[0], mats[-1].shape[1]

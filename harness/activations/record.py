@@ -193,7 +193,11 @@ def _mlp_from_matrices(weights: Sequence[np.ndarray], biases: Sequence[np.ndarra
         lin = nn.Linear(w.shape[0], w.shape[1], bias=True)
         with torch.no_grad():
             lin.weight.copy_(torch.as_tensor(np.asarray(w, dtype=np.float32).T))
-            lin.bias.copy_(torch.as_tensor(np.zeros(w.shape[1]) if b is None else np.array(b), dtype=torch.float32))
+            lin.bias.copy_(
+                torch.as_tensor(
+                    np.zeros(w.shape[1]) if b is None else np.array(b), dtype=torch.float32
+                )
+            )
         layers.append(lin)
         if i < len(weights) - 1:
             layers.append(nn.ReLU())
@@ -208,7 +212,12 @@ def _pair_biases(arrays: Sequence[np.ndarray], names: Sequence[str]) -> tuple[li
         if arr.ndim == 2:
             weights.append(arr)
             biases.append(None)
-        elif arr.ndim == 1 and weights and biases[-1] is None and arr.shape[0] == weights[-1].shape[1]:
+        elif (
+            arr.ndim == 1
+            and weights
+            and biases[-1] is None
+            and arr.shape[0] == weights[-1].shape[1]
+        ):
             biases[-1] = arr
         else:
             raise ValueError(
@@ -276,7 +285,9 @@ def as_module(source: Any) -> Any:
                 return _small_cnn_from_state(state, path)
             keys = [k for k, v in state.items() if hasattr(v, "dim") and v.dim() in (1, 2)]
             arrays = [
-                state[k].detach().cpu().numpy().T if state[k].dim() == 2 else state[k].detach().cpu().numpy()
+                state[k].detach().cpu().numpy().T
+                if state[k].dim() == 2
+                else state[k].detach().cpu().numpy()
                 for k in keys
             ]
             return _mlp_from_matrices(*_pair_biases(arrays, keys))

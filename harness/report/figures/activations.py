@@ -91,11 +91,15 @@ def plot_correlation_pictures(
         for col in range(1, n_cols):
             axes[0][col].set_title(f"random {col}", fontsize=8)
         note = f"first {_MAX_ROWS} of {len(items)} clusters" if len(items) > _MAX_ROWS else ""
-        note = "; ".join(n for n in (note, "Spearman r with each pixel, signs aligned; red > 0 > blue") if n)
+        note = "; ".join(
+            n for n in (note, "Spearman r with each pixel, signs aligned; red > 0 > blue") if n
+        )
         return finish(fig, out_stem, fmts, note=note, title=title)
 
 
-def plot_correlation_pictures_file(pictures: Any, out_path: StrPath, *, title: str | None = None) -> Path:
+def plot_correlation_pictures_file(
+    pictures: Any, out_path: StrPath, *, title: str | None = None
+) -> Path:
     """:func:`plot_correlation_pictures` to one file whose extension names the format."""
     out = Path(out_path)
     fmt = out.suffix.lower().lstrip(".")
