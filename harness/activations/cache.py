@@ -87,7 +87,7 @@ _PARTS = {
 
 def _save(result: ActivationResult, folder: Path) -> None:
     meta: dict[str, Any] = {}
-    arrays: dict[str, np.ndarray] = {"units_mask": result.units_mask}
+    arrays: dict[str, Any] = {"units_mask": result.units_mask}
     for name in _PARTS:
         scalars, arrs = _split(getattr(result, name))
         meta[name] = scalars
