@@ -13,21 +13,23 @@ from __future__ import annotations
 
 from harness.activations.analysis import (
     EDGE_NULL,
-    ActivationResult,
     ClusterComparison,
     activation_clusterability,
-    activation_test,
     compare_clusterings,
-    compare_with_weights,
-    dataset_inputs,
     edge_shuffle,
-    weight_graph_for_activations,
 )
 from harness.activations.correlation import (
     activation_graph,
     rank_rows,
     spearman_between,
     spearman_matrix,
+)
+from harness.activations.network import (
+    ActivationResult,
+    activation_test,
+    compare_with_weights,
+    dataset_inputs,
+    weight_graph_for_activations,
 )
 from harness.activations.pictures import (
     ClusterPicture,

@@ -15,11 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.activations.analysis import (
-    ActivationResult,
-    ClusterComparison,
-    activation_test,
-)
+from harness.activations.analysis import ClusterComparison
+from harness.activations.network import ActivationResult, activation_test
 from harness.activations.record import UnitActivations, record_activations
 from harness.cluster import ClusteringResult
 from harness.stats import ClusterabilityResult
