@@ -110,6 +110,7 @@ def test_nmi_of_identical_labelings_is_one_and_permutation_null_near_zero():
 def test_within_and_between_means_by_hand():
     adj = np.array([[0, 1, 0.2, 0.4], [1, 0, 0.6, 0.0], [0.2, 0.6, 0, 3], [0.4, 0.0, 3, 0]])
     cmp = compare_clusterings(adj, [0, 0, 1, 1], [0, 0, 1, 1], n_samples=0)
+    assert cmp.n_weight_clusters == cmp.n_activation_clusters == 2
     assert cmp.intra_mean == pytest.approx((1 + 3) / 2)
     assert cmp.inter_mean == pytest.approx((0.2 + 0.4 + 0.6 + 0.0) / 4)
     assert math.isnan(cmp.nmi_p) and not cmp.nmi_is_sig
@@ -181,6 +182,15 @@ def test_edge_shuffle_keeps_the_edge_multiset():
     assert np.array_equal(np.sort(shuffled[iu]), np.sort(adj[iu]))
     assert np.array_equal(shuffled, shuffled.T) and not np.diag(shuffled).any()
     assert not np.array_equal(shuffled, adj)
+
+
+def test_without_null_samples_there_is_no_verdict():
+    adj = activation_graph(np.random.default_rng(0).normal(size=(20, 60)))
+    result = activation_clusterability(adj, 3, n_samples=0, seed=0)
+    assert result.n_samples == 0 and math.isnan(result.pvalue) and not result.is_sig
+    assert 0 <= result.ncut <= 3
+    with pytest.raises(ValueError, match="n_clusters"):
+        activation_clusterability(adj, 20, n_samples=0)
 
 
 def test_null_does_not_depend_on_workers():

@@ -138,7 +138,11 @@ def activation_clusterability(
         n_workers = 1 if small else threads_per_process()
     n_workers = max(1, min(int(n_workers), max(n_samples, 1)))
     n_chunks = min(n_samples, n_workers * 4 if n_workers > 1 else 10)
-    tasks = [(adj, k, method, chunk) for chunk in iter_chunks(seeds, n_chunks) if chunk]
+    tasks = (
+        [(adj, k, method, chunk) for chunk in iter_chunks(seeds, n_chunks) if chunk]
+        if seeds
+        else []
+    )
     with Progress(n_samples, "edge-shuffle null samples", enabled=progress) as bar:
         chunks = parallel_map(
             _null_chunk, tasks, n_workers=n_workers, on_result=lambda c: bar.update(len(c))
@@ -182,6 +186,10 @@ class ClusterComparison:
         different weight clusters.
     n_common : int
         Units kept in both graphs.
+    n_weight_clusters, n_activation_clusters : int
+        Clusters present among the common units. A weight cluster made only of units
+        without activity (dead units of a pruned network) is absent, and the transfer
+        n-cut then sums over fewer than K clusters.
     """
 
     nmi: float
@@ -196,6 +204,8 @@ class ClusterComparison:
     intra_mean: float
     inter_mean: float
     n_common: int
+    n_weight_clusters: int
+    n_activation_clusters: int
 
     def to_row(self) -> dict[str, Any]:
         return {
@@ -210,6 +220,8 @@ class ClusterComparison:
             "intra_mean": float(self.intra_mean),
             "inter_mean": float(self.inter_mean),
             "n_common": int(self.n_common),
+            "n_weight_clusters": int(self.n_weight_clusters),
+            "n_activation_clusters": int(self.n_activation_clusters),
         }
 
 
@@ -292,4 +304,6 @@ def compare_clusterings(
         intra_mean=intra,
         inter_mean=inter,
         n_common=int(a.size),
+        n_weight_clusters=int(np.unique(w).size),
+        n_activation_clusters=int(np.unique(a).size),
     )

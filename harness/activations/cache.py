@@ -31,7 +31,7 @@ __all__ = [
 
 ACTIVATIONS_KIND = "activations"
 ACTIVATION_TEST_KIND = "activation_test"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: clusters present among the common units
 
 
 def cached_activations(
