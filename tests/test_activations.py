@@ -259,6 +259,30 @@ def test_as_module_from_npz_with_and_without_biases(tmp_path):
         as_module(tmp_path / "bad.npz")
 
 
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_as_module_from_state_dicts_of_the_harness_models(tmp_path, suffix):
+    from safetensors.torch import save_file
+
+    from harness.models import MLP, SmallCNN
+
+    torch.manual_seed(0)
+    for model, x in (
+        (MLP(widths=(8, 8, 8), dropout=0.1), torch.rand(4, 784)),
+        (SmallCNN(channels=(4, 4, 4), dense=(8,)), torch.rand(4, 1, 28, 28)),
+    ):
+        path = tmp_path / f"{type(model).__name__}{suffix}"
+        if suffix == ".pt":
+            torch.save(model.state_dict(), path)
+        else:
+            save_file(model.state_dict(), str(path))
+        rebuilt = as_module(path)
+        model.eval()
+        torch.testing.assert_close(rebuilt(x), model(x))
+        assert (
+            record_activations(rebuilt, x).layer_sizes == record_activations(model, x).layer_sizes
+        )
+
+
 # ---------------------------------------------------------------- pictures
 
 

@@ -259,7 +259,9 @@ def as_module(source: Any) -> Any:
         * (n_in, n_out) weight matrices (a sequence or a ``.npz``), each optionally followed
           by its 1-D bias (zero biases otherwise): a ReLU MLP, as the paper's;
         * a torch state dict (``.pt``, ``.pth``, ``.safetensors``): of 2-D ``*.weight`` and
-          ``*.bias`` tensors (a ReLU MLP), or of the harness's :class:`~harness.models.SmallCNN`.
+          ``*.bias`` tensors (a ReLU MLP; layers in the file's order, or for ``.safetensors``,
+          which sorts its keys, in the natural order of their module paths), or of the
+          harness's :class:`~harness.models.SmallCNN` (28 x 28 inputs).
 
     Returns
     -------
@@ -284,6 +286,16 @@ def as_module(source: Any) -> Any:
             if any(v.dim() == 4 for v in state.values() if hasattr(v, "dim")):
                 return _small_cnn_from_state(state, path)
             keys = [k for k, v in state.items() if hasattr(v, "dim") and v.dim() in (1, 2)]
+            if path.suffix.lower() == ".safetensors":
+                # safetensors stores keys sorted by name: restore layer order (natural order
+                # of the module path, layers.2 before layers.10) and weight before bias.
+                from harness.files import natural_key
+
+                def layer_order(key: str) -> tuple[Any, bool]:
+                    prefix, _, leaf = key.rpartition(".")
+                    return natural_key(prefix), leaf != "weight"
+
+                keys.sort(key=layer_order)
             arrays = [
                 state[k].detach().cpu().numpy().T
                 if state[k].dim() == 2
