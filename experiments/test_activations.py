@@ -7,7 +7,8 @@ edge-shuffled graphs, and compared with the weight graph of the same units (the 
 hidden->hidden matrices, 1,024 nodes; the CNN's filter graph): NMI against label
 permutations, transfer n-cut, mean ``r^2`` within and between weight clusters. Each test
 also draws the correlation pictures of the network's clusters (§7.2). One row per (model,
-instance, phase), the paper's single instance next to ours.
+instance, phase), the paper's single instance next to ours, and a control the paper does not
+have: an untrained MLP (``MLP-UNTRAINED``, phase ``init``).
 """
 
 from __future__ import annotations
