@@ -2,7 +2,8 @@
 
 Each benchmark module exposes ``main(argv: list[str] | None) -> int``; it prints a table and,
 last, one JSON line with its figures. Registered by file name: ``filters`` (the VGG filter
-graph), ``lesion``, ``nulls``, ``train`` (an MLP epoch and the small CNN's memory layouts)
+graph), ``lesion``, ``nulls``, ``spearman`` (the activation graph's correlation matrix),
+``train`` (an MLP epoch and the small CNN's memory layouts)
 and ``ray`` (the Ray executor; skipped without the ``ray`` extra).
 """
 

@@ -23,6 +23,14 @@ mkdir -p "$OUT"
 START=$(date +%s)
 BUDGET=${BUDGET_S:-560}
 QUICK_SEEDS=${QUICK_SEEDS:-"100 200 300"}
+PAPER_ARGS=(--profile paper -n 16)
+CAL_PROFILE=quick
+CAL_ARGS=(-n 16)
+if [ "${DRY:-0}" = 1 ]; then  # a dry run of the script itself, on any machine, in minutes
+    PAPER_ARGS=(--profile smoke -n 2)
+    CAL_PROFILE=smoke
+    CAL_ARGS=(-n 2 -- -k "random_init and not vgg")
+fi
 LOG="$OUT/session.log"
 : > "$LOG"
 say() { echo "$*" | tee -a "$LOG"; }
@@ -56,16 +64,17 @@ step bench 120 python3 -m bench ensemble
 
 rm -rf /tmp/paper-store /tmp/paper-reports
 step paper_clustering 300 env HARNESS_STORE=/tmp/paper-store python3 -m pytest experiments \
-    --profile paper -m "clustering and not cnn" -k test_factor -n 16 -p no:cacheprovider -q \
+    "${PAPER_ARGS[@]}" -m "clustering and not cnn" -k test_factor -p no:cacheprovider -q \
     --reports-dir /tmp/paper-reports --durations=5
 tar -czf "$OUT/paper-reports.tgz" -C /tmp paper-reports --exclude='*.png' --exclude='*.svg' 2>/dev/null
 
-rm -rf baselines/quick.partial
+rm -rf "baselines/$CAL_PROFILE.partial"
 if [ "$(left)" -gt 90 ]; then
+    # shellcheck disable=SC2086
     step quick_calibration "$(( $(left) - 20 ))" env HARNESS_STORE=/tmp/quick-store \
-        python3 -m harness calibrate --profile quick --seeds $QUICK_SEEDS -n 16
+        python3 -m harness calibrate --profile "$CAL_PROFILE" --seeds $QUICK_SEEDS "${CAL_ARGS[@]}"
 fi
-tar -czf "$OUT/quick-calibration.tgz" baselines/quick baselines/quick.partial 2>/dev/null
+tar -czf "$OUT/quick-calibration.tgz" "baselines/$CAL_PROFILE" "baselines/$CAL_PROFILE.partial" 2>/dev/null
 for name in bench paper_clustering quick_calibration; do
     [ -f "/tmp/$name.log" ] && tail -c 2000000 "/tmp/$name.log" > "$OUT/$name.log"
 done

@@ -15,3 +15,22 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
+
+# The public API, imported on first use so that `import harness` stays light (no torch).
+_LAZY = {
+    "activation_test": "harness.activations",
+    "ActivationResult": "harness.activations",
+    "correlation_pictures": "harness.activations",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

@@ -1005,6 +1005,9 @@ def registry() -> dict[str, Claim]:
     rows = paper_values()
     claims = [*_derived(rows), *_orderings(), *_cnn_orderings(), *_random_init(), *_lesions(rows)]
     claims += _learns(rows)
+    from harness.activations.claims import activation_claims  # imports this module
+
+    claims += activation_claims(rows)
     out: dict[str, Claim] = {}
     for claim in claims:
         if claim.id in out:

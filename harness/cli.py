@@ -1,5 +1,5 @@
-"""Every ``python -m harness`` subcommand: ``cluster``, ``data``, ``train``, ``report``,
-``calibrate``.
+"""Every ``python -m harness`` subcommand: ``cluster``, ``activations``, ``data``, ``train``,
+``report``, ``calibrate``.
 
 The library modules do not know about the command line; each handler here imports what it
 needs when it runs, so ``python -m harness --help`` starts in a fraction of a second.
@@ -131,6 +131,75 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
         help="conv networks: norm of each kernel slice (default matrix1, the paper's)",
     )
     p.set_defaults(func=_cmd_cluster)
+
+
+# --------------------------------------------------------------------------------------
+# activations
+
+
+def _cmd_activations(args: argparse.Namespace) -> int:
+    from harness.activations import (
+        activation_test,
+        as_module,
+        correlation_pictures,
+        dataset_inputs,
+        record_activations,
+        unit_weight_labels,
+    )
+
+    if args.plot is not None and Path(args.plot).suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise ValueError(f"--plot {args.plot}: end the file name with .png, .svg or .pdf")
+    module = as_module(args.file)
+    x = dataset_inputs(module, args.dataset, n_examples=args.n_test)
+    units = record_activations(module, x)
+    result = activation_test(
+        module, x, args.k, n_samples=args.samples, seed=args.seed, n_workers=args.workers,
+        progress=False if args.quiet else None, units=units,
+    )
+    if args.plot is not None:
+        from harness.report import plot_correlation_pictures_file
+
+        labels = unit_weight_labels(module, args.k, seed=args.seed)
+        pictures = correlation_pictures(units, x, labels, seed=args.seed)
+        plot_correlation_pictures_file(
+            pictures, args.plot, title=f"{Path(args.file).name} on {args.dataset}: correlation pictures"
+        )
+    if args.json:
+        print(json.dumps({k: (v if not isinstance(v, float) or v == v else None)
+                          for k, v in result.to_row().items()}))
+    else:
+        print(f"network   {args.file} on the {args.dataset} test set")
+        print(str(result))
+        if args.plot is not None:
+            print(f"figure    {args.plot} ({len(pictures.pictures)} clusters)")
+    return 0
+
+
+def _add_activations(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "activations",
+        help="cluster a network's units by their activations and compare with its weight clusters",
+        description=(
+            "Record the hidden units' activations on a dataset's test split, cluster the graph "
+            "of their squared Spearman correlations against edge-shuffled graphs, and compare "
+            "the clusters with the weight clusters of the same units (NMI, transfer n-cut; "
+            "Filan et al. 2021, Table M). FILE is a .npz of (n_in, n_out) weight matrices, "
+            "each optionally followed by its bias (a ReLU MLP), or a torch state dict (.pt, "
+            ".pth, .safetensors) of such an MLP or of the harness's small CNN. --plot draws "
+            "what each weight cluster responds to (correlation pictures)."
+        ),
+    )
+    p.add_argument("file", metavar="FILE", help="network: .npz of weight matrices, or a torch state dict")
+    p.add_argument("dataset", metavar="DATASET", help="dataset name whose test split is used (e.g. mnist, fashion)")
+    p.add_argument("-k", "--clusters", dest="k", type=_positive, default=12, help="clusters (default 12)")
+    p.add_argument("--samples", type=_non_negative, default=100, help="edge-shuffle samples and NMI permutations (default 100)")
+    p.add_argument("--n-test", type=_positive, default=None, help="use the first N test examples (default all)")
+    p.add_argument("--seed", type=_non_negative, default=0, help="random seed (default 0)")
+    p.add_argument("--workers", type=_positive, default=None, help="worker processes for the null")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--plot", metavar="OUT.png", default=None, help="also draw the correlation pictures")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=_cmd_activations)
 
 
 # --------------------------------------------------------------------------------------
@@ -394,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_cluster(sub)
+    _add_activations(sub)
     _add_data(sub)
     _add_train(sub)
     _add_report(sub)

@@ -16,7 +16,12 @@ import pytest
 from harness import calibration as C
 from harness import report as R
 from harness.claims import CI_CLAIMS, REGISTRY
-from harness.report.baseline import claim_of_test, seed_folder, stale_entries, write_baseline_manifest
+from harness.report.baseline import (
+    claim_of_test,
+    seed_folder,
+    stale_entries,
+    write_baseline_manifest,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CI_BASELINE = ROOT / "baselines" / "ci"

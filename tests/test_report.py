@@ -447,6 +447,7 @@ def _good_calls() -> dict[str, Callable[[Path], list[Path]]]:
             edge_kinds=["II", "III", "II"],
         ),
         "network": lambda stem: R.plot_clustered_network(weights, labels, stem, max_edges=60),
+        "correlation_pictures": lambda stem: R.plot_correlation_pictures(_pictures(), stem, title="t"),
     }  # fmt: skip
 
 
@@ -478,6 +479,7 @@ def _degenerate_calls() -> dict[str, tuple[Callable[[Path], list[Path]], str]]:
         "dependency-empty": (lambda st: R.plot_dependency_graph([], [], st),
                              "no important sub-clusters"),
         "network-empty": (lambda st: R.plot_clustered_network([], [], st), "no weight matrices"),
+        "pictures-empty": (lambda st: R.plot_correlation_pictures([], st), "no cluster of 4 units"),
     }  # fmt: skip
 
 
@@ -652,6 +654,17 @@ class _HtmlChecker(HTMLParser):
             self.stack.pop()
 
 
+def _pictures(n: int = 3, n_random: int = 2) -> list[Any]:
+    """Synthetic correlation pictures (what harness.activations.correlation_pictures returns)."""
+    from harness.activations import ClusterPicture
+
+    rng = np.random.default_rng(5)
+    return [
+        ClusterPicture(i % 2, i, 4 + i, rng.normal(size=(1, 28, 28)), rng.normal(size=(n_random, 1, 28, 28)))
+        for i in range(n)
+    ]
+
+
 def make_run(root: Path) -> dict[str, Any]:
     """A synthetic reports folder: tables, claims, figures, run.json."""
     root.mkdir(parents=True, exist_ok=True)
@@ -662,6 +675,10 @@ def make_run(root: Path) -> dict[str, Any]:
         8.3, {"layer": np.random.default_rng(3).normal(9.2, 0.03, 30)}, R.figure_stem(root, "clustering", rows[0]["test_id"], "null"), p=1 / 31, z=-20.0,
     )  # fmt: skip
     R.plot_factors_grid(_factors(), R.figure_stem(root, "factors", "experiments/x.py::t", "grid"))
+    R.plot_correlation_pictures(
+        _pictures(), R.figure_stem(root, "activations", "experiments/test_activations.py::t[MNIST]", "correlations"),
+        title="what each weight cluster responds to",
+    )  # fmt: skip
     sheets = R.split_frame(pd.DataFrame(lesion_rows()), ["taxonomy"], prefix="single")
     R.write_workbook(sheets, root / "figures" / "factors" / "factors-summary__tables.xlsx")
     info = {"profile": "smoke", "seed": 0, "wall_time_s": 125.5, "started": "2025-01-01 10:00:00",
@@ -686,7 +703,8 @@ def test_index_is_valid_html_with_existing_local_links(tmp_path: Path) -> None:
     assert len(checker.ids) == len(set(checker.ids))
     for tag in ("html", "head", "body", "title", "main"):
         assert checker.tags.count(tag) == 1
-    assert len(checker.srcs) == 2
+    assert len(checker.srcs) == 3
+    assert any("activations" in src and "correlations" in src for src in checker.srcs)
     for link in checker.srcs + checker.hrefs:
         parsed = urlparse(link)
         if parsed.scheme in ("http", "https") or link.startswith("#"):
@@ -787,6 +805,7 @@ def test_index_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert '<table class="claims">' in dom.stdout
     assert "dropout lowers n-cut" in dom.stdout
+    assert re.search(r'<img[^>]*alt="correlations"', dom.stdout)  # the correlation pictures
     shot = tmp_path / "shot.png"
     done = subprocess.run(
         [browser, *flags, f"--screenshot={shot}", url], capture_output=True, text=True, timeout=120

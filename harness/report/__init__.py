@@ -72,6 +72,10 @@ from harness.report.fidelity import (
     read_fidelity,
     write_fidelity,
 )
+from harness.report.figures.activations import (
+    plot_correlation_pictures,
+    plot_correlation_pictures_file,
+)
 from harness.report.figures.clustering import (
     plot_factors_grid,
     plot_k_sensitivity,
@@ -187,6 +191,8 @@ __all__ = [
     "plot_clustered_network",
     "plot_clusterability",
     "plot_clustering",
+    "plot_correlation_pictures",
+    "plot_correlation_pictures_file",
     "plot_dependency_graph",
     "plot_double_lesion_heatmap",
     "plot_factors_grid",
