@@ -105,6 +105,10 @@ TRAINER_ENV = "HARNESS_TRAINER"
 #: docstring). 80 holds the 75 networks of ``make bench`` in one chunk.
 CUDA_SLOTS = {"mlp": 80, "cnn": 16}
 
+# Fewest members of a chunk, by architecture (padded with throw-away copies): see
+# train_ensemble.
+_MIN_SLOTS = {"cnn": 2}
+
 # The config fields members of one ensemble share (of the resolved config).
 _SHARED = ("dataset", "data_seed", "arch", "widths", "dense_widths", "input_shape", "n_out",
            "epochs", "pruning_epochs", "batch_size", "lr", "n_train", "n_test", "shuffle",
@@ -554,12 +558,16 @@ def train_ensemble(
     if width is not None and width < 1:
         raise ValueError(f"slots must be >= 1, got {width}")
     chunk = width or len(resolved)
+    # On the CPU oneDNN runs a one-group first convolution (1 input channel) with another
+    # kernel than a grouped one (measured: different last bits), so a lone CNN gets a
+    # throw-away partner; from 2 groups on, the results do not depend on the count.
+    least = max(chunk if width else 0, _MIN_SLOTS.get(resolved[0].arch, 1))
     results: list[TrainResult] = []
     with _training_threads(dev), _deterministic(dev):
         data = _Data(resolved[0], dataset, dev)
         for start in range(0, len(resolved), chunk):
             members = resolved[start:start + chunk]
-            padding = [members[0]] * (chunk - len(members)) if width else []
+            padding = [members[0]] * max(0, least - len(members))
             trained = _train_chunk([*members, *padding], len(members), data, dataset, dev,
                                    progress)
             for offset, result in enumerate(trained):
