@@ -105,9 +105,19 @@ step pytest_clustering "$T_PYTEST" env HARNESS_STORE="$STORE" "$PY" -m pytest ex
     $PYTEST_ARGS -m "clustering and not cnn" -k test_factor -p no:cacheprovider \
     --reports-dir "$OUT/reports" --junitxml "$OUT/junit.xml" --durations=10 -q
 if [ -d "$STORE/model" ]; then
-    echo "models stored: $(find "$STORE/model" -name meta.json | wc -l)" | tee -a "$SUMMARY"
-    grep -h -o '"device": "[^"]*"' "$STORE"/model/*/meta.json 2>/dev/null | sort | uniq -c \
-        | tee -a "$SUMMARY"
+    "$PY" - "$STORE/model" <<'EOF' 2>&1 | tee -a "$SUMMARY"
+import collections, json, pathlib, sys
+metas = [json.loads(p.read_text()) for p in pathlib.Path(sys.argv[1]).glob("*/meta.json")]
+units = collections.Counter(
+    (m["info"].get("device"), m["config"].get("trainer", "single"),
+     (m["info"].get("ensemble") or {}).get("members", 1)) for m in metas)
+print(f"models stored: {len(metas)}; (device, trainer, ensemble size): count")
+for unit, count in sorted(units.items(), key=str):
+    print(f"  {unit}: {count}")
+walls = sorted({(m["info"].get("ensemble") or {}).get("wall_s", m["info"].get("wall_s"))
+                for m in metas})
+print("training wall seconds per unit:", walls)
+EOF
 fi
 rm -rf "$STORE"  # large; the reports hold the results
 

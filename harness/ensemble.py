@@ -198,26 +198,51 @@ class _Dropout:
                          dtype=torch.int64, device=device)
             for site in keep
         ]
-        self._index: dict[int, torch.Tensor] = {}
+        self._active = [s for s in range(self.n_sites) if self.active[s]]
+        self._active_index = torch.tensor(self._active, dtype=torch.int64, device=device)
+        self._elements: dict[tuple[tuple[int, int], ...], tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def _element_hash(self, numel: int) -> torch.Tensor:
-        cached = self._index.get(numel)
+    def _element_hashes(self, numels: tuple[tuple[int, int], ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """For ``((site, numel), ...)``: the hashed element index of every site's elements,
+        concatenated, and the position of each element's site in that list."""
+        cached = self._elements.get(numels)
         if cached is None:
-            cached = _hash32(torch.arange(numel, dtype=torch.int64, device=self.device))
-            self._index[numel] = cached
+            dev = self.device
+            hashed = torch.cat([_hash32(torch.arange(k, dtype=torch.int64, device=dev))
+                                for _, k in numels])
+            which = torch.repeat_interleave(
+                torch.arange(len(numels), device=dev),
+                torch.tensor([k for _, k in numels], device=dev))
+            cached = (hashed, which)
+            self._elements[numels] = cached
         return cached
 
-    def noise(self, site: int, draw: int, shape: Sequence[int]) -> torch.Tensor:
-        """``(N, *shape)`` float32: 0 or ``1 / keep`` per element, member ``n`` at its rate."""
+    def masks(self, draw: int, shapes: Sequence[Sequence[int]]) -> list[torch.Tensor | None]:
+        """One step's dropout noise at every site (None where no member drops out).
+
+        Site ``s`` gets ``(N, *shapes[s])`` float32, 0 or ``1 / keep`` per element: element
+        ``i`` of member ``n`` is kept when ``h(h(key_n ^ h(draw * S + s)) ^ h(i)) < keep_n *
+        2**32``, with ``h`` :func:`_hash32` and ``S`` the number of sites. All sites are hashed
+        in one pass (a few kernels per step on a GPU), on the device, with no host sync.
+        """
         n = int(self.keys.shape[0])
-        numel = math.prod(shape)
-        salt = _hash32((draw * self.n_sites + site) & _M32)
-        member = _hash32(self.keys ^ salt)  # (N,)
-        bits = _hash32(member[:, None] ^ self._element_hash(numel)[None, :])
-        kept = (bits < self.threshold[site][:, None]).to(torch.float32)
-        # As torch's CPU dropout: a 0/1 mask divided by keep, then multiplied in.
-        kept.div_(self.keep[site][:, None])
-        return kept.view(n, *shape)
+        out: list[torch.Tensor | None] = [None] * self.n_sites
+        if not self._active:
+            return out
+        numels = tuple((s, math.prod(shapes[s])) for s in self._active)
+        hashed, which = self._element_hashes(numels)
+        salts = _hash32((self._active_index + draw * self.n_sites) & _M32)  # (A,)
+        member = _hash32(self.keys[:, None] ^ salts[None, :])  # (N, A)
+        bits = _hash32(member.index_select(1, which) ^ hashed[None, :])
+        offset = 0
+        for s, numel in numels:
+            part = bits[:, offset:offset + numel]
+            offset += numel
+            kept = (part < self.threshold[s][:, None]).to(torch.float32)
+            # As torch's CPU dropout: a 0/1 mask divided by keep, then multiplied in.
+            kept.div_(self.keep[s][:, None])
+            out[s] = kept.view(n, *shapes[s])
+        return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -266,6 +291,10 @@ class _DenseStack(nn.Module):
         out, inp = self.sizes[layer]
         return self.weights[layer][n, :out, :inp], self.biases[layer][n, :out]
 
+    def site_shapes(self, b: int) -> list[tuple[int, ...]]:
+        """Per-member shapes of the activations after each hidden layer (dropout sites)."""
+        return [(b, _aligned(out)) for out, _ in self.sizes[:-1]]
+
     def forward(self, h: torch.Tensor, dropout: Callable[[int, torch.Tensor], torch.Tensor] | None,
                 first_site: int) -> torch.Tensor:
         last = len(self.weights) - 1
@@ -303,6 +332,9 @@ class _MLPStack(nn.Module):
     def repeat(self, x: torch.Tensor) -> torch.Tensor:
         """The same inputs ``(b, in)`` for every member: ``(N, b, in)``."""
         return x.unsqueeze(0).expand(self.n, *x.shape).contiguous()
+
+    def site_shapes(self, b: int) -> list[tuple[int, ...]]:
+        return self.dense.site_shapes(b)
 
     def forward(self, h: torch.Tensor,
                 dropout: Callable[[int, torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
@@ -360,6 +392,15 @@ class _CNNStack(nn.Module):
     def repeat(self, x: torch.Tensor) -> torch.Tensor:
         return x.repeat(1, self.n, 1, 1).contiguous(memory_format=torch.channels_last)
 
+    def site_shapes(self, b: int) -> list[tuple[int, ...]]:
+        _, h, w = self.in_shape
+        shapes: list[tuple[int, ...]] = []
+        for channels, pool in zip(self.out_channels, self.pool_after, strict=True):
+            if pool:
+                h, w = h // 2, w // 2
+            shapes.append((b, channels, h, w))
+        return shapes + self.dense.site_shapes(b)
+
     def forward(self, h: torch.Tensor,
                 dropout: Callable[[int, torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
         n = self.n
@@ -408,6 +449,7 @@ class _StackPruner:
         self.kernels = list(kernels)
         self.n = n
         self.masks = [torch.ones(w.shape, dtype=w.dtype, device=w.device) for w in self.kernels]
+        self._row_cache: dict[tuple[int, ...], torch.Tensor] = {}
 
     @torch.no_grad()
     def prune_to(self, targets: Sequence[float | None]) -> None:
@@ -423,7 +465,7 @@ class _StackPruner:
             if by_keep:
                 magnitude = w.abs().reshape(self.n, -1)
                 for keep, members in by_keep.items():
-                    rows = torch.tensor(members, dtype=torch.int64, device=w.device)
+                    rows = self._rows(members, w.device)
                     fresh = torch.zeros((len(members), size), dtype=mask.dtype, device=w.device)
                     if keep > 0:
                         top = torch.topk(magnitude.index_select(0, rows), keep, dim=1,
@@ -431,6 +473,14 @@ class _StackPruner:
                         fresh.scatter_(1, top, 1.0)
                     flat.index_copy_(0, rows, fresh)
             w.mul_(mask)
+
+    def _rows(self, members: list[int], device: torch.device) -> torch.Tensor:
+        key = tuple(members)
+        rows = self._row_cache.get(key)
+        if rows is None:  # built once: a host-to-device copy waits for the device
+            rows = torch.tensor(members, dtype=torch.int64, device=device)
+            self._row_cache[key] = rows
+        return rows
 
     @torch.no_grad()
     def apply(self) -> None:
@@ -750,10 +800,11 @@ def _epoch(stack: _MLPStack | _CNNStack, optimizer: torch.optim.Optimizer, data:
     step = first_step
     counter = draw
 
+    noise: list[torch.Tensor | None] = []
+
     def dropout(site: int, h: torch.Tensor) -> torch.Tensor:
-        if not drop.active[site]:
-            return h
-        return h * drop.noise(site, counter, h.shape[1:])
+        mask = noise[site]
+        return h if mask is None else h * mask
 
     for start in range(0, n_train, batch_size):
         if pruner is not None:
@@ -763,6 +814,8 @@ def _epoch(stack: _MLPStack | _CNNStack, optimizer: torch.optim.Optimizer, data:
         idx = order[:, start:start + batch_size]
         b = int(idx.shape[1])
         xb = stack.batch(data.x_train, idx)
+        if any_dropout:
+            noise[:] = drop.masks(counter, stack.site_shapes(b))
         yb = data.y_train.index_select(0, idx.reshape(-1)).view(n, b, *data.y_train.shape[1:])
         out = stack(xb, dropout if any_dropout else None)
         if data.classification:
