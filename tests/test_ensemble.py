@@ -203,3 +203,32 @@ def test_default_trainer(monkeypatch):
     monkeypatch.setenv("HARNESS_TRAINER", "gpu")
     with pytest.raises(ValueError, match="HARNESS_TRAINER must be one of"):
         default_trainer(mlp)
+
+
+@pytest.mark.integration
+def test_a_run_trains_its_units_as_ensembles(mnist, tmp_path):
+    """``pytest experiments`` with ensembles on (as on a GPU): the selected tests' models
+    train as one unit, each stored under its own key; nothing else is trained."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    store = tmp_path / "store"
+    env = {**os.environ, "HARNESS_TRAINER": "ensemble", "HARNESS_PROGRESS": "0",
+           "PYTHONPATH": str(root)}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "experiments/test_clustering.py::test_factor", "-k",
+         "unpruned and (MNIST-unpruned or MNIST+DROPOUT-unpruned or MNIST+L2REG-unpruned) "
+         "and not HALVES", "--profile", "smoke", "-n", "0", "-q", "-p", "no:cacheprovider",
+         "--store", str(store), "--reports-dir", str(tmp_path / "reports")],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "3 passed" in result.stdout
+    metas = [json.loads(p.read_text()) for p in (store / "model").glob("*/meta.json")]
+    assert len(metas) == 3  # the three selected models, nothing else
+    assert {m["config"]["trainer"] for m in metas} == {"ensemble"}
+    assert [m["info"]["ensemble"]["members"] for m in metas] == [3, 3, 3]
+    assert {m["config"]["dropout"] for m in metas} == {0.0, 0.5}
