@@ -568,7 +568,7 @@ class _StackPenalty:
             # other terms (zeros for it) its ensemble adds in between.
             total = term if total is None else total + term
             factor = self._broadcast(layer, kind, coef, w, n)
-            g.add_(factor * (w.sign() if kind == "abs" else w))
+            g.add_(w.sign().mul_(factor) if kind == "abs" else w * factor)
         return total
 
     def _broadcast(self, layer: int, kind: str, coef: torch.Tensor, w: torch.Tensor,
