@@ -135,7 +135,8 @@ def default_trainer(config: TrainConfig) -> str:
     """The trainer the experiments use for ``config`` on this machine.
 
     ``$HARNESS_TRAINER`` (``auto``, ``single``, ``ensemble``; default ``auto``): ``auto`` is
-    ``ensemble`` when CUDA is available, ``single`` otherwise (on one CPU thread the ensemble
+    ``ensemble`` when this process trains on CUDA (:func:`harness.parallel.pick_device`),
+    ``single`` otherwise (on one CPU thread the ensemble
     is no faster per network: ``python -m bench ensemble``). Networks the ensemble cannot
     train (:func:`supports`) always get ``single``.
     """
@@ -154,7 +155,8 @@ def ensembles_by_default() -> bool:
 
 
 def _cuda() -> bool:
-    return bool(torch.cuda.is_available())
+    # Where this process would train (HARNESS_DEVICE=cpu on a GPU machine: the CPU).
+    return bool(pick_device().type == "cuda")
 
 
 def group_key(config: TrainConfig) -> tuple[Any, ...]:
