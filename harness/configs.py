@@ -43,11 +43,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.models import ARCHS
+from harness.options import check_choice
 
 if TYPE_CHECKING:
     from harness.data import Dataset
 
-__all__ = ["TAGS", "TrainConfig", "config_for_tag", "training_tag"]
+__all__ = ["ENSEMBLE_ARCHS", "TAGS", "TRAINERS", "TrainConfig", "config_for_tag", "training_tag"]
+
+#: The training algorithms of :attr:`TrainConfig.trainer`.
+TRAINERS = ("single", "ensemble")
+#: Architectures the ensemble trainer (:mod:`harness.ensemble`) vectorises.
+ENSEMBLE_ARCHS = ("mlp", "cnn")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -116,6 +122,13 @@ class TrainConfig:
         Per-example input shape; filled in by :meth:`resolved`.
     n_out : int, optional
         Number of outputs; filled in by :meth:`resolved`.
+    trainer : {"single", "ensemble"}
+        The training algorithm. ``"single"``: :func:`harness.train.train`, one network.
+        ``"ensemble"``: :mod:`harness.ensemble`, the network as one member of a vectorised
+        ensemble (MLP and small CNN, no augmentation): the same schedule, but its own dropout
+        random stream and batched kernels, so another realisation of the same training run.
+        A member's weights do not depend on the other members of its ensemble. Part of the
+        store key only when ``"ensemble"``: the single trainer's keys are unchanged.
     """
 
     dataset: str
@@ -145,6 +158,7 @@ class TrainConfig:
     snapshots: bool = False
     input_shape: tuple[int, ...] | None = None
     n_out: int | None = None
+    trainer: str = "single"
 
     def __post_init__(self) -> None:
         if not isinstance(self.dataset, str) or not self.dataset:
@@ -197,6 +211,12 @@ class TrainConfig:
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
             object.__setattr__(self, name, bool(getattr(self, name)))
+        check_choice("trainer", self.trainer, TRAINERS)
+        if self.trainer == "ensemble" and (self.arch not in ENSEMBLE_ARCHS or self.augment):
+            raise ValueError(
+                "trainer='ensemble' trains MLPs and small CNNs without augmentation; "
+                f"got arch={self.arch!r}, augment={self.augment}: use trainer='single'"
+            )
         if self.first_layer_l1 and self.arch != "mlp":
             raise ValueError(
                 "first_layer_l1 reproduces a quirk of the original MLPs (reference §2.2); "

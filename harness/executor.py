@@ -61,6 +61,8 @@ __all__ = [
     "ModelTask",
     "RayExecutor",
     "RayOptions",
+    "train_unit",
+    "training_units",
 ]
 
 #: The executors ``--executor`` accepts.
@@ -268,6 +270,51 @@ def dependency_order(tasks: Iterable[Task]) -> list[Task]:
     return [t for t in ordered if not t.dependencies] + [t for t in ordered if t.dependencies]
 
 
+def training_units(tasks: Iterable[Task]) -> list[tuple[ModelTask, ...]]:
+    """The distinct model tasks of ``tasks`` grouped into training units.
+
+    Tasks whose config has ``trainer="ensemble"`` and that share what an ensemble shares
+    (:func:`harness.ensemble.group_key` of the resolved config, and the dataset's content) form
+    one unit, its members ordered by key; every other model task is a unit of its own. A
+    member's weights do not depend on its unit, so the units of a run only decide what trains
+    together, never what is stored.
+    """
+    from harness.configs import TrainConfig
+    from harness.ensemble import group_key
+
+    seen: dict[str, ModelTask] = {}
+    for task in tasks:
+        for model in (*task.dependencies, task):
+            if isinstance(model, ModelTask):
+                seen.setdefault(model.key, model)
+    units: dict[Any, list[ModelTask]] = {}
+    for key, task in seen.items():
+        config = TrainConfig.from_dict(task.payload["config"])
+        ident: Any = (("ensemble", group_key(config), task.payload["dataset"])
+                      if config.trainer == "ensemble" else key)
+        units.setdefault(ident, []).append(task)
+    return [tuple(sorted(unit, key=lambda t: t.key)) for unit in units.values()]
+
+
+def train_unit(unit: Sequence[ModelTask], store: Store) -> list[TrainedModel]:
+    """The trained models of a unit (:func:`training_units`), the missing ones trained
+    together (:func:`harness.ensemble.get_or_train_group`)."""
+    from harness.ensemble import get_or_train_group
+    from harness.train import get_or_train
+
+    if len(unit) == 1:
+        return [get_or_train(unit[0].config, store=store, progress=False)]
+    models = get_or_train_group([t.config for t in unit], store=store, progress=False)
+    for task, model in zip(unit, models, strict=True):
+        if model.key != task.key:
+            raise ExecutorUnavailable(
+                f"the dataset {task.config.dataset!r} on this machine differs from the "
+                f"driver's (model key {model.key[:12]} instead of {task.key[:12]}); give "
+                "every node the same data (HARNESS_DATA_DIR)"
+            )
+    return models
+
+
 # ----------------------------------------------------------------------------------------------
 # Executors
 
@@ -299,22 +346,34 @@ class LocalExecutor:
 
     Training runs here (once per key across the machine's processes, under the store's
     lock); null samples in local worker processes (:func:`harness.parallel.parallel_map`).
-    Nothing is submitted ahead: :meth:`submit` does nothing.
+    Nothing is computed ahead: :meth:`submit` only learns the run's training units
+    (:func:`training_units`), so that the first test asking for a member of an ensemble
+    trains its whole unit in this process (on the GPU when present), and the others read it.
     """
 
     name = "local"
 
     def __init__(self, store: Store) -> None:
+        from harness.ensemble import ensembles_by_default
+
         self.store = store
+        self._units: dict[str, tuple[ModelTask, ...]] = {}
+        #: Whether the run's forecast is worth computing (ensembles train by default here).
+        self.wants_plan = ensembles_by_default()
 
     def submit(self, tasks: Sequence[Task]) -> int:
-        del tasks
+        for unit in training_units(tasks):
+            if len(unit) > 1:
+                self._units.update((task.key, unit) for task in unit)
         return 0
 
     def model(self, task: ModelTask) -> TrainedModel:
         from harness.train import get_or_train
 
-        return get_or_train(task.config, store=self.store)
+        unit = self._units.get(task.key)
+        if unit is None:
+            return get_or_train(task.config, store=self.store)
+        return train_unit(unit, self.store)[[t.key for t in unit].index(task.key)]
 
     def analysis(self, task: AnalysisTask) -> ClusterabilityResult:
         return task.run(self.store, self.model(task.model))
@@ -537,6 +596,28 @@ def _execute(task: Task, *dependencies: Artifact, threads: int, n_workers: int |
     return Artifact(task.kind, task.key, files, info)
 
 
+def _execute_unit(unit: list[ModelTask], *, threads: int, data_dir: str | None) -> tuple[Artifact, ...]:
+    """A training unit on a Ray worker (one GPU task): its members, one artifact each."""
+    from harness.parallel import pin_threads
+
+    started = time.perf_counter()
+    if data_dir and "HARNESS_DATA_DIR" not in os.environ and Path(data_dir).is_dir():
+        os.environ["HARNESS_DATA_DIR"] = data_dir
+    pin_threads(threads)
+    with tempfile.TemporaryDirectory(prefix="harness-unit-") as tmp:
+        scratch = Store(tmp)
+        models = train_unit(unit, scratch)
+        files = [scratch.export_files(model.path) for model in models]
+        devices = [model.info.get("device") for model in models]
+    seconds = round(time.perf_counter() - started, 3)
+    return tuple(
+        Artifact(task.kind, task.key, member_files,
+                 {**_where(), "seconds": seconds, "device": device, "unit": len(unit),
+                  "map_nodes": [], "map_tasks": 0})
+        for task, member_files, device in zip(unit, files, devices, strict=True)
+    )
+
+
 class _Coordinator:
     """The run's scheduler (a Ray actor on the driver's node): each key once, stored at once.
 
@@ -557,6 +638,8 @@ class _Coordinator:
         self.n_workers = n_workers
         decorate: Any = ray.remote  # Ray's stubs do not type keyword-only task arguments
         self.remote: Any = decorate(_execute)
+        self.remote_unit: Any = decorate(_execute_unit)
+        self.units: dict[str, tuple[ModelTask, ...]] = {}
         self.refs: dict[str, Any] = {}
         self.results: dict[str, asyncio.Future[tuple[str, Any]]] = {}
         self.planned: set[str] = set()
@@ -565,6 +648,9 @@ class _Coordinator:
         self.records: list[dict[str, Any]] = []
 
     async def submit(self, tasks: list[Task], planned: bool = True) -> int:
+        for unit in training_units(tasks):
+            if len(unit) > 1:
+                self.units.update((task.key, unit) for task in unit)
         started = 0
         for task in dependency_order(tasks):
             if planned:
@@ -617,6 +703,8 @@ class _Coordinator:
                 files = await asyncio.to_thread(self.store.export_files, path)
                 ref = ray.put(Artifact(dep.kind, dep.key, files))
             dependencies.append(ref)
+        if isinstance(task, ModelTask) and task.key in self.units:
+            return await self._start_unit(self.units[task.key])
         if isinstance(task, ModelTask):
             resources = {"num_cpus": self.options.train_cpus, "num_gpus": self.train_gpus}
         else:
@@ -633,6 +721,29 @@ class _Coordinator:
         self.refs[task.key] = ref
         self.results[task.key] = asyncio.ensure_future(self._collect(task, ref))
         return 1
+
+    async def _start_unit(self, unit: tuple[ModelTask, ...]) -> int:
+        """Submit the members of ``unit`` not yet known or stored as one task (one GPU)."""
+        todo = []
+        for member in unit:
+            if member.key in self.results or member.key in self.stored_before:
+                continue
+            if await asyncio.to_thread(self.store.exists, member.kind, member.payload):
+                self.stored_before.add(member.key)
+                continue
+            todo.append(member)
+        if not todo:
+            return 0
+        refs = self.remote_unit.options(
+            name="harness.ensemble", max_retries=self.options.max_retries,
+            retry_exceptions=False, num_returns=len(todo),
+            num_cpus=self.options.train_cpus, num_gpus=self.train_gpus,
+        ).remote(todo, threads=max(1, int(self.options.train_cpus)), data_dir=self.data_dir)
+        refs = refs if len(todo) > 1 else [refs]
+        for member, ref in zip(todo, refs, strict=True):
+            self.refs[member.key] = ref
+            self.results[member.key] = asyncio.ensure_future(self._collect(member, ref))
+        return len(todo)
 
     async def _collect(self, task: Task, ref: Any) -> tuple[str, Any]:
         try:

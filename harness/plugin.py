@@ -866,10 +866,13 @@ def executor(pytestconfig: pytest.Config) -> Any:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Submit everything the selected tests will ask for, models first (executors that
-    compute ahead; the local one does not)."""
+    """Submit everything the selected tests will ask for, models first: executors that
+    compute ahead start on it; the local one only learns the training units (models that
+    train together as one ensemble), when it trains ensembles."""
     executor = session.config.stash.get(_EXECUTOR, None)
-    if executor is None or executor.name == "local" or not session.items:
+    if executor is None or not session.items:
+        return
+    if executor.name == "local" and not getattr(executor, "wants_plan", False):
         return
     if session.config.option.collectonly:  # nothing will wait for the results
         return

@@ -454,6 +454,14 @@ class Store:
                     continue
         return removed
 
+    def lock(self, kind: str, name: str) -> FileLock:
+        """A machine-wide lock called ``name`` among ``kind``'s locks, for a unit of work that
+        builds several artifacts at once (an ensemble of models); each artifact still goes
+        through :meth:`get_or_create`."""
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"a lock name is a plain file name, got {name!r}")
+        return self._lock(self._writable_kind_dir(kind), name)
+
     # -- internals: the local folder ------------------------------------------------------
 
     def _lock(self, kind_dir: Path, key: str) -> FileLock:

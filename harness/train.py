@@ -386,7 +386,8 @@ def train(
 
     Notes
     -----
-    Deterministic on the CPU: the same config and data give bit-identical weights on one
+    A config with ``trainer="ensemble"`` is trained by :func:`harness.ensemble.train_ensemble`
+    as an ensemble of one. Deterministic on the CPU: the same config and data give bit-identical weights on one
     machine, whatever the caller's thread count (training runs on :data:`TRAIN_THREADS`). Random streams (init, modules, example order, dropout) are derived from
     ``config.seed`` and the global torch RNG is restored afterwards. Conv nets train in the
     channels-last layout (:func:`memory_format`); the returned states are in the default one.
@@ -395,6 +396,11 @@ def train(
         dataset = _load(config)
     cfg = config.resolved(dataset)
     dev = device if isinstance(device, torch.device) else pick_device(device)
+    if cfg.trainer == "ensemble":
+        # A member of an ensemble, alone: the same weights as in any ensemble.
+        from harness.ensemble import train_ensemble
+
+        return train_ensemble([cfg], dataset, device=dev, progress=progress)[0]
     with _training_threads(dev):
         return _train(cfg, dataset, dev, progress)
 
@@ -587,7 +593,7 @@ def _row_summary(phase: str, row: Mapping[str, Any]) -> str:
 
 # Fields added after models were first stored, with the value that reproduces the earlier
 # behaviour: left out of the key at that value, so the models stored before keep their keys.
-_KEY_OMITTED_AT = {"first_layer_l1": False, "pruning_penalty": True}
+_KEY_OMITTED_AT = {"first_layer_l1": False, "pruning_penalty": True, "trainer": "single"}
 
 
 def model_key_payload(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:

@@ -129,6 +129,38 @@ def test_cluster_results_equal_local_spread_over_nodes_and_train_on_the_gpu(
             np.testing.assert_array_equal(a, b)
 
 
+def test_a_training_unit_is_one_task_on_the_gpu(cluster: Any, tmp_path: Path) -> None:
+    """Ensemble members (trainer="ensemble") of one unit train in one Ray task, on the GPU
+    node, and store the weights each would have alone."""
+    from harness.ensemble import train_ensemble
+
+    configs = [TrainConfig("poly", widths=(32, 32), epochs=1, pruning_epochs=1, n_train=2000,
+                           n_test=500, seed=seed, trainer="ensemble") for seed in range(3)]
+    tasks = [ModelTask.of(config) for config in configs]
+    executor = RayExecutor.start(Store(tmp_path / "ray-store"), RayOptions(address=cluster.address))
+    try:
+        assert executor.submit(tasks) == 3
+        models = [executor.model(task) for task in tasks]
+        stats = executor.stats()
+        gpu_nodes = {n["NodeID"] for n in ray.nodes() if n["Resources"].get("GPU")}
+    finally:
+        executor.close()
+    records = stats["tasks"]
+    assert len(records) == 3 and {r["unit"] for r in records} == {3}
+    assert len({(r["node"], r["pid"]) for r in records}) == 1  # one task trained all three
+    assert {r["node"] for r in records} <= gpu_nodes
+    previous = threads_per_process()
+    pin_threads(1)
+    try:
+        alone = [train_ensemble([config], device="cpu")[0] for config in configs]
+    finally:
+        pin_threads(previous)
+    for model, expected in zip(models, alone, strict=True):
+        state = model.state_dict("pruned")
+        for name, tensor in expected.state("pruned").items():
+            assert np.array_equal(state[name].numpy(), tensor.numpy()), name
+
+
 # -- the smoke grid through pytest --executor ray --------------------------------------------
 
 SELECTION = [
