@@ -715,7 +715,8 @@ def _train_chunk(cfgs: Sequence[TrainConfig], n_real: int, data: _Data, dataset:
     n_train = int(data.x_train.shape[0])
     steps_per_epoch = math.ceil(n_train / cfg0.batch_size)
     end_step = steps_per_epoch * cfg0.pruning_epochs
-    models = [build_model(cfg) for cfg in cfgs]  # each from its own seed, on the CPU
+    models = [build_model(cfg) for cfg in cfgs[:n_real]]  # each from its own seed, on the CPU
+    models += [models[0]] * (n - n_real)  # padding: copies of the first member, never exported
     stack: _MLPStack | _CNNStack = (_MLPStack(models) if cfg0.arch == "mlp"
                                     else _CNNStack(models))
     stack = stack.to(dev)
