@@ -313,6 +313,7 @@ _DERIVED_TABLES = {
     "H10": "n_clusters",
     "C": "cnn",
     "D": "cnn",
+    "E": "regulariser",
 }
 
 
@@ -894,6 +895,7 @@ def registry() -> dict[str, Claim]:
 
     rows = paper_values()
     claims = [*_derived(rows), *_orderings(), *_cnn_orderings(), *_random_init(), *_lesions(rows)]
+    claims += __import__("harness.claims_extra").claims_extra.extra_claims()  # Tables E, N
     out: dict[str, Claim] = {}
     for claim in claims:
         if claim.id in out:

@@ -1,7 +1,7 @@
 """How much of the paper a run reproduces: cells within the paper's spread, claims that hold.
 
-One row per paper table (A, B, C, D, G, H2, H7, H10, I, J, and the MLP, CNN and VGG lesion
-tables): how many of the table's cells
+One row per paper table (A, B, C, D, G, H2, H7, H10, I, J, the MLP, CNN and VGG lesion
+tables, E and N): how many of the table's cells
 the paper publishes, how many this run has rows for, how many of those it reproduces, and
 how its claims fared. Written as ``fidelity.csv`` / ``fidelity.md``; the page shows
 :func:`fidelity_line` in its header.
@@ -13,7 +13,7 @@ cell is the mean, over instances, of the rows that carry the paper's value for i
 
 * ``|ours - paper| <= 2 x paper SD`` where the paper publishes the spread of its instances
   (``ncut_sd`` in Tables A, B, G and H; ``sd`` of the 100 draws in Table I), else
-* ``|ours - paper| <= 2% x |paper|`` (Tables J and lesion, and cells without an SD).
+* ``|ours - paper| <= 2% x |paper|`` (Tables J, lesion and N, and cells without an SD).
 
 Which study fills which table, and with which metric, is data (:data:`PAPER_TABLES`).
 """
@@ -127,6 +127,9 @@ PAPER_TABLES: tuple[PaperTable, ...] = (
                    None, _CELL, (("paper_table", t), ("kind", "network")))
         for t in ("lesion_cnn", "lesion_vgg")
     ),
+    PaperTable("E", "E", "regulariser", "ncut", "ncut", "paper_ncut", "ncut_sd", _CELL),
+    PaperTable("N", "N", "feature_vis", "effect_objective", "effect_objective_median",
+               "paper_effect_objective_median", None, _CELL, (("kind", "network"),)),
 )  # fmt: skip
 
 #: Columns of :func:`fidelity_table`, in order.
