@@ -150,7 +150,8 @@ def _to_image(spectrum: torch.Tensor, scale: torch.Tensor, shape: Sequence[int])
     """Images in [0, 1] of shape (n, C, H, W) from the scaled spectrum (lucid: /4, sigmoid)."""
     h, w = int(shape[1]), int(shape[2])
     scaled = torch.view_as_complex((spectrum * scale).contiguous())
-    return torch.sigmoid(torch.fft.irfft2(scaled, s=(h, w), norm="ortho") / 4.0)
+    # torch's default ("backward") inverse divides by H W, as tensorflow's irfft2d in lucid.
+    return torch.sigmoid(torch.fft.irfft2(scaled, s=(h, w)) / 4.0)
 
 
 def visualise(
