@@ -2,7 +2,8 @@
 
 Each benchmark module exposes ``main(argv: list[str] | None) -> int``; it prints a table and,
 last, one JSON line with its figures. Registered by file name: ``filters`` (the VGG filter
-graph), ``lesion``, ``nulls``, ``train`` (an MLP epoch and the small CNN's memory layouts)
+graph), ``lesion``, ``nulls``, ``train`` (an MLP epoch and the small CNN's memory layouts),
+``regulariser`` (a training step with the clusterability regulariser against a plain one)
 and ``ray`` (the Ray executor; skipped without the ``ray`` extra).
 """
 

@@ -15,3 +15,18 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
+
+# Public names imported on first use, so that ``import harness`` stays free of torch.
+_LAZY = {
+    "clusterability_penalty": "harness.regulariser",
+    "normalize_weights_": "harness.regulariser",
+}
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")

@@ -184,3 +184,25 @@ def test_config_keys_and_tag():
         TrainConfig("mnist", cluster_eigs=0)
     with pytest.raises(ValueError, match="cluster_lambda must be a finite number"):
         TrainConfig("mnist", cluster_lambda=-0.1)
+
+
+def test_public_names_are_lazy_and_bench_reports_json(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import subprocess
+    import sys
+
+    import harness
+    from bench import bench_regulariser
+
+    assert harness.clusterability_penalty is clusterability_penalty
+    assert harness.normalize_weights_ is normalize_weights_
+    code = "import sys, harness; assert 'torch' not in sys.modules; print('ok')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "ok", done.stderr
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        harness.nope  # noqa: B018
+    assert bench_regulariser.main(["--net", "small", "--repeats", "1"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    (case,) = line["cases"]
+    assert line["bench"] == "regulariser" and case["nodes"] == 251
+    assert case["ratio"] > 1 and 0 < case["eigen_share"] <= 1.5
