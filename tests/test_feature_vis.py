@@ -98,3 +98,20 @@ def test_small_cnn_filters():
     assert {s.layer for s in result.sub_clusters} == {1, 2, 3}
     assert result.images.shape[1:] == (1, 28, 28)
     assert np.isfinite(result.true_entropy).all()
+
+
+def test_plot_feature_images(tmp_path):
+    import matplotlib.image
+
+    from harness.report import plot_feature_images
+
+    images = np.zeros((3, 1, 7, 7))
+    images[:, :, 3] = 1.0  # a white bar on black
+    (png,) = plot_feature_images(images, tmp_path / "f", labels=["a", "b", "c"], formats=["png"])
+    img = matplotlib.image.imread(png)
+    assert img.ndim == 3 and float(img[..., :3].std()) > 0.05
+    assert plot_feature_images(np.zeros((0, 1, 7, 7)), tmp_path / "e", formats=["png"])
+    with pytest.raises(ValueError, match="got 2 labels for 3 images"):
+        plot_feature_images(images, tmp_path / "g", labels=["a", "b"])
+    with pytest.raises(ValueError, match="images must have shape"):
+        plot_feature_images(np.zeros(5), tmp_path / "h")

@@ -662,6 +662,11 @@ def make_run(root: Path) -> dict[str, Any]:
         8.3, {"layer": np.random.default_rng(3).normal(9.2, 0.03, 30)}, R.figure_stem(root, "clustering", rows[0]["test_id"], "null"), p=1 / 31, z=-20.0,
     )  # fmt: skip
     R.plot_factors_grid(_factors(), R.figure_stem(root, "factors", "experiments/x.py::t", "grid"))
+    R.plot_feature_images(  # Table N's images: one optimised input per sub-cluster
+        np.random.default_rng(4).random((3, 1, 28, 28)),
+        R.figure_stem(root, "feature_vis", "experiments/test_feature_vis.py::t[MNIST-i0]", "features"),
+        labels=["L1-c0 (n=9)", "L1-c3 (n=14)", "L2-c1 (n=30)"],
+    )
     sheets = R.split_frame(pd.DataFrame(lesion_rows()), ["taxonomy"], prefix="single")
     R.write_workbook(sheets, root / "figures" / "factors" / "factors-summary__tables.xlsx")
     info = {"profile": "smoke", "seed": 0, "wall_time_s": 125.5, "started": "2025-01-01 10:00:00",
@@ -686,7 +691,7 @@ def test_index_is_valid_html_with_existing_local_links(tmp_path: Path) -> None:
     assert len(checker.ids) == len(set(checker.ids))
     for tag in ("html", "head", "body", "title", "main"):
         assert checker.tags.count(tag) == 1
-    assert len(checker.srcs) == 2
+    assert len(checker.srcs) == 3
     for link in checker.srcs + checker.hrefs:
         parsed = urlparse(link)
         if parsed.scheme in ("http", "https") or link.startswith("#"):
@@ -787,6 +792,7 @@ def test_index_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert '<table class="claims">' in dom.stdout
     assert "dropout lowers n-cut" in dom.stdout
+    assert re.search(r'<img[^>]+src="[^"]*features\.png"', dom.stdout)  # Table N's images
     shot = tmp_path / "shot.png"
     done = subprocess.run(
         [browser, *flags, f"--screenshot={shot}", url], capture_output=True, text=True, timeout=120
