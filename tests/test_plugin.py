@@ -196,3 +196,20 @@ def test_baseline_must_be_a_reports_folder(pytester: pytest.Pytester):
     assert "not a reports folder" in result.stderr.str()
     result = pytester.runpytest_subprocess("--fail-on-drift", "-k", "holds")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_instance_factor_multiplies_a_modules_instances(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    """Table E's module sets INSTANCE_FACTOR = 2: twice the profile's instances (10 at paper)."""
+    from pathlib import Path
+
+    # This checkout's plugin, not an installed copy's.
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    pytester.makeconftest(CONFTEST)
+    pytester.makeini(INI)
+    pytester.makepyfile(test_demo="INSTANCE_FACTOR = 2\n\ndef test_x(instance):\n    pass\n")
+    for profile, n in (("smoke", 2), ("quick", 4), ("paper", 10)):
+        result = pytester.runpytest_subprocess("-n", "0", "--profile", profile, "--collect-only",
+                                               "-q")
+        result.stdout.fnmatch_lines([f"{n} tests collected*"])
