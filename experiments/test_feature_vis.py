@@ -32,6 +32,20 @@ PAPER = tuple(f"{c}_median" for c in (
 SMOKE_STEPS = 8  # the smoke profile checks plumbing: a few optimisation steps
 
 
+@pytest.fixture(scope="session")
+def visualised(analysed, datasets, profile):
+    """Factory ``visualised(model, tag)``: the feature-visualisation test of one network, once
+    per process (the table row and the claims see the same result), seeded by the model."""
+    cache = {}
+
+    def _visualised(model, tag):
+        if model.key not in cache:
+            cache[model.key] = _visualise(model, tag, analysed, datasets, profile)
+        return cache[model.key]
+
+    return _visualised
+
+
 def _visualise(model, tag, analysed, datasets, profile):
     """The feature-visualisation test of one network, seeded by the model's identity."""
     from harness.data import input_shape
@@ -69,9 +83,9 @@ def network_row(model, result, tag, instance):
 
 
 @pytest.mark.parametrize("tag", list(PHASE))
-def test_feature_vis(tag, instance, trained, analysed, datasets, profile, record, figure):
+def test_feature_vis(tag, instance, trained, visualised, record, figure):
     model = trained(tag, instance)
-    result = _visualise(model, tag, analysed, datasets, profile)
+    result = visualised(model, tag)
     record(network_row(model, result, tag, instance))
     identity = {"model_tag": tag, "phase": PHASE[tag], "instance": instance, "n_clusters": K}
     for row in result.to_frame().to_dict("records"):
@@ -85,10 +99,9 @@ def test_feature_vis(tag, instance, trained, analysed, datasets, profile, record
 
 
 @pytest.mark.parametrize("claim_id", claims_for("feature_vis"))
-def test_claim(claim_id, trained, analysed, datasets, profile, cell_rows, claim):
+def test_claim(claim_id, trained, visualised, cell_rows, claim):
     def build(cell, instance):
         model = trained(cell.tag, instance)
-        return network_row(model, _visualise(model, cell.tag, analysed, datasets, profile),
-                           cell.tag, instance)
+        return network_row(model, visualised(model, cell.tag), cell.tag, instance)
 
     claim(claim_id, cell_rows(REGISTRY[claim_id].cells, build))
