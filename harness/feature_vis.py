@@ -322,10 +322,11 @@ class FeatureVisResult:
                     ratio = rand.mean(1) / true
                 finite = ratio[np.isfinite(ratio)]
                 out[f"effect_{name}"] = float(finite.mean()) if finite.size else math.nan
-                out[f"frac_p_{name}_lt_005"] = float(np.mean(p < 0.05))
+                # Sub-clusters whose image beat every random set's (p = 1/(n_random+1)).
+                out[f"frac_min_p_{name}"] = float(np.mean(p <= 1.0 / (self.n_random + 1) + 1e-12))
             else:
-                for col in ("chi2_p", "fisher_p", "effect", "frac_p"):
-                    out[f"{col}_{name}" + ("_lt_005" if col == "frac_p" else "")] = math.nan
+                for col in ("chi2_p", "fisher_p", "effect", "frac_min_p"):
+                    out[f"{col}_{name}"] = math.nan
         return out
 
     def to_frame(self):  # -> pandas.DataFrame

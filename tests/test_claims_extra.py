@@ -75,3 +75,12 @@ def test_feature_vis_claims(tag, phase, distinguishable):
         rows["fisher_p_objective"] = 0.01
         assert not claim.evaluate(rows).holds
     assert not claim.evaluate(_table_n(Cell("other", phase), agree)).holds  # no rows
+
+
+def test_mlp_feature_vis_claims_are_quick_xfails_with_evidence():
+    for tag in ("MNIST", "MNIST+DROPOUT"):
+        claim = REGISTRY[f"N-{tag}-not-distinguishable"]
+        status, reason = claim.status_at("quick")
+        assert status == "xfail" and "Fisher p" in reason and "beat all 9" in reason
+        assert claim.status_at("paper")[0] == "assert"
+    assert REGISTRY["N-CNN-MNIST-not-distinguishable"].status_at("quick")[0] == "assert"

@@ -74,6 +74,8 @@ def test_feature_vis_statistics():
     row = result.to_row()
     assert row["n_sub_clusters"] == 5 and 0 < row["fisher_p_objective"] <= 1
     assert 0 < row["chi2_p_entropy"] <= 1 and row["effect_objective"] > 0
+    assert row["frac_min_p_objective"] == pytest.approx(np.mean(result.p_objective <= 0.1 + 1e-9))
+    assert row["frac_min_p_objective"] >= 0.2  # the strong sub-cluster, at least
     frame = result.to_frame()
     assert list(frame["size"]) == [6, 7, 7, 10, 10]
     again = feature_vis_test(net, labels, sizes, image_shape=(1, 4, 4), n_random=9, steps=40, seed=0)
