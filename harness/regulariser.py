@@ -23,10 +23,10 @@ derived this in §7.4; ``tests/test_regulariser.py`` checks the ratio 2 against 
 formula), so the paper's ``cluster_lambda = 0.1`` moved the weights as ``lambda = 0.05``
 does here: the ``SMALL-MNIST+CLUSTERABILITY-GRADIENT`` tag trains with
 :data:`ORIGINAL_EFFECTIVE_STRENGTH`. The eigendecomposition costs ``O(n^3)`` and dominates
-the step (``python -m bench regulariser``, one thread, measured while other jobs shared the
-two cores): for the small MLP a regularised Adam step on 128 examples took 41 ms against
-0.9 ms plain (eigvalsh and its backward: 92%); for the 784-256x4-10 MLP 5.5 s against 21 ms
-(84%), too slow to train it at the paper's scale on a CPU.
+the step (``python -m bench regulariser``, one thread with a core to itself): for the small
+MLP a regularised Adam step on 128 examples took 7.2 ms against 0.47 ms plain (15x;
+eigvalsh and its backward 68% of it); for the 784-256x4-10 MLP 1.0 s against 3.9 ms (260x;
+92%), too slow to train that network at the paper's scale on a CPU.
 
 Weight normalisation. Before every batch each hidden unit's incoming weights and bias are
 divided by ``s = ||(w_in, b)||_2 / sqrt(2)`` and its outgoing weights multiplied by ``s``
