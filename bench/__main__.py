@@ -3,7 +3,8 @@
 Each benchmark module exposes ``main(argv: list[str] | None) -> int``; it prints a table and,
 last, one JSON line with its figures. Registered by file name: ``ensemble`` (networks
 trained as one vectorised ensemble against one at a time, per network-epoch), ``filters``
-(the VGG filter graph), ``lesion``, ``nulls``, ``spearman`` (the activation graph's
+(the VGG filter graph), ``lesion``, ``nulls``, ``regulariser`` (a training step with the
+clusterability regulariser against a plain one), ``spearman`` (the activation graph's
 correlation matrix), ``train`` (an MLP epoch and the small CNN's memory layouts) and ``ray``
 (the Ray executor; skipped without the ``ray`` extra). Options take ``--name=value`` (a bare
 word is a benchmark's name).

@@ -24,12 +24,14 @@ START=$(date +%s)
 BUDGET=${BUDGET_S:-560}
 QUICK_SEEDS=${QUICK_SEEDS:-"100 200 300"}
 PAPER_ARGS=(--profile paper -n 16)
+BENCH_ARGS=()
 CAL_PROFILE=quick
 CAL_ARGS=(-n 16)
 if [ "${DRY:-0}" = 1 ]; then  # a dry run of the script itself, on any machine, in minutes
     PAPER_ARGS=(--profile smoke -n 2)
     CAL_PROFILE=smoke
     CAL_ARGS=(-n 2 -- -k "random_init and not vgg")
+    BENCH_ARGS=(--mlp-nets=3 --n-train=1000 --cnn-nets=2 --cnn-n-train=128)
 fi
 LOG="$OUT/session.log"
 : > "$LOG"
@@ -60,7 +62,7 @@ print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-",
       "cores", len(os.sched_getaffinity(0)))'
 step data 120 python3 -m harness data fetch --all
-step bench 120 python3 -m bench ensemble
+step bench 120 python3 -m bench ensemble "${BENCH_ARGS[@]}"
 
 rm -rf /tmp/paper-store /tmp/paper-reports
 step paper_clustering 300 env HARNESS_STORE=/tmp/paper-store python3 -m pytest experiments \

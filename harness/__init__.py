@@ -21,6 +21,8 @@ _LAZY = {
     "activation_test": "harness.activations",
     "ActivationResult": "harness.activations",
     "correlation_pictures": "harness.activations",
+    "clusterability_penalty": "harness.regulariser",
+    "normalize_weights_": "harness.regulariser",
 }
 
 

@@ -349,6 +349,7 @@ _DERIVED_TABLES = {
     "H10": "n_clusters",
     "C": "cnn",
     "D": "cnn",
+    "E": "regulariser",
 }
 
 
@@ -1008,6 +1009,9 @@ def registry() -> dict[str, Claim]:
     from harness.activations.claims import activation_claims  # imports this module
 
     claims += activation_claims(rows)
+    from harness.claims_extra import extra_claims  # Tables E, N
+
+    claims += extra_claims()
     out: dict[str, Claim] = {}
     for claim in claims:
         if claim.id in out:

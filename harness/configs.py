@@ -11,8 +11,9 @@ epochs, batch size, dropout (0.5; 0.2 for the CIFAR-10 MLPs and the CIFAR mixes)
 5e-5 (the VGG's L2 5e-4) and clusterable init with 10 modules for ``+MOD-INIT``.
 
 Tags not covered: the ``+LUCID`` models (they were trained on a pixel-scrambled 3-channel
-input, §1.4, that only served the feature-visualisation study) and
-``SMALL-MNIST+CLUSTERABILITY-GRADIENT`` (needs the clusterability regulariser, §7.4). The
+input, §1.4, that only served the feature-visualisation study; ``harness.feature_vis`` uses
+the plain models). ``SMALL-MNIST+CLUSTERABILITY-GRADIENT`` trains with the clusterability
+regulariser (§7.4, :mod:`harness.regulariser`) at the original's effective strength. The
 seed is 0 for every tag; instances are ``config_for_tag(tag, seed=i)``.
 
 Reproduced quirk (reference §2.2, §11 item 1): the original MLP put an **L1** penalty on its
@@ -99,6 +100,15 @@ class TrainConfig:
         data loss alone, a variant for studying the L2 rows (``bench/paper_l2.sh``); without
         a penalty it changes nothing, so :meth:`resolved` sets it back to True there. Part of
         the store key only when False.
+    cluster_lambda : float
+        MLPs only: > 0 adds the clusterability regulariser of §7.4,
+        ``cluster_lambda / cluster_eigs`` times the sum of eigenvalues 2..``cluster_eigs``+1
+        of the weight graph's normalised Laplacian, to every batch's loss, with the
+        function-preserving weight normalisation before every batch
+        (:mod:`harness.regulariser`). Part of the store key only when > 0.
+    cluster_eigs : int
+        How many eigenvalues the regulariser sums (the paper's ``num_cluster_eigs``, 3).
+        Without the regulariser :meth:`resolved` sets it back to 3, so it never changes a key.
     init_modules : int
         > 0: clusterable init with this many modules (§2.7).
     seed : int
@@ -145,6 +155,8 @@ class TrainConfig:
     l2: float = 0.0
     first_layer_l1: bool = False
     pruning_penalty: bool = True
+    cluster_lambda: float = 0.0
+    cluster_eigs: int = 3
     init_modules: int = 0
     seed: int = 0
     n_train: int | None = None
@@ -176,7 +188,7 @@ class TrainConfig:
                 object.__setattr__(self, name, value)
         for name, low in (("epochs", 0), ("pruning_epochs", 0), ("batch_size", 1),
                           ("init_modules", 0), ("seed", 0), ("data_seed", 0),
-                          ("pruning_frequency", 1)):
+                          ("pruning_frequency", 1), ("cluster_eigs", 1)):
             value = _int(name, getattr(self, name))
             if value < low:
                 raise ValueError(f"{name} must be >= {low}, got {value}")
@@ -189,7 +201,7 @@ class TrainConfig:
                     raise ValueError(f"{name} must be a positive int or None, got {value}")
                 object.__setattr__(self, name, value)
         for name in ("lr", "dropout", "conv_dropout", "l1", "l2", "initial_sparsity",
-                     "final_sparsity"):
+                     "final_sparsity", "cluster_lambda"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
                 raise ValueError(f"{name} must be a number, got {value!r}")
@@ -221,6 +233,11 @@ class TrainConfig:
             raise ValueError(
                 "first_layer_l1 reproduces a quirk of the original MLPs (reference §2.2); "
                 f"its {self.arch} networks regularise every layer alike, so arch must be 'mlp'"
+            )
+        if self.cluster_lambda > 0 and self.arch != "mlp":
+            raise ValueError(
+                "cluster_lambda (the clusterability regulariser, reference §7.4) is defined "
+                f"for MLPs; arch is {self.arch!r}"
             )
 
     # -- conversions ----------------------------------------------------------------------
@@ -298,6 +315,7 @@ class TrainConfig:
             self, widths=widths, dense_widths=dense, input_shape=shape, n_out=n_out,
             first_layer_l1=self.first_layer_l1 and self.l2 > 0,
             pruning_penalty=self.pruning_penalty or (self.l1 == 0 and self.l2 == 0),
+            cluster_eigs=self.cluster_eigs if self.cluster_lambda > 0 else _DEFAULT_EIGS,
         )
 
     def __repr__(self) -> str:
@@ -308,6 +326,9 @@ class TrainConfig:
             if name != "dataset" and getattr(self, name) != defaults[name]
         ]
         return f"TrainConfig({self.dataset!r}{''.join(', ' + c for c in changed)})"
+
+
+_DEFAULT_EIGS = 3  # TrainConfig.cluster_eigs' default, the paper's num_cluster_eigs
 
 
 def _int(name: str, value: Any) -> int:
@@ -391,6 +412,11 @@ def _build() -> dict[str, TrainConfig]:
 
     add("SMALL-MNIST", TrainConfig("small_mnist", widths=(64, 64, 64), epochs=10,
                                    pruning_epochs=10))
+    # small_mlp_cluster_config: lambda 0.1 in the original's half-gradient units (§7.4).
+    from harness.regulariser import ORIGINAL_EFFECTIVE_STRENGTH, PAPER_EIGS
+
+    add("SMALL-MNIST+CLUSTERABILITY-GRADIENT", tags["SMALL-MNIST"].replace(
+        cluster_lambda=ORIGINAL_EFFECTIVE_STRENGTH, cluster_eigs=PAPER_EIGS))
     for suffix in ("", "+L1REG", "+L2REG"):
         add("POLY" + suffix, _with_suffix(TrainConfig("poly"), suffix))
 
@@ -496,4 +522,6 @@ def training_tag(config: TrainConfig) -> str:
         tag += "_l1reg"
     if config.l2:
         tag += "_l2reg"
+    if config.cluster_lambda:
+        tag += "_cluster_gradient"
     return tag

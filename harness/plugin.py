@@ -343,12 +343,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrize ``instance`` over the profile's number of trained instances.
 
     Tests marked ``cnn`` train convolutional networks: they get the profile's
-    ``cnn_instances``.
+    ``cnn_instances``. A module whose paper table has more instances than the others sets
+    ``INSTANCE_FACTOR`` (Table E: 2, the paper's 10 where the others have 5).
     """
     if "instance" in metafunc.fixturenames:
         profile = metafunc.config.stash[_STATE].profile
         conv = metafunc.definition.get_closest_marker("cnn") is not None
         n = profile.instances_for("cnn" if conv else "mlp")
+        n *= int(getattr(metafunc.module, "INSTANCE_FACTOR", 1))
         metafunc.parametrize("instance", list(range(n)), ids=[f"i{i}" for i in range(n)])
 
 

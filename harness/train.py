@@ -26,6 +26,10 @@ Where this differs from the original Keras / tensorflow-model-optimization code:
   exactly ``final_sparsity`` (up to rounding the number of kept weights to an integer) for
   any dataset size. Masked weights are re-zeroed after every optimizer step, exactly as
   tfmot's masked kernels.
+* ``cluster_lambda > 0`` (MLPs): before every batch the hidden units are rescaled without
+  changing the function (:func:`harness.regulariser.normalize_weights_`) and the
+  clusterability regulariser is added to the batch's loss (reference §7.4); the reported
+  train loss includes it, as the original's Keras loss did.
 * Metrics follow Keras: ``train_loss``/``train_acc`` are averaged over the epoch's batches with
   dropout active, ``test_loss``/``test_acc`` are measured on the test set in eval mode after
   the epoch, and both losses include the regularisation penalty (reported separately as
@@ -50,6 +54,7 @@ from torch import nn
 from harness.configs import TrainConfig
 from harness.models import build_model, kernel_layers
 from harness.parallel import pick_device, xdist_worker_index
+from harness.regulariser import clusterability_penalty, normalize_weights_
 from harness.seeding import stream_seed
 from harness.store import Store
 from harness.trained import PHASES, TrainedModel, TrainResult
@@ -229,6 +234,8 @@ def run_epoch(
     first_step: int = 0,
     augment: bool = False,
     buffers: tuple[torch.Tensor, torch.Tensor] | None = None,
+    cluster_lambda: float = 0.0,
+    cluster_eigs: int = 3,
 ) -> tuple[float, float | None, int]:
     """One epoch over ``x[order]`` in mini-batches; returns (mean loss, accuracy, steps).
 
@@ -260,6 +267,8 @@ def run_epoch(
         Apply :func:`_augment` to each image batch.
     buffers : (Tensor, Tensor), optional
         Preallocated ``empty_like(x)``, ``empty_like(y)`` for the permuted data.
+    cluster_lambda, cluster_eigs
+        The clusterability regulariser (:attr:`TrainConfig.cluster_lambda`); 0 turns it off.
 
     Returns
     -------
@@ -288,10 +297,16 @@ def run_epoch(
         xb, yb = x[start:start + batch_size], y[start:start + batch_size]
         if augment:
             xb = _augment(xb)
+        if cluster_lambda:
+            normalize_weights_(model)
         out = model(xb)
         loss = F.cross_entropy(out, yb) if classification else F.mse_loss(out, yb)
         penalty = _penalty(kernels, l1, l2, first_layer_l1=first_layer_l1)
         total = loss if penalty is None else loss + penalty
+        if cluster_lambda:
+            total = total + clusterability_penalty(
+                model, strength=cluster_lambda, n_eigs=cluster_eigs
+            )
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
@@ -500,7 +515,8 @@ def _train(
                         batch_size=cfg.batch_size, classification=classification,
                         l1=l1, l2=l2, first_layer_l1=cfg.first_layer_l1,
                         pruner=pruner, schedule=schedule, first_step=step, augment=augment,
-                        buffers=buffers,
+                        buffers=buffers, cluster_lambda=cfg.cluster_lambda,
+                        cluster_eigs=cfg.cluster_eigs,
                     )
                     step += taken
                     if pruner is not None and step == end_step:
@@ -593,7 +609,10 @@ def _row_summary(phase: str, row: Mapping[str, Any]) -> str:
 
 # Fields added after models were first stored, with the value that reproduces the earlier
 # behaviour: left out of the key at that value, so the models stored before keep their keys.
-_KEY_OMITTED_AT = {"first_layer_l1": False, "pruning_penalty": True, "trainer": "single"}
+_KEY_OMITTED_AT = {
+    "first_layer_l1": False, "pruning_penalty": True, "trainer": "single", "cluster_lambda": 0.0,
+    "cluster_eigs": 3,
+}
 
 
 def model_key_payload(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:

@@ -261,3 +261,18 @@ def test_rows_carry_their_cell(pytester: pytest.Pytester):
     cells = {(r["tag"], r["instance"]): r["cell"] for r in rows}
     assert cells[("A", "0")] == cells[("A", "1")] == "test_grid[tag=A]"
     assert cells[("B", "0")] == "test_grid[tag=B]"
+def test_instance_factor_multiplies_a_modules_instances(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    """Table E's module sets INSTANCE_FACTOR = 2: twice the profile's instances (10 at paper)."""
+    from pathlib import Path
+
+    # This checkout's plugin, not an installed copy's.
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    pytester.makeconftest(CONFTEST)
+    pytester.makeini(INI)
+    pytester.makepyfile(test_demo="INSTANCE_FACTOR = 2\n\ndef test_x(instance):\n    pass\n")
+    for profile, n in (("smoke", 2), ("quick", 4), ("paper", 10)):
+        result = pytester.runpytest_subprocess("-n", "0", "--profile", profile, "--collect-only",
+                                               "-q")
+        result.stdout.fnmatch_lines([f"{n} tests collected*"])

@@ -679,6 +679,11 @@ def make_run(root: Path) -> dict[str, Any]:
         _pictures(), R.figure_stem(root, "activations", "experiments/test_activations.py::t[MNIST]", "correlations"),
         title="what each weight cluster responds to",
     )  # fmt: skip
+    R.plot_feature_images(  # Table N's images: one optimised input per sub-cluster
+        np.random.default_rng(4).random((3, 1, 28, 28)),
+        R.figure_stem(root, "feature_vis", "experiments/test_feature_vis.py::t[MNIST-i0]", "features"),
+        labels=["L1-c0 (n=9)", "L1-c3 (n=14)", "L2-c1 (n=30)"],
+    )
     sheets = R.split_frame(pd.DataFrame(lesion_rows()), ["taxonomy"], prefix="single")
     R.write_workbook(sheets, root / "figures" / "factors" / "factors-summary__tables.xlsx")
     info = {"profile": "smoke", "seed": 0, "wall_time_s": 125.5, "started": "2025-01-01 10:00:00",
@@ -806,6 +811,7 @@ def test_index_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert '<table class="claims">' in dom.stdout
     assert "dropout lowers n-cut" in dom.stdout
     assert re.search(r'<img[^>]*alt="correlations"', dom.stdout)  # the correlation pictures
+    assert re.search(r'<img[^>]+src="[^"]*features\.png"', dom.stdout)  # Table N's images
     shot = tmp_path / "shot.png"
     done = subprocess.run(
         [browser, *flags, f"--screenshot={shot}", url], capture_output=True, text=True, timeout=120

@@ -4,8 +4,8 @@
 
     table, model_tag, phase, n_clusters, null, metric, value, n_instances
 
-``table`` names the reference table (``A``, ``B``, ``G``, ``H2``, ``H7``, ``H10``, ``I``, ``J``,
-``lesion_mlp``); ``null`` is empty for numbers that do not depend on the null model. Values
+``table`` names the reference table (``A``, ``B``, ``C``, ``D``, ``E``, ``G``, ``H2``, ``H7``,
+``H10``, ``I``, ``J``, ``N``, ``lesion_mlp``, ...); ``null`` is empty for numbers that do not depend on the null model. Values
 are means over the paper's trained instances unless the metric says otherwise (``n_sig`` is a
 count of instances, ``*_median`` a median).
 """

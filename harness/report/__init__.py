@@ -84,6 +84,7 @@ from harness.report.figures.clustering import (
     plot_random_init,
 )
 from harness.report.figures.common import FORMATS, PHASE_STYLE, cluster_colors, swarm_offsets
+from harness.report.figures.features import plot_feature_images
 from harness.report.figures.lesions import (
     TAXONOMY_COLORS,
     plot_dependency_graph,
@@ -196,6 +197,7 @@ __all__ = [
     "plot_dependency_graph",
     "plot_double_lesion_heatmap",
     "plot_factors_grid",
+    "plot_feature_images",
     "plot_k_sensitivity",
     "plot_learning_curve",
     "plot_lesion_accuracy",

@@ -1,7 +1,7 @@
 """How much of the paper a run reproduces: cells within the paper's spread, claims that hold.
 
-One row per paper table (A, B, C, D, G, H2, H7, H10, I, J, M, and the MLP, CNN and VGG
-lesion tables): how many of the table's cells
+One row per paper table (A, B, C, D, G, H2, H7, H10, I, J, M, the MLP, CNN and VGG lesion
+tables, E and N): how many of the table's cells
 the paper publishes, how many this run has rows for, how many of those it reproduces, and
 how its claims fared. Written as ``fidelity.csv`` / ``fidelity.md``; the page shows
 :func:`fidelity_line` in its header.
@@ -172,6 +172,9 @@ PAPER_TABLES: tuple[PaperTable, ...] = (
     ),
     # Table M: the activation graph's n-cut (single instance in the paper: no SD).
     PaperTable("M", "M", "activations", "act_ncut", "act_ncut", "paper_act_ncut", None, _CELL),
+    PaperTable("E", "E", "regulariser", "ncut", "ncut", "paper_ncut", "ncut_sd", _CELL),
+    PaperTable("N", "N", "feature_vis", "effect_objective", "effect_objective_median",
+               "paper_effect_objective_median", None, _CELL, (("kind", "network"),)),
 )  # fmt: skip
 
 #: Columns of :func:`fidelity_table`, in order.

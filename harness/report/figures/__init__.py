@@ -5,6 +5,7 @@
 - :mod:`~harness.report.figures.lesions`: single and double lesions, taxonomy, dependencies;
 - :mod:`~harness.report.figures.networks`: a clustered network drawn neuron by neuron;
 - :mod:`~harness.report.figures.activations`: correlation pictures of clusters (§7.2);
+- :mod:`~harness.report.figures.features`: feature-visualisation images of sub-clusters;
 - :mod:`~harness.report.figures.common`: formats, style, colours and saving shared by all.
 
 Every ``plot_*`` function takes plain arrays or DataFrames and an output path stem (no

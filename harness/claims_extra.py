@@ -1,0 +1,195 @@
+"""Claims of Table E (training for clusterability) and Table N (feature visualisation).
+
+Hooked into :func:`harness.claims.registry` by :func:`extra_claims`. Table E's per-cell
+significance counts are all mixed in the paper (2, 1, 4 and 7 of 10 instances significant),
+so the derived claims of :mod:`harness.claims` only record them; its clear patterns are
+written here:
+
+* the regularised network's n-cut is below the control's, unpruned (paper 8.93 < 10.02) and
+  pruned (5.51 < 7.11);
+* its shuffled null drops too (unpruned 8.14 < 10.04), so unpruned it is not significantly
+  below its own null (mean p 0.79, z +2.7).
+
+Table N (medians over 5 instances): for the MLPs and small CNNs the feature-visualisation
+images of sub-clusters are not distinguishable from those of random unit sets (every chi2
+and Fisher p of entropy and objective >= 0.05); for the CIFAR-10 VGGs they are, by the
+objective (chi2 and Fisher p < 0.05). At the quick profile the pruned MLPs' sub-clusters
+*are* distinguishable by the objective (:data:`_QUICK_MLP_OBJECTIVE` has the numbers), a
+difference from the paper; the small CNNs agree with it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from harness.claims import Cell, Check, Claim, Outcome, _values, mean_lower
+
+__all__ = ["FEATURE_VIS_P_COLUMNS", "extra_claims", "median_at_least", "median_below"]
+
+CONTROL, REGULARISED = "SMALL-MNIST", "SMALL-MNIST+CLUSTERABILITY-GRADIENT"
+
+#: The four p-values of a Table N row.
+FEATURE_VIS_P_COLUMNS = ("chi2_p_entropy", "chi2_p_objective", "fisher_p_entropy",
+                         "fisher_p_objective")
+
+
+def _medians(rows: pd.DataFrame, cell: Cell, columns: Sequence[str]) -> dict[str, float]:
+    out = {}
+    for column in columns:
+        values = [float(v) for v in _values(rows, cell, column) if v is not None]
+        values = [v for v in values if not math.isnan(v)]
+        out[f"median {column}"] = float(np.median(values)) if values else math.nan
+    return out
+
+
+def median_at_least(cell: Cell, columns: Sequence[str], bound: float) -> Check:
+    """The median over the cell's instances of every column is at least ``bound``."""
+
+    def check(rows: pd.DataFrame) -> Outcome:
+        medians = _medians(rows, cell, columns)
+        holds = all(not math.isnan(v) and v >= bound for v in medians.values())
+        return Outcome(holds, medians)
+
+    return check
+
+
+def median_below(cell: Cell, columns: Sequence[str], bound: float) -> Check:
+    """The median over the cell's instances of every column is below ``bound``."""
+
+    def check(rows: pd.DataFrame) -> Outcome:
+        medians = _medians(rows, cell, columns)
+        holds = all(not math.isnan(v) and v < bound for v in medians.values())
+        return Outcome(holds, medians)
+
+    return check
+
+
+def _mean_at_least(cell: Cell, column: str, bound: float) -> Check:
+    def check(rows: pd.DataFrame) -> Outcome:
+        values = [float(v) for v in _values(rows, cell, column)]
+        mean = float(np.mean(values)) if values else math.nan
+        return Outcome(bool(values) and mean >= bound, {f"mean {column}": mean, column: values})
+
+    return check
+
+
+def _table_e() -> list[Claim]:
+    out = []
+    paper = {"unpruned": (8.928, 10.020), "pruned": (5.514, 7.114)}
+    for phase, (low, high) in paper.items():
+        lower, higher = Cell(REGULARISED, phase), Cell(CONTROL, phase)
+        out.append(Claim(
+            f"E-regulariser-lowers-ncut-{phase}",
+            "E",
+            f"training with the clusterability regulariser gives a lower {phase} n-cut than "
+            "the control (small MLP on 7x7 MNIST)",
+            f"paper: {low} regularised < {high} control (10 instances each)",
+            "regulariser",
+            (lower, higher),
+            mean_lower([lower], [higher]),
+        ))
+    lower, higher = Cell(REGULARISED, "unpruned"), Cell(CONTROL, "unpruned")
+    out.append(Claim(
+        "E-regulariser-lowers-null-unpruned",
+        "E",
+        "the regulariser lowers the unpruned network's shuffled null as well as its n-cut",
+        "paper: null mean 8.144 regularised < 10.035 control",
+        "regulariser",
+        (lower, higher),
+        mean_lower([lower], [higher], column="null_mean"),
+    ))
+    out.append(Claim(
+        "E-regularised-unpruned-not-below-null",
+        "E",
+        "the regularised unpruned network is not significantly below its own shuffled null "
+        "(mean p over instances >= 0.05)",
+        "paper: mean p 0.790, mean z +2.71; significant in 1 of 10, p = 1 in 4",
+        "regulariser",
+        (lower,),
+        _mean_at_least(lower, "p", 0.05),
+    ))
+    return out
+
+
+#: Table N's networks: (tag, phase the paper visualised, whether its sub-clusters are
+#: distinguishable from random sets in the paper).
+FEATURE_VIS_MODELS = (
+    ("MNIST", "pruned", False),
+    ("MNIST+DROPOUT", "pruned", False),
+    ("CNN-MNIST", "unpruned", False),
+    ("CNN-MNIST+DROPOUT", "unpruned", False),
+    ("CNN-VGG-CIFAR10", "unpruned", True),
+    ("CNN-VGG-CIFAR10+DROPOUT+L2REG", "unpruned", True),
+)
+
+
+_QUICK_N = (
+    "at the quick profile (6+4 epochs, 2 instances, 9 random sets, 256 steps, seed 0) the "
+    "objective tells the pruned MLP's sub-clusters apart from random sets, the entropy does not: "
+)
+_QUICK_N_WHY = (
+    " With the labels permuted within each layer the same test gives Fisher p 0.19 for the "
+    "objective (MNIST instance 0), so the statistic is calibrated: a sub-cluster's units can be "
+    "excited together more than random units. The paper visualised its +LUCID networks (30 "
+    "epochs on a pixel-scrambled 3-channel MNIST) with lucid's jitter/scale/rotate transforms, "
+    "neither reproduced here. Transforms weaken the effect: shifting the image by a random "
+    "0-2 / 0-4 pixels before every forward pass gives Fisher p 0.0022 / 0.04 for the objective "
+    "(MNIST instance 0, against 1.5e-5 without; a probe, not part of the harness). Not run at "
+    "the paper profile"
+)
+#: Table N's MLP claims, measured to fail at the quick profile, with the evidence.
+_QUICK_MLP_OBJECTIVE = {
+    "MNIST": _QUICK_N + "median Fisher p of the objective 6.7e-6 (per instance 1.2e-6, 1.2e-5), "
+    "chi2 p 3.9e-11; 31 of 56 sub-clusters beat all 9 random sets; entropy Fisher p 0.19, 0.43."
+    + _QUICK_N_WHY,
+    "MNIST+DROPOUT": _QUICK_N + "median Fisher p of the objective 3.6e-4 (7.1e-4, 2.3e-5), "
+    "chi2 p 1.0e-5; 26 of 48 sub-clusters beat all 9 random sets; entropy Fisher p 0.69, 0.27."
+    + _QUICK_N_WHY,
+}
+
+
+def _table_n() -> list[Claim]:
+    from harness.paper import paper_value
+
+    out = []
+    for tag, phase, distinguishable in FEATURE_VIS_MODELS:
+        cell = Cell(tag, phase)
+        paper = ", ".join(
+            f"{c} {paper_value('N', tag, c + '_median'):.2g}" for c in FEATURE_VIS_P_COLUMNS
+        )
+        if distinguishable:
+            columns = ("chi2_p_objective", "fisher_p_objective")
+            out.append(Claim(
+                f"N-{tag}-objective-distinguishable",
+                "N",
+                f"feature visualisations of {phase} {tag} sub-clusters reach objectives "
+                "unlike random unit sets' (median chi2 and Fisher p of the objective < 0.05)",
+                f"paper (medians of 5): {paper}",
+                "feature_vis",
+                (cell,),
+                median_below(cell, columns, 0.05),
+            ))
+        else:
+            status = {"quick": ("xfail", _QUICK_MLP_OBJECTIVE[tag])} if tag in _QUICK_MLP_OBJECTIVE else {}
+            out.append(Claim(
+                f"N-{tag}-not-distinguishable",
+                "N",
+                f"feature visualisations of {phase} {tag} sub-clusters are not distinguishable "
+                "from random unit sets' (median chi2 and Fisher p of entropy and objective "
+                ">= 0.05)",
+                f"paper (medians of 5, the +LUCID models): {paper}",
+                "feature_vis",
+                (cell,),
+                median_at_least(cell, FEATURE_VIS_P_COLUMNS, 0.05),
+                status,
+            ))
+    return out
+
+
+def extra_claims() -> list[Claim]:
+    """The claims of Tables E and N."""
+    return [*_table_e(), *_table_n()]
