@@ -52,6 +52,12 @@ def _instance_rows(table: str, cell: Cell, entries: list[dict[str, Any]]) -> lis
     values = {str(e["metric"]): float(e["value"]) for e in entries}
     if table == "I":
         return [{**base, **values}]
+    if table == "M":  # Table M gives p-values of one instance: the flags follow from them
+        if "act_p" in values:
+            values["act_is_sig"] = values["act_p"] <= 0.05
+        if "nmi_p_left" in values:  # left-sided p ~ 1: above every label permutation
+            values["nmi_p"] = 1.0 - values["nmi_p_left"] + 1 / 101
+            values["nmi_is_sig"] = values["nmi_p"] <= 0.05
     n = int(max(float(e["n_instances"]) for e in entries))
     n_sig, n_p1 = int(values.pop("n_sig", 0)), int(values.pop("n_p1", 0))
     prefix = {"layer": "layer_", "layer_nonzero": "nonzero_"}[cell.null] if table == "A" else ""
@@ -92,8 +98,18 @@ def paper_rows(claim: Claim) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: Claims whose paper numbers this check cannot turn into rows yet: Table N publishes
+#: medians of per-model p-values (not per-instance rows), and Table M gives no NMI p-value
+#: for the small CNNs. Their own tests (tests/test_claims_extra.py, tests/test_activations.py)
+#: show each failing on contradicting rows.
+NOT_BUILT = ("N-", "M-CNN-")
+
+
 def _asserted_at_paper() -> list[str]:
-    return [c for c in REGISTRY if REGISTRY[c].status_at("paper")[0] != "record"]
+    return [
+        c for c in REGISTRY
+        if REGISTRY[c].status_at("paper")[0] != "record" and not c.startswith(NOT_BUILT)
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("claim_id", _asserted_at_paper())
