@@ -708,7 +708,7 @@ def test_index_is_valid_html_with_existing_local_links(tmp_path: Path) -> None:
     assert len(checker.ids) == len(set(checker.ids))
     for tag in ("html", "head", "body", "title", "main"):
         assert checker.tags.count(tag) == 1
-    assert len(checker.srcs) == 3
+    assert len(checker.srcs) == 4
     assert any("activations" in src and "correlations" in src for src in checker.srcs)
     for link in checker.srcs + checker.hrefs:
         parsed = urlparse(link)

@@ -40,7 +40,7 @@ from harness.lesion.specs import LesionGroup
 from harness.lesion.statistics import DIFF_THRESHOLD, SingleLesionResult, single_lesion_statistics
 from harness.lesion.units import SubCluster, layer_pool, random_units, sub_clusters
 from harness.options import check_choice
-from harness.seeding import check_seed, generator
+from harness.seeding import SEED_MODULUS, check_seed, generator
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
@@ -118,8 +118,8 @@ def resolve_seed(seed: int | None) -> int:
 
     An unseeded run can therefore still be replayed with the seed it reports.
     """
-    if seed is None:
-        return int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
+    if seed is None:  # 128 bits of entropy, reduced to the seed range every seed lives in
+        return int(np.random.SeedSequence().entropy) % SEED_MODULUS  # type: ignore[arg-type]
     return check_seed(seed)
 
 
