@@ -28,7 +28,7 @@ import torch
 
 from harness.filters import module_filter_graph
 from harness.models import VGG, conv_kernels, keras_init_
-from harness.parallel import pin_threads, threads_per_process
+from harness.workers import pin_threads, threads_per_process
 
 
 def _loop_graph(kernels: list[np.ndarray]) -> list[np.ndarray]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 
 from harness.claims import REGISTRY, claims_for
-from harness.claims_extra import FEATURE_VIS_MODELS
+from harness.claims.extra import FEATURE_VIS_MODELS
 from harness.feature_vis import N_RANDOM, STEPS, feature_vis_test
 from harness.paper import paper_columns
 from harness.report import plot_feature_images

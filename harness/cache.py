@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.clusterability import clusterability
+from harness.analysis import clusterability
 from harness.graph import ISOLATION_RTOL
 from harness.seeding import child_streams
 from harness.stats import ClusterabilityResult
@@ -62,7 +62,7 @@ def clusterability_payload(
 ) -> dict[str, Any]:
     """The store key payload of :func:`cached_clusterability` for these settings.
 
-    An executor that computes the analysis elsewhere (:mod:`harness.executor`) names the
+    An executor that computes the analysis elsewhere (:mod:`harness.executors`) names the
     same artifact with it.
     """
     return {
@@ -90,7 +90,7 @@ def cached_clusterability(
     n_workers: int | None = None,
     isolation_rtol: float = ISOLATION_RTOL,
 ) -> ClusterabilityResult:
-    """:func:`harness.clusterability.clusterability`, computed once per identity and settings.
+    """:func:`harness.analysis.clusterability`, computed once per identity and settings.
 
     Parameters
     ----------
@@ -204,8 +204,8 @@ def cached_random_init_ncuts(
     Trial ``i`` draws its weights and its k-means seed from child ``i`` of
     ``seed`` (:func:`harness.seeding.child_streams`), so the result does not depend on ``n_workers``.
     """
-    from harness.parallel import parallel_map
     from harness.random_init import check_network
+    from harness.workers import parallel_map
 
     check_network(network, skip_first=skip_first)
     payload = _random_init_payload(

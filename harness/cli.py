@@ -74,7 +74,7 @@ def _cluster_summary(result: ClusterabilityResult, source: str, sizes: Sequence[
 
 
 def _cmd_cluster(args: argparse.Namespace) -> int:
-    from harness.clusterability import clusterability, load_weights
+    from harness.analysis import clusterability, load_weights
     from harness.graph import layer_sizes
 
     weights = load_weights(args.file, filter_norm=args.filter_norm)
@@ -308,8 +308,8 @@ def _config_from_spec(spec: str) -> TrainConfig:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from harness.store import Store
-    from harness.train import get_or_train
-    from harness.trained import PHASES
+    from harness.trained_model import PHASES
+    from harness.training import get_or_train
 
     if args.list_tags:
         from harness.configs import TAGS

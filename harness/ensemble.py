@@ -8,7 +8,7 @@ trains them with one optimizer step for all. Each member keeps everything that d
 
 * its initialisation (:func:`harness.models.build_model` from its own seed, clusterable init
   included), copied into the stacked tensors;
-* its example order (the same seeded ``torch.randperm`` stream as :func:`harness.train.train`);
+* its example order (the same seeded ``torch.randperm`` stream as :func:`harness.training.train`);
   the training data sits on the device once and each member's batch is gathered by index;
 * its dropout masks (rate per member, from its own key; see *Dropout* below);
 * its regulariser (L1, L2, the first-layer L1 quirk: per-member coefficients);
@@ -17,16 +17,16 @@ trains them with one optimizer step for all. Each member keeps everything that d
   gradient is its own loss's gradient, and Adam is elementwise, so one fused Adam over the
   stacked tensors is N independent Adams.
 
-The result of each member is an ordinary :class:`~harness.trained.TrainResult` of its config
+The result of each member is an ordinary :class:`~harness.trained_model.TrainResult` of its config
 with ``trainer="ensemble"`` (a field of the store key, so these networks are never confused
-with :func:`harness.train.train`'s).
+with :func:`harness.training.train`'s).
 
 **A member's weights do not depend on which networks share its ensemble.** Every operation
 is computed per member and none mixes members (the only cross-member operation is the sum of
 the losses, whose gradient is exactly 1 for each). What remains is whether a batched kernel
 computes member *n*'s slice the same way whatever the batch count N:
 
-* on the CPU (one thread, :data:`harness.train.TRAIN_THREADS`) it does, measured:
+* on the CPU (one thread, :data:`harness.training.TRAIN_THREADS`) it does, measured:
   ``baddbmm``, grouped convolutions (both layouts), their backward passes, row reductions,
   ``topk`` and fused Adam give bit-identical slices for N = 1, 2, 5 and any position in the
   batch (``tests/test_ensemble.py`` checks whole trainings);
@@ -42,7 +42,7 @@ every device, and a function of the member alone. (The single trainer draws from
 global generator, whose masks depend on the device and, batched, on the other members.) The
 member key is ``stream_seed(seed, 3)``, the single trainer's dropout stream.
 
-Apart from dropout, an ensemble member follows :func:`harness.train.train`'s computation step
+Apart from dropout, an ensemble member follows :func:`harness.training.train`'s computation step
 by step, but batched kernels round differently: without dropout, on the CPU, the weights agree
 with ``train``'s to 1e-6 after 2 epochs on 1,000 images, and after 3 epochs on 10,000 differ
 as much as ``train``'s own with 1 and with 2 threads (7e-2 at most, the same test accuracy to
@@ -66,10 +66,10 @@ from torch import nn
 from harness.configs import ENSEMBLE_ARCHS, TrainConfig
 from harness.models import SmallCNN, build_model, kernel_layers
 from harness.options import check_choice
-from harness.parallel import pick_device
 from harness.seeding import stream_seed
 from harness.store import Store
-from harness.train import (
+from harness.trained_model import PHASES, TrainedModel, TrainResult
+from harness.training import (
     _DROPOUT_STREAM,
     _SHUFFLE_STREAM,
     MODEL_KIND,
@@ -81,7 +81,7 @@ from harness.train import (
     model_key_payload,
     prune_step_sparsity,
 )
-from harness.trained import PHASES, TrainedModel, TrainResult
+from harness.workers import pick_device
 
 if TYPE_CHECKING:
     from harness.data import Dataset
@@ -135,7 +135,7 @@ def default_trainer(config: TrainConfig) -> str:
     """The trainer the experiments use for ``config`` on this machine.
 
     ``$HARNESS_TRAINER`` (``auto``, ``single``, ``ensemble``; default ``auto``): ``auto`` is
-    ``ensemble`` when this process trains on CUDA (:func:`harness.parallel.pick_device`),
+    ``ensemble`` when this process trains on CUDA (:func:`harness.workers.pick_device`),
     ``single`` otherwise (on one CPU thread the ensemble
     is no faster per network: ``python -m bench ensemble``). Networks the ensemble cannot
     train (:func:`supports`) always get ``single``.
@@ -364,7 +364,7 @@ class _MLPStack(nn.Module):
 
 class _CNNStack(nn.Module):
     """N small CNNs: convolutions grouped by member (``groups=N``, channels member-major),
-    then a :class:`_DenseStack`. Channels-last, as :func:`harness.train.train`."""
+    then a :class:`_DenseStack`. Channels-last, as :func:`harness.training.train`."""
 
     def __init__(self, models: Sequence[nn.Module]) -> None:
         super().__init__()
@@ -470,7 +470,7 @@ def _site_rates(configs: Sequence[TrainConfig], n_sites: int) -> list[list[float
 
 
 class _StackPruner:
-    """Per-member, per-kernel magnitude masks: :class:`harness.train._Pruner` for N members."""
+    """Per-member, per-kernel magnitude masks: :class:`harness.training._Pruner` for N members."""
 
     def __init__(self, kernels: Sequence[torch.Tensor], n: int) -> None:
         self.kernels = list(kernels)
@@ -529,7 +529,7 @@ class _StackPruner:
 class _StackPenalty:
     """``sum_l a[l, n] |W_l[n]|_1 + q[l, n] |W_l[n]|_2^2`` per member ``n``, vectorised.
 
-    Member ``n``'s coefficients are :func:`harness.train._penalty`'s: ``a = l1`` and ``q = l2``
+    Member ``n``'s coefficients are :func:`harness.training._penalty`'s: ``a = l1`` and ``q = l2``
     on every kernel, except the first one with ``first_layer_l1`` (``a = l2 or l1``, ``q = 0``).
     A term none of the members uses is left out: it would only add zeros.
     """
@@ -608,13 +608,13 @@ def train_ensemble(
     dataset : harness.data.Dataset, optional
         Default: loaded from the first config's ``dataset`` / ``data_seed``.
     device : str or torch.device, optional
-        Default :func:`harness.parallel.pick_device`.
+        Default :func:`harness.workers.pick_device`.
     slots : int, optional
         Members per chunk. Default: :data:`CUDA_SLOTS` on CUDA (chunks padded to exactly that
         many), all members in one chunk on the CPU. Given, chunks are padded to it on every
         device.
     progress : bool, optional
-        tqdm bar over the epochs of each chunk (see :func:`harness.train.train`).
+        tqdm bar over the epochs of each chunk (see :func:`harness.training.train`).
     on_result : callable, optional
         ``on_result(i, result)`` for member ``i`` as soon as its chunk is trained (to store
         it before the next chunk starts).
@@ -642,7 +642,7 @@ def train_ensemble(
         if cfg.trainer != "ensemble":
             raise ValueError(
                 f"train_ensemble trains configs with trainer='ensemble'; got {cfg!r} "
-                "(use harness.train.train, or config.replace(trainer='ensemble'))")
+                "(use harness.training.train, or config.replace(trainer='ensemble'))")
     key = group_key(resolved[0])
     for cfg in resolved[1:]:
         if group_key(cfg) != key:
@@ -733,7 +733,7 @@ def _train_chunk(cfgs: Sequence[TrainConfig], n_real: int, data: _Data, dataset:
     states: dict[str, list[dict[str, torch.Tensor]]] = {}
     total_epochs = cfg0.epochs + cfg0.pruning_epochs
     bar = None
-    from harness.train import _use_progress
+    from harness.training import _use_progress
 
     if _use_progress(progress) and total_epochs:
         from tqdm import tqdm
@@ -837,7 +837,7 @@ def _epoch(stack: _MLPStack | _CNNStack, optimizer: torch.optim.Optimizer, data:
            order: torch.Tensor, cfgs: Sequence[TrainConfig], penalty: _StackPenalty,
            drop: _Dropout, pruner: _StackPruner | None, end_step: int, first_step: int,
            draw: int) -> tuple[list[float], list[float | None], int]:
-    """One epoch of every member (:func:`harness.train.run_epoch`, member by member)."""
+    """One epoch of every member (:func:`harness.training.run_epoch`, member by member)."""
     stack.train()
     n = len(cfgs)
     n_train = int(data.x_train.shape[0])
@@ -934,16 +934,16 @@ def get_or_train_group(
 
     Members already in the store are read, not retrained (an interrupted ensemble resumes
     with the members it had not finished); the others train together under one lock for the
-    group, each stored under its own key (:func:`harness.train.model_key_payload`) as soon as
+    group, each stored under its own key (:func:`harness.training.model_key_payload`) as soon as
     its chunk ends. Since a member's weights do not depend on its ensemble, the stored models
-    are those :func:`harness.train.get_or_train` would store for each config alone.
+    are those :func:`harness.training.get_or_train` would store for each config alone.
 
     Parameters
     ----------
     configs : sequence of TrainConfig
         ``trainer="ensemble"`` configs of one :func:`group_key`.
     store, device, dataset, progress
-        As :func:`harness.train.get_or_train`.
+        As :func:`harness.training.get_or_train`.
     slots : int, optional
         As :func:`train_ensemble`.
 

@@ -28,8 +28,8 @@ from harness.cluster import (
 )
 from harness.graph import ISOLATION_RTOL, remove_isolated, validate_weights
 from harness.options import check_choice
-from harness.parallel import Progress, iter_chunks, parallel_map, threads_per_process
 from harness.seeding import derive_seed, stream
+from harness.workers import Progress, iter_chunks, parallel_map, threads_per_process
 
 __all__ = [
     "NULL_METHODS",

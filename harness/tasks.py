@@ -4,12 +4,12 @@ A *task* is a pure function of its inputs whose result is one artifact of the st
 (:mod:`harness.store`), named by the same key wherever it is computed:
 
 :class:`ModelTask`
-    Training one network (:func:`harness.train.get_or_train`): config, seed, dataset content.
+    Training one network (:func:`harness.training.get_or_train`): config, seed, dataset content.
 :class:`AnalysisTask`
     One clusterability analysis of a trained network, its null distribution included
     (:func:`harness.cache.cached_clusterability`): weights, K, null, samples, seed.
 
-Executors (:mod:`harness.executor`) decide where tasks run; the plan groups model tasks into
+Executors (:mod:`harness.executors`) decide where tasks run; the plan groups model tasks into
 training units (:func:`training_units`).
 """
 
@@ -27,7 +27,7 @@ from harness.store import Store, artifact_key
 if TYPE_CHECKING:
     from harness.configs import TrainConfig
     from harness.stats import ClusterabilityResult
-    from harness.trained import TrainedModel
+    from harness.trained_model import TrainedModel
 
 __all__ = [
     "AnalysisTask",
@@ -56,7 +56,7 @@ class ModelTask:
     config : TrainConfig
         The config as the experiment asks for it (resolved where it is trained).
     payload : dict
-        The store key payload (:func:`harness.train.model_key_payload`): the resolved
+        The store key payload (:func:`harness.training.model_key_payload`): the resolved
         config and the dataset's content hash.
     key : str
         The artifact's key.
@@ -76,7 +76,7 @@ class ModelTask:
         harness.data.DatasetUnavailable
             The dataset cannot be obtained on this machine.
         """
-        from harness.train import MODEL_KIND, model_key_payload
+        from harness.training import MODEL_KIND, model_key_payload
 
         dataset = _dataset(config.dataset, config.data_seed)
         payload = model_key_payload(config.resolved(dataset), dataset)
@@ -98,7 +98,7 @@ class ModelTask:
     def build(self, store: Store, *, n_workers: int | None = None) -> Path:
         """Train (or read) the model in ``store``; returns the artifact directory."""
         del n_workers  # training runs in this process
-        from harness.train import get_or_train
+        from harness.training import get_or_train
 
         model = get_or_train(self.config, store=store, progress=False)
         if model.key != self.key:
@@ -137,7 +137,7 @@ class AnalysisTask:
         What identifies the weights in the key (the model's key and the phase, plus any
         option that changes the weights).
     weights : str
-        The :class:`~harness.trained.TrainedModel` method that gives the matrices
+        The :class:`~harness.trained_model.TrainedModel` method that gives the matrices
         (``"weights"``, or ``"graph_weights"``), called as ``weights(phase, **options)``.
     weights_options : dict
         Keyword arguments of that method.
@@ -196,7 +196,7 @@ class AnalysisTask:
 
     def build(self, store: Store, *, n_workers: int | None = None) -> Path:
         """Compute the analysis in ``store`` (whose model artifact must be there)."""
-        from harness.trained import TrainedModel
+        from harness.trained_model import TrainedModel
 
         model = TrainedModel.from_path(store.path_for(self.model.kind, self.model.key))
         self.run(store, model, n_workers=n_workers)
@@ -263,7 +263,7 @@ def train_unit(unit: Sequence[ModelTask], store: Store) -> list[TrainedModel]:
     """The trained models of a unit (:func:`training_units`), the missing ones trained
     together (:func:`harness.ensemble.get_or_train_group`)."""
     from harness.ensemble import get_or_train_group
-    from harness.train import get_or_train
+    from harness.training import get_or_train
 
     if len(unit) == 1:
         return [get_or_train(unit[0].config, store=store, progress=False)]

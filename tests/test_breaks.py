@@ -74,7 +74,7 @@ class _Rows:
         self.random_init = load("test_random_init")
 
     def model(self, tag: str) -> Any:
-        from harness.train import get_or_train
+        from harness.training import get_or_train
 
         if tag not in self.models:
             config = model_config(tag, 0, SMALL, SEED)
@@ -147,7 +147,7 @@ def unbroken(models: Store, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 def _shuffled_weights_clustered(mp: pytest.MonkeyPatch) -> None:
     """The network's clustering sees a layer-shuffled copy of its weights, shuffled as a null
     sample is (isolated neurons removed first): the network's n-cut is one more null draw."""
-    import harness.clusterability as clusterability
+    import harness.analysis as clusterability
     from harness.graph import ISOLATION_RTOL, remove_isolated, validate_weights
     from harness.nulls import shuffle_weights
 
@@ -164,7 +164,7 @@ def _shuffled_weights_clustered(mp: pytest.MonkeyPatch) -> None:
 
 def _pruning_disabled(mp: pytest.MonkeyPatch) -> None:
     """The pruning phase trains on without masking any weight."""
-    from harness import train
+    from harness import training as train
 
     mp.setattr(train._Pruner, "prune_to", lambda self, sparsity: None)
 
@@ -178,7 +178,7 @@ def _null_from_unshuffled_network(mp: pytest.MonkeyPatch) -> None:
 
 def _shuffled_labels(mp: pytest.MonkeyPatch) -> None:
     """Training sees the training labels in a random order (test labels intact)."""
-    from harness import train
+    from harness import training as train
 
     real = train._load
 

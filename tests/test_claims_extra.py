@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from harness.claims import REGISTRY, Cell
-from harness.claims_extra import FEATURE_VIS_MODELS, FEATURE_VIS_P_COLUMNS
+from harness.claims.extra import FEATURE_VIS_MODELS, FEATURE_VIS_P_COLUMNS
 
 CONTROL, REG = "SMALL-MNIST", "SMALL-MNIST+CLUSTERABILITY-GRADIENT"
 

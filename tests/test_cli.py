@@ -146,7 +146,7 @@ def test_ctrl_c_during_null_sampling(tmp_path, workers):
 @pytest.mark.integration
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_pool_workers_leave_ctrl_c_to_the_parent():
-    from harness.parallel import parallel_map
+    from harness.workers import parallel_map
 
     handlers = parallel_map(signal.getsignal, [signal.SIGINT] * 2, n_workers=2)
     assert handlers == [signal.SIG_IGN] * 2

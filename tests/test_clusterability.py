@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from harness.analysis import clusterability, load_weights
 from harness.cli import main
-from harness.clusterability import clusterability, load_weights
 from harness.files import natural_key
 from harness.nulls import null_distribution
 from harness.stats import ClusterabilityResult

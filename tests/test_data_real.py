@@ -29,7 +29,7 @@ from harness.data import (
     input_size,
     load_dataset,
 )
-from harness.parallel import pin_threads
+from harness.workers import pin_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 

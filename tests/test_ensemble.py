@@ -14,7 +14,7 @@ from harness.configs import TrainConfig
 from harness.data import DataUnavailableError, load_dataset
 from harness.ensemble import default_trainer, get_or_train_group, group_key, train_ensemble
 from harness.store import Store
-from harness.train import MODEL_KIND, model_key_payload, train
+from harness.training import MODEL_KIND, model_key_payload, train
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -158,7 +158,7 @@ def test_resume_skips_finished_members(mnist, tmp_path, monkeypatch, mlp_togethe
 
 
 def test_local_executor_trains_a_unit_once(mnist, tmp_path, monkeypatch):
-    from harness.executor import LocalExecutor, ModelTask, training_units
+    from harness.executors import LocalExecutor, ModelTask, training_units
 
     small = MLP.replace(epochs=1, pruning_epochs=0, n_train=256, n_test=100)
     members = [small.replace(seed=s) for s in (1, 2, 3)]

@@ -14,7 +14,7 @@ import pytest
 
 from harness.cache import cached_clusterability
 from harness.configs import TrainConfig
-from harness.executor import (
+from harness.executors import (
     AnalysisTask,
     ExecutorUnavailable,
     LocalExecutor,
@@ -23,10 +23,10 @@ from harness.executor import (
     RayOptions,
     dependency_order,
 )
-from harness.parallel import map_backend, parallel_map
 from harness.profiles import get_profile
 from harness.store import Store
-from harness.train import get_or_train
+from harness.training import get_or_train
+from harness.workers import map_backend, parallel_map
 
 pytest_plugins = ["pytester"]
 

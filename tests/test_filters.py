@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from harness.analysis import clusterability, load_weights
 from harness.cli import FILTER_NORMS as CLI_FILTER_NORMS
 from harness.cli import main
-from harness.clusterability import clusterability, load_weights
 from harness.filters import (
     FILTER_NORMS,
     batch_norm_scales,

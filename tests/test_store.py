@@ -585,7 +585,7 @@ _CONCURRENT_TRAIN = textwrap.dedent(
     import hashlib, os, sys, time
     from pathlib import Path
     import numpy as np
-    import harness.train as T
+    import harness.training as T
     from harness.data import Dataset
     from harness.store import Store
     root, log, barrier, idx, cache = sys.argv[1:6]

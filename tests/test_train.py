@@ -14,12 +14,13 @@ import pytest
 import torch
 from torch import nn
 
-import harness.train as train_module
+import harness.training as train_module
 from harness.configs import TAGS, TrainConfig, config_for_tag, training_tag
 from harness.data import Dataset
 from harness.models import build_model, kernel_layers, weight_matrices
 from harness.store import Store
-from harness.train import (
+from harness.trained_model import TrainedModel
+from harness.training import (
     TrainingDivergedError,
     _penalty,
     _Pruner,
@@ -30,7 +31,6 @@ from harness.train import (
     run_epoch,
     train,
 )
-from harness.trained import TrainedModel
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -219,7 +219,7 @@ def test_same_seed_gives_bit_identical_weights_and_restores_rng() -> None:
 def test_cpu_training_uses_one_thread_whatever_the_caller_has() -> None:
     """The thread count changes float order in torch's kernels, hence the weights: training
     pins :data:`TRAIN_THREADS` so that the worker count cannot, and restores the caller's."""
-    from harness.train import TRAIN_THREADS
+    from harness.training import TRAIN_THREADS
 
     data = synthetic()
     before = torch.get_num_threads()

@@ -269,7 +269,7 @@ def as_module(source: Any) -> Any:
     """
     import torch
 
-    from harness.clusterability import _STATE_DICT_SUFFIXES, _load_npz, _load_state_dict
+    from harness.analysis import _STATE_DICT_SUFFIXES, _load_npz, _load_state_dict
 
     if isinstance(source, torch.nn.Module):
         return source

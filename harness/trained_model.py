@@ -1,8 +1,8 @@
 """A trained network: :class:`TrainResult` in memory, :class:`TrainedModel` in the store.
 
-:func:`harness.train.train` returns a :class:`TrainResult`; :meth:`TrainResult.save` writes it
+:func:`harness.training.train` returns a :class:`TrainResult`; :meth:`TrainResult.save` writes it
 into an artifact directory of the store, and :class:`TrainedModel` reads it back
-(:func:`harness.train.get_or_train` does both). The directory holds:
+(:func:`harness.training.get_or_train` does both). The directory holds:
 
 ``unpruned.safetensors``, ``pruned.safetensors``
     CPU state dicts after each phase (no pruned file when ``pruning_epochs=0``).
@@ -40,7 +40,7 @@ PHASES = ("unpruned", "pruned")
 
 @dataclass(frozen=True, repr=False)
 class TrainResult:
-    """What :func:`harness.train.train` produced.
+    """What :func:`harness.training.train` produced.
 
     Attributes
     ----------

@@ -1,6 +1,6 @@
 """The clusterability test of one network: load it from anywhere, cluster it, compare with nulls.
 
->>> from harness.clusterability import clusterability
+>>> from harness.analysis import clusterability
 >>> result = clusterability("my_mlp.npz", n_clusters=12, n_samples=50)   # doctest: +SKIP
 >>> result.pvalue, result.z                                                     # doctest: +SKIP
 

@@ -5,7 +5,7 @@ process of the harness (the pytest controller, each xdist worker, each null-samp
 pins its thread pools to its share of the machine's cores.
 
 :func:`parallel_map` runs in local worker processes unless a *map backend* is active in this
-process (:func:`map_backend`): :mod:`harness.executor` installs one that sends the items to a
+process (:func:`map_backend`): :mod:`harness.executors` installs one that sends the items to a
 Ray cluster, so that null samples and random-init trials spread over its nodes. Items are
 seeded by index, so the backend never changes a result.
 """

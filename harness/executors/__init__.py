@@ -4,7 +4,7 @@ The heavy units are *tasks*, pure functions of their inputs whose result is one 
 the store (:mod:`harness.store`), named by the same key wherever it is computed:
 
 :class:`ModelTask`
-    Training one network (:func:`harness.train.get_or_train`): config, seed, dataset content.
+    Training one network (:func:`harness.training.get_or_train`): config, seed, dataset content.
 :class:`AnalysisTask`
     One clusterability analysis of a trained network, its null distribution included
     (:func:`harness.cache.cached_clusterability`): weights, K, null, samples, seed.
@@ -21,11 +21,11 @@ An executor turns a task into its artifact in the run's store and returns the lo
     as it arrives (so an interrupted run resumes from the store), and answers the tests
     that wait for it. Training asks Ray for ``num_gpus`` GPUs (``train_gpus``); analyses
     and their null samples for one CPU each; the null samples of one analysis are spread
-    over the cluster as separate tasks (:func:`harness.parallel.map_backend`). Ray retries
+    over the cluster as separate tasks (:func:`harness.workers.map_backend`). Ray retries
     a task whose worker process dies.
 
 Both compute the same numbers: null sample ``i`` is seeded by its index, training by its
-config, and every unit runs with fixed thread counts (see :mod:`harness.parallel`).
+config, and every unit runs with fixed thread counts (see :mod:`harness.workers`).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from harness.tasks import (
 
 if TYPE_CHECKING:
     from harness.stats import ClusterabilityResult
-    from harness.trained import TrainedModel
+    from harness.trained_model import TrainedModel
 
 __all__ = [
     "EXECUTORS",
@@ -113,7 +113,7 @@ class LocalExecutor:
     """Units run in the asking process when first asked for: the harness without a cluster.
 
     Training runs here (once per key across the machine's processes, under the store's
-    lock); null samples in local worker processes (:func:`harness.parallel.parallel_map`).
+    lock); null samples in local worker processes (:func:`harness.workers.parallel_map`).
     Nothing is computed ahead: :meth:`submit` only learns the run's training units
     (:func:`training_units`), so that the first test asking for a member of an ensemble
     trains its whole unit in this process (on the GPU when present), and the others read it.
@@ -136,7 +136,7 @@ class LocalExecutor:
         return 0
 
     def model(self, task: ModelTask) -> TrainedModel:
-        from harness.train import get_or_train
+        from harness.training import get_or_train
 
         unit = self._units.get(task.key)
         if unit is None:
@@ -255,7 +255,7 @@ def _connect(options: RayOptions, store: Store, *, namespace: str = NAMESPACE) -
     if address:
         kwargs["address"] = address
     else:
-        from harness.parallel import available_cores
+        from harness.workers import available_cores
 
         # "local": always a new instance of our own, even when another Ray cluster runs on
         # this machine (ray.init() with no address would join that one, and then refuses
@@ -294,7 +294,7 @@ def _ray_call(fn: Callable[[Any], Any], item: Any) -> tuple[Any, str]:
     """A map item on a Ray worker: one thread, as in local worker processes."""
     import ray
 
-    from harness.parallel import pin_threads
+    from harness.workers import pin_threads
 
     pin_threads(1)
     return fn(item), ray.get_runtime_context().get_node_id()
@@ -306,7 +306,7 @@ def ray_map(
     n_workers: int,
     on_result: Callable[[Any], object] | None,
 ) -> list[Any]:
-    """A :data:`harness.parallel.MapBackend` on Ray: one CPU task per item, input order kept."""
+    """A :data:`harness.workers.MapBackend` on Ray: one CPU task per item, input order kept."""
     ray = _require_ray()
     del n_workers  # Ray schedules as many as the cluster has CPUs for
     remote = ray.remote(num_cpus=1, max_retries=3)(_ray_call).options(name="harness.map")
@@ -339,7 +339,7 @@ def _execute(task: Task, *dependencies: Artifact, threads: int, n_workers: int |
     use their own (fetched and verified by sha256). The dataset's content hash is part of
     the model's key, which :meth:`ModelTask.build` checks.
     """
-    from harness.parallel import map_backend, pin_threads
+    from harness.workers import map_backend, pin_threads
 
     started = time.perf_counter()
     if data_dir and "HARNESS_DATA_DIR" not in os.environ and Path(data_dir).is_dir():
@@ -366,7 +366,7 @@ def _execute(task: Task, *dependencies: Artifact, threads: int, n_workers: int |
 
 def _execute_unit(unit: list[ModelTask], *, threads: int, data_dir: str | None) -> tuple[Artifact, ...]:
     """A training unit on a Ray worker (one GPU task): its members, one artifact each."""
-    from harness.parallel import pin_threads
+    from harness.workers import pin_threads
 
     started = time.perf_counter()
     if data_dir and "HARNESS_DATA_DIR" not in os.environ and Path(data_dir).is_dir():
@@ -545,7 +545,7 @@ class RayExecutor:
     local Ray instance, and creates the coordinator), and with :meth:`join` in other
     processes of the same run (pytest-xdist workers), passing :attr:`handle`.
 
-    While open, :func:`harness.parallel.parallel_map` in this process also runs on the
+    While open, :func:`harness.workers.parallel_map` in this process also runs on the
     cluster (random-init trials, say).
     """
 
@@ -553,7 +553,7 @@ class RayExecutor:
 
     def __init__(self, store: Store, coordinator: Any, handle: dict[str, Any], *,
                  owner: bool, initialised: bool) -> None:
-        from harness.parallel import set_map_backend
+        from harness.workers import set_map_backend
 
         self.store = store
         self.handle = handle
@@ -635,7 +635,7 @@ class RayExecutor:
             raise (cause() if callable(cause) else value)
 
     def model(self, task: ModelTask) -> TrainedModel:
-        from harness.train import get_or_train
+        from harness.training import get_or_train
 
         self._ensure(task)
         return get_or_train(task.config, store=self.store)  # now a read
@@ -655,7 +655,7 @@ class RayExecutor:
         if self._closed:
             return
         self._closed = True
-        from harness.parallel import set_map_backend
+        from harness.workers import set_map_backend
 
         set_map_backend(self._previous_backend)
         ray = sys.modules.get("ray")

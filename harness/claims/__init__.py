@@ -1009,7 +1009,7 @@ def registry() -> dict[str, Claim]:
     from harness.activations.claims import activation_claims  # imports this module
 
     claims += activation_claims(rows)
-    from harness.claims_extra import extra_claims  # Tables E, N
+    from harness.claims.extra import extra_claims  # Tables E, N
 
     claims += extra_claims()
     out: dict[str, Claim] = {}

@@ -8,8 +8,8 @@ per-kernel magnitude pruning raises each kernel's sparsity from 50% to 90% on a 
 back.
 
 The path of a config: a :class:`~harness.configs.TrainConfig` goes into :func:`train`, which
-returns a :class:`~harness.trained.TrainResult`; :func:`get_or_train` stores that and returns
-the :class:`~harness.trained.TrainedModel` that reads it back.
+returns a :class:`~harness.trained_model.TrainResult`; :func:`get_or_train` stores that and returns
+the :class:`~harness.trained_model.TrainedModel` that reads it back.
 
 Where this differs from the original Keras / tensorflow-model-optimization code:
 
@@ -53,11 +53,11 @@ from torch import nn
 
 from harness.configs import TrainConfig
 from harness.models import build_model, kernel_layers
-from harness.parallel import pick_device, xdist_worker_index
 from harness.regulariser import clusterability_penalty, normalize_weights_
 from harness.seeding import stream_seed
 from harness.store import Store
-from harness.trained import PHASES, TrainedModel, TrainResult
+from harness.trained_model import PHASES, TrainedModel, TrainResult
+from harness.workers import pick_device, xdist_worker_index
 
 if TYPE_CHECKING:
     from harness.data import Dataset
@@ -386,7 +386,7 @@ def train(
         Default: ``harness.data.load_dataset(config.dataset, seed=config.data_seed)`` (its
         errors, e.g. ``DataUnavailableError``, propagate).
     device : str or torch.device, optional
-        Default :func:`harness.parallel.pick_device` (CUDA when present).
+        Default :func:`harness.workers.pick_device` (CUDA when present).
     progress : bool, optional
         tqdm bar over epochs; default only on an interactive terminal outside xdist and CI.
 

@@ -37,10 +37,10 @@ import numpy as np
 import pytest
 
 from harness.cluster import METHODS as CLUSTER_METHODS
-from harness.parallel import pin_threads, threads_per_process, xdist_worker_count
 from harness.profiles import PROFILES, Profile, get_profile
 from harness.seeding import check_seed, derive_seed
 from harness.store import Store, is_url, library_versions
+from harness.workers import pin_threads, threads_per_process, xdist_worker_count
 
 ROW_KEY = "harness_row"
 CLAIM_KEY = "harness_claim"
@@ -724,7 +724,7 @@ class _Collector:
 
 # ======================================================================================
 # BEGIN executor block: where heavy units run (--executor local|ray, --ray-*), store URLs,
-# and the submission of a run's forecast right after collection (harness.executor).
+# and the submission of a run's forecast right after collection (harness.executors).
 # Self-contained: hooks and helpers of this concern only.
 
 
@@ -735,7 +735,7 @@ class _PlanSpec:
     def pytest_harness_plan(
         self, item: pytest.Item, profile: Profile, base_seed: int
     ) -> list[Any]:
-        """The heavy tasks (:mod:`harness.executor`) ``item`` will ask for: a forecast.
+        """The heavy tasks (:mod:`harness.executors`) ``item`` will ask for: a forecast.
 
         Implemented by the experiment fixtures (``fixtures/models.py``); an executor that
         submits ahead (Ray) gets the union of all items' lists, in dependency order, as
@@ -753,7 +753,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def _add_executor_options(group: Any) -> None:
-    from harness.executor import EXECUTORS
+    from harness.executors import EXECUTORS
 
     group.addoption(
         "--executor",
@@ -800,7 +800,7 @@ def _check_store_url(location: str | None, source: str) -> bool:
 
 
 def _executor_name(config: pytest.Config) -> str:
-    from harness.executor import EXECUTORS
+    from harness.executors import EXECUTORS
 
     name = config.getoption("--executor") or os.environ.get("HARNESS_EXECUTOR") or "local"
     if name not in EXECUTORS:
@@ -813,7 +813,7 @@ def _executor_name(config: pytest.Config) -> str:
 def _start_executor(config: pytest.Config) -> None:
     """The run's executor, in ``config.stash``; a Ray cluster that cannot be reached is a
     usage error here, before the first test."""
-    from harness.executor import ExecutorUnavailable, LocalExecutor, RayExecutor, RayOptions
+    from harness.executors import ExecutorUnavailable, LocalExecutor, RayExecutor, RayOptions
 
     name = _executor_name(config)
     ray_opts = [o for o in ("--ray-address", "--ray-train-gpus", "--ray-log")
@@ -863,7 +863,7 @@ def _executor_header(config: pytest.Config) -> list[str]:
 
 @pytest.fixture(scope="session")
 def executor(pytestconfig: pytest.Config) -> Any:
-    """The run's :mod:`harness.executor` executor (``--executor``), over the run's store."""
+    """The run's :mod:`harness.executors` executor (``--executor``), over the run's store."""
     return pytestconfig.stash[_EXECUTOR]
 
 
@@ -886,7 +886,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         ):
             tasks.extend(found or [])
     if tasks:
-        from harness.executor import dependency_order
+        from harness.executors import dependency_order
 
         executor.submit(dependency_order(tasks))
 

@@ -38,7 +38,7 @@ content-addressed blobs and committed by its manifest, written last:
   is equal in everything but its creation time (builds are pure functions of their key).
 * **Built once per machine.** A file lock in the local cache serialises the builders of one
   machine; builders on different machines may both build (the first to commit wins). A
-  cluster avoids that by scheduling each artifact once (:mod:`harness.executor`).
+  cluster avoids that by scheduling each artifact once (:mod:`harness.executors`).
 * **Local copies.** :meth:`Store.get_or_create` returns a local directory: artifacts are
   downloaded into a verified local cache (``cache_dir``), itself a folder store.
 """
