@@ -6,8 +6,9 @@ BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 PROFILE  ?= quick
 WORKERS  ?= auto
+SEED     ?= 0
 PYTEST   := $(BIN)/python -m pytest
-RUN      := $(PYTEST) experiments -n $(WORKERS) --profile $(PROFILE)
+RUN      := $(PYTEST) experiments -n $(WORKERS) --profile $(PROFILE) --harness-seed $(SEED)
 
 .PHONY: setup data datasets browser models test ci-claims baseline calibrate experiments bench \
 	clean-reports \

@@ -25,21 +25,6 @@ __all__ = ["NMI_LOW", "activation_claims", "nmi_low_above_chance"]
 NMI_LOW = 0.3
 STUDY = "activations"
 
-_CNN_QUICK = (
-    "at the quick profile's CNN scale (2+2 epochs on 4,000 images, activations on 500 test "
-    "images, 50 permutations, seed 0) the unpruned small CNN's 190 units in 12 clusters give a "
-    "chance NMI of 0.14 already, and the observed NMI does not clear it"
-)
-#: Claims measured to fail at the quick profile, with their evidence (strict xfails).
-QUICK_XFAIL: dict[str, str] = {
-    "M-CNN-MNIST-unpruned-nmi-low-above-chance": f"{_CNN_QUICK}: NMI 0.155 against a "
-    "permutation mean of 0.142, p = 0.14 (paper 0.177; the pruned network's 0.266 is above "
-    "chance, p = 1/51)",
-    "M-CNN-FASHION-unpruned-nmi-low-above-chance": f"{_CNN_QUICK}: NMI 0.127 against a "
-    "permutation mean of 0.137, p = 0.78 (paper 0.192)",
-}
-
-
 def nmi_low_above_chance(cell: Any, *, bound: float = NMI_LOW) -> Any:
     """NMI below ``bound`` and significantly above its permutation null, in every instance."""
     from harness.claims import Outcome, _values
@@ -65,11 +50,6 @@ def activation_claims(paper_rows: Iterable[Mapping[str, Any]]) -> list[Any]:
             )
     out = []
     for (tag, phase), values in cells.items():
-        status = (
-            {"quick": ("xfail", QUICK_XFAIL[f"M-{tag}-{phase}-nmi-low-above-chance"])}
-            if (f"M-{tag}-{phase}-nmi-low-above-chance" in QUICK_XFAIL)
-            else {}
-        )
         cell = Cell(tag, phase, "edge", 12)
         if "act_p" in values:
             out.append(
@@ -102,7 +82,6 @@ def activation_claims(paper_rows: Iterable[Mapping[str, Any]]) -> list[Any]:
                     STUDY,
                     (cell,),
                     nmi_low_above_chance(cell),
-                    status,
                 )
             )
     return out

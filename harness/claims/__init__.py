@@ -895,94 +895,6 @@ def _lesions(paper_rows: Iterable[Mapping[str, Any]]) -> list[Claim]:
     return out
 
 
-_XFAIL_SHORT_L1 = (
-    "needs the paper's 20+20 epochs: at 6+4 L1 has not made the weights heavy-tailed, so the "
-    "layer null has not collapsed (quick, MNIST+L1REG: unpruned 9.27 vs null 9.32, pruned 6.30 "
-    "vs 7.66; paper profile, same seed: z = +20.0 / +25.7)"
-)
-
-
-_QUICK_SCALE = "at the quick profile's 6+4 epochs, 2 instances and 50 null samples"
-#: Claims measured to fail at the quick profile, each with its evidence (seed 0); they are
-#: asserted at the paper profile, whose scale they describe. Strict: if one starts to hold at
-#: quick, the run says so and the entry must go.
-QUICK_XFAIL: dict[str, str] = {
-    "B-MNIST-pruned-sig": f"{_QUICK_SCALE} one of two pruned MNIST instances is not yet "
-    "significant (z = -8.1 and -1.3, p = 0.020 and 0.098). The paper has 5/5 (mean z = -9.7); "
-    "our paper-profile run (20+20, 5 instances) has 4/5 (z = -11.6, -13.6, -6.8, -4.8, -1.4), "
-    "so this claim fails there too: asserted at paper, where it shows the difference",
-    "B-MNIST+DROPOUT-unpruned-sig": f"{_QUICK_SCALE} unpruned MNIST+DROPOUT sits above its "
-    "shuffles (z = +4.4, +5.0, p = 1): six epochs of dropout training have not yet made the "
-    "unpruned network clusterable (paper: 5/5 significant; our paper-profile run, 20+20: "
-    "4 of 4 instances significant, z = -4.0, -2.0, -4.6, -4.8)",
-    "A-MNIST+DROPOUT-unpruned-layer-sig": "the same networks as B-MNIST+DROPOUT-unpruned-sig "
-    f"({_QUICK_SCALE}: layer-null z = +4.4, +5.0)",
-    "A-MNIST+DROPOUT-unpruned-layer_nonzero-sig": "the same networks as "
-    "B-MNIST+DROPOUT-unpruned-sig (layer_nonzero p = 1 and 1); the layer_nonzero null of a "
-    "dense network is the same shuffle as the layer null",
-    "A-FASHION-unpruned-layer_nonzero-sig": f"{_QUICK_SCALE} one unpruned FASHION instance is "
-    "not significant against the layer_nonzero null (p = 0.020 and 0.039; paper, 20 epochs: 5/5)",
-    "A-MNIST-pruned-cohen-d-large": f"{_QUICK_SCALE} the two nulls of pruned MNIST differ by "
-    "|d| = 0.97 and 0.61 (paper, after 20 pruning epochs: 10.4); they do differ for "
-    "MNIST+DROPOUT and both FASHION models",
-    "B-FASHION+L2REG-unpruned-not-sig": f"{_QUICK_SCALE} the paper's L2 model (first-layer L1 "
-    "quirk) is still significant (z = -18.3, -16.9): like the L1 counter-result, the collapse "
-    "of its layer null needs the paper's training length; the clean FASHION+L2REG-ALL model "
-    "is not significant at quick (p = 0.98, 1.0). At the paper profile (20+20, 5 instances) "
-    "the claim holds: p = 0.76, 1, 0.98, 1, 0.96 (z = +0.8 to +5.9); n-cut 9.43 (paper 9.47), "
-    "null mean 9.27 (paper 9.19)",
-    "H2-MNIST-pruned-K2-layer-not-sig": "with 50 null samples (paper: 320) the minimum p-value "
-    "is 1/51, six times easier to reach: one of two pruned MNIST instances reaches it at K = 2 "
-    "(z = -2.3; paper: 0 of 10 at p >= 1/321)",
-    "H7-FASHION-pruned-K7-layer_nonzero-not-sig": "with 50 null samples (paper: 320) the "
-    "minimum p-value is 1/51: one of two instances reaches it at K = 7 against layer_nonzero "
-    "(z = -1.2; paper: 0 of 10)",
-    "I-trained-unpruned-below-random": f"{_QUICK_SCALE} unpruned MNIST+DROPOUT (10.28) sits "
-    "just above the lowest random-init n-cut (10.23); the pruned networks are far below "
-    "(I-trained-below-random holds)",
-    "G-LINE-pruned-sig": f"{_QUICK_SCALE} one of two pruned LINE instances is not significant "
-    "(z = -4.9 and -2.0, p = 0.020 and 0.039; paper: 5/5 stable)",
-}
-
-
-_CNN_QUICK = (
-    "at the quick profile's CNN scale (2+2 epochs on 4,000 images, 1 instance; the paper: "
-    "10+10 on 60,000)"
-)
-_CNN_L2 = (
-    "two epochs of L2 on 4,000 images have not shrunk the kernels: the filter graph is still "
-    "the initialisation's"
-)
-_CNN_MOD_INIT = (
-    "two epochs leave the clusterable initialisation in place, so the network is still far "
-    "more clusterable than its shuffles (the paper's 10+10 epochs wash it out: pruned z = "
-)
-#: CNN claims measured to fail at the quick profile (seed 0), each with its evidence.
-QUICK_XFAIL_CNN: dict[str, str] = {
-    "C-CNN-MNIST+L2REG-unpruned-sig": f"{_CNN_QUICK} {_CNN_L2} (n-cut 10.885 vs null 10.858, "
-    "z = +2.0, p = 0.98; paper 8.05, z = -70.7)",
-    "C-CNN-FASHION+L2REG-unpruned-sig": f"{_CNN_QUICK} {_CNN_L2} (n-cut 10.862 vs null "
-    "10.866, z = -0.3, p = 0.49; paper 9.30, z = -53.9)",
-    "C-L2-lowers-MNIST-unpruned": f"{_CNN_QUICK} {_CNN_L2} (10.885 with L2, 10.868 control; "
-    "paper 8.05 vs 10.69)",
-    "C-L2-lowers-FASHION-unpruned": f"{_CNN_QUICK} {_CNN_L2} (10.862 with L2, 10.841 control; "
-    "paper 9.30 vs 10.64)",
-    "C-CNN-MNIST+MOD-INIT-pruned-p1": f"{_CNN_QUICK} {_CNN_MOD_INIT}+3.8; ours: n-cut 6.99 vs "
-    "null 9.35, z = -39.9)",
-    "C-CNN-FASHION+MOD-INIT-pruned-p1": f"{_CNN_QUICK} {_CNN_MOD_INIT}+8.2; ours: n-cut 6.95 "
-    "vs null 9.32, z = -39.4)",
-    "C-CNN-MNIST+L2REG-pruned-p1": f"{_CNN_QUICK} the pruned L2 network sits near its null "
-    "(10.227 vs 10.196, z = +0.8, p = 0.80; paper z = +17.0); the FASHION one already holds",
-    "C-CNN-STACKED-SAME-MNIST-pruned-p1": f"{_CNN_QUICK} the pruned network sits at its null "
-    "(10.224 vs 10.201, z = +0.7, p = 0.78; paper z = +9.5)",
-    "lesion-CNN-MNIST-mean-sig": f"{_CNN_QUICK}, lesions on 500 test images with 10 random "
-    "trials (smallest p 1/11; the paper: 10,000 images, 20 trials): combined p of the mean "
-    "statistic 0.51 (paper median 0.013); the effect factor 1.0003 matches the paper's 1.000",
-    "lesion-CNN-FASHION-mean-sig": f"{_CNN_QUICK}, lesions on 500 test images with 10 random "
-    "trials: combined p of the mean statistic 0.20 (paper median 0.025); the effect factor "
-    "1.0013 matches the paper's 1.001",
-}
-
 #: Claims measured to fail at the paper profile itself (seed 0), each with its evidence: the
 #: paper's number is reproduced only under its own isolation rule, which the harness's default
 #: replaces (issue 11, item 1). Strict, like the quick entries.
@@ -1017,12 +929,6 @@ def registry() -> dict[str, Claim]:
         if claim.id in out:
             raise AssertionError(f"duplicate claim id {claim.id}")
         status = dict(claim.status)
-        mlp = not claim.id.startswith(("C-", "D-"))
-        if mlp and "L1REG" in claim.id and claim.id.endswith("-p1"):
-            status.setdefault("quick", ("xfail", _XFAIL_SHORT_L1))
-        for table in (QUICK_XFAIL, QUICK_XFAIL_CNN):
-            if claim.id in table:
-                status.setdefault("quick", ("xfail", table[claim.id]))
         if claim.id in PAPER_XFAIL:
             status.setdefault("paper", ("xfail", PAPER_XFAIL[claim.id]))
         out[claim.id] = Claim(
