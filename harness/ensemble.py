@@ -128,8 +128,12 @@ _EVAL_CHUNK = 512
 
 
 def supports(config: TrainConfig) -> bool:
-    """Whether the ensemble trainer can train ``config`` (an MLP or small CNN, no augmentation)."""
-    return config.arch in ENSEMBLE_ARCHS and not config.augment
+    """Whether the ensemble trainer can train ``config``: an MLP or small CNN without
+    augmentation, the clusterability regulariser (``cluster_lambda``) or a pruning phase
+    without its penalty (``pruning_penalty=False`` with L1 or L2 on), which only
+    :func:`harness.training.train` implements."""
+    return (config.arch in ENSEMBLE_ARCHS and not config.augment and not config.cluster_lambda
+            and (config.pruning_penalty or (config.l1 == 0 and config.l2 == 0)))
 
 
 def default_trainer(config: TrainConfig) -> str:
@@ -209,7 +213,8 @@ def train_ensemble(
     Raises
     ------
     ValueError
-        A config is not for the ensemble trainer, or the configs cannot share an ensemble.
+        A config is not for the ensemble trainer (``trainer`` is not ``"ensemble"``, or
+        :func:`supports` is False), or the configs cannot share an ensemble.
     TrainingDivergedError
         A member's loss became NaN/inf (its chunk is lost; earlier chunks were reported).
     """
@@ -223,6 +228,11 @@ def train_ensemble(
             raise ValueError(
                 f"train_ensemble trains configs with trainer='ensemble'; got {cfg!r} "
                 "(use harness.training.train, or config.replace(trainer='ensemble'))")
+        if not supports(cfg):
+            raise ValueError(
+                f"the ensemble trainer has no clusterability regulariser and keeps the L1/L2 "
+                f"penalty in pruning; got cluster_lambda={cfg.cluster_lambda}, "
+                f"pruning_penalty={cfg.pruning_penalty}: use trainer='single'")
     key = group_key(resolved[0])
     for cfg in resolved[1:]:
         if group_key(cfg) != key:
