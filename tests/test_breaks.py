@@ -163,10 +163,11 @@ def _shuffled_weights_clustered(mp: pytest.MonkeyPatch) -> None:
 
 
 def _pruning_disabled(mp: pytest.MonkeyPatch) -> None:
-    """The pruning phase trains on without masking any weight."""
-    from harness import training as train
+    """The pruning phase trains on without masking any weight (either trainer)."""
+    from harness.pruning import Pruner, StackPruner
 
-    mp.setattr(train._Pruner, "prune_to", lambda self, sparsity: None)
+    mp.setattr(Pruner, "prune_to", lambda self, sparsity: None)
+    mp.setattr(StackPruner, "prune_to", lambda self, targets: None)
 
 
 def _null_from_unshuffled_network(mp: pytest.MonkeyPatch) -> None:
@@ -178,16 +179,16 @@ def _null_from_unshuffled_network(mp: pytest.MonkeyPatch) -> None:
 
 def _shuffled_labels(mp: pytest.MonkeyPatch) -> None:
     """Training sees the training labels in a random order (test labels intact)."""
-    from harness import training as train
+    import harness.data as data_module
 
-    real = train._load
+    real = data_module.load_dataset
 
-    def load_shuffled(config: Any) -> Any:
-        data = real(config)
+    def load_shuffled(*args: Any, **kwargs: Any) -> Any:
+        data = real(*args, **kwargs)
         labels = np.random.default_rng(0).permutation(data.y_train)
         return dataclasses.replace(data, y_train=labels)
 
-    mp.setattr(train, "_load", load_shuffled)
+    mp.setattr(data_module, "load_dataset", load_shuffled)
 
 
 def _k_ignored(mp: pytest.MonkeyPatch) -> None:
