@@ -115,19 +115,21 @@ def writable_dir_problem(path: str | os.PathLike[str], *, create: bool = False) 
     the reports folder). Without ``create`` nothing is made: the nearest existing folder gets
     a probe file, removed at once. With ``create`` the folder (and its parents) is created
     first and probed itself. The answer is a phrase that follows the folder's name, such as
-    ``"is a file, not a folder"`` or ``"is not writable (Permission denied)"``.
+    ``"is a file, not a folder"``, ``"cannot be created: /a is not a folder"`` or
+    ``"is not writable (cannot create files in /a): Permission denied"``.
     """
     path = Path(os.path.abspath(path))
     existing = path
     try:
-        if create:
-            path.mkdir(parents=True, exist_ok=True)
         while not existing.exists() and existing != existing.parent:
             existing = existing.parent
-        if not existing.is_dir():
+        if not existing.is_dir():  # found before mkdir, whose error would not say where
             if existing == path:
                 return "is a file, not a folder"
             return f"cannot be created: {existing} is not a folder"
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+            existing = path
         with tempfile.TemporaryFile(dir=existing, prefix=".harness-probe-"):
             pass
     except OSError as exc:
