@@ -35,6 +35,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.calibration import BASELINE_FILE, seed_folder, write_baseline_manifest
 from harness.report.runinfo import RUN_INFO_FILE
 from harness.report.tables import study_csvs
 
@@ -51,19 +52,11 @@ __all__ = [
     "write_baseline_manifest",
 ]
 
-#: The manifest of a multi-seed baseline.
-BASELINE_FILE = "baseline.json"
-
 _REFRESH = "refresh it with `make baseline` (or `python -m harness calibrate`)"
 
 
 class BaselineError(ValueError):
     """A baseline folder that cannot be used; the message is one line with the fix."""
-
-
-def seed_folder(seed: int) -> str:
-    """The folder of one seed's run inside a baseline: ``seed-<s>``."""
-    return f"seed-{int(seed)}"
 
 
 def read_csv_strict(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -236,16 +229,6 @@ def load_baseline(
             f"{profile!r}: pass a baseline of the same profile"
         )
     return Baseline(root.resolve(), str(base_profile), runs)
-
-
-def write_baseline_manifest(
-    path: str | os.PathLike[str], *, profile: str, seeds: Sequence[int], extra: Mapping[str, Any] | None = None
-) -> Path:
-    """Write ``<path>/baseline.json`` (atomically) for runs already in ``seed-<s>/``."""
-    from harness.files import atomic_write_text
-
-    data = {"profile": profile, "seeds": [int(s) for s in seeds], **dict(extra or {})}
-    return atomic_write_text(Path(path) / BASELINE_FILE, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def claim_of_test(test_id: str) -> str:
