@@ -17,6 +17,7 @@ import pytest
 
 from harness.claims import CI_CLAIMS, REGISTRY, Cell, claims_for, select
 from harness.profiles import PROFILES
+from harness.spec import PAPER_K
 
 
 def _rows(cell: Cell, n: int = 3, **values) -> list[dict]:
@@ -256,7 +257,7 @@ def test_cnn_l2_claim_holds_only_under_the_exact_zero_rule():
     """The paper-profile CNN-MNIST+L2REG instance, as measured under both isolation rules."""
     claim = REGISTRY["C-CNN-MNIST+L2REG-unpruned-sig"]
     base = {"model_tag": "CNN-MNIST+L2REG", "phase": "unpruned", "null": "layer",
-            "n_clusters": 12, "instance": 0}
+            "n_clusters": PAPER_K, "instance": 0}
     negligible = pd.DataFrame([{**base, "ncut": 10.799, "z": 20.04, "p": 1.0, "is_sig": False}])
     exact_zero = pd.DataFrame([{**base, "ncut": 6.973, "z": -103.3, "p": 0.0196, "is_sig": True}])
     assert not claim.evaluate(negligible).holds
@@ -299,3 +300,13 @@ def test_the_statuses_are_read_without_pandas():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=root, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_public_names_resolve():
+    import harness.claims
+
+    for name in harness.claims.__all__:
+        assert getattr(harness.claims, name) is not None, name
+    assert set(harness.claims.__all__) <= set(dir(harness.claims))
+    with pytest.raises(AttributeError):
+        _ = harness.claims.no_such_name  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -299,7 +300,7 @@ def compare_runs(
     base = baseline if isinstance(baseline, Baseline) else load_baseline(baseline)
     info = read_run_info(cur)
     chosen = list(DRIFT_METRICS) if metrics is None else list(metrics)
-    common = dict(current=str(current), baseline=str(base.path), threshold=threshold,
+    common: dict[str, Any] = dict(current=str(current), baseline=str(base.path), threshold=threshold,
                   baseline_seeds=base.seeds)
     if not info:
         return Drift(**common, mismatch=("no run.json in this run",))
