@@ -7,7 +7,7 @@ smoke      tests and CI plumbing                  the first 4,000 training examp
                                                   schedule x 0.05 (the MLP's 20+20 -> 1+1),
                                                   1 instance, 4 null samples; claims recorded,
                                                   not asserted
-ci         claims asserted on every CI run     5 MLPs on 12,000 examples, 3+3 epochs,
+ci         claims asserted on every CI run        5 MLPs on 12,000 examples, 3+3 epochs,
                                                   1 instance, 30 nulls; only the claims of
                                                   ``harness.claims.CI_CLAIMS``
 quick      default main job on a 2-core machine   full data, each tag's schedule x 0.3 / x 0.2
