@@ -67,9 +67,10 @@ def _check_n_samples(n_samples: Any) -> int:
     message = f"n_samples must be a non-negative integer, got {n_samples!r}"
     if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Real):
         raise ValueError(message)
-    if not np.isfinite(n_samples) or int(n_samples) != n_samples or n_samples < 0:
+    value = float(n_samples)
+    if not value.is_integer() or value < 0:  # also NaN and infinities
         raise ValueError(message)
-    return int(n_samples)
+    return int(value)
 
 
 @dataclass(frozen=True)
