@@ -175,8 +175,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ValueError(f"dataset must be a dataset name, got {self.dataset!r}")
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {self.arch!r}")
+        check_choice("arch", self.arch, ARCHS)
         for name in ("widths", "dense_widths", "input_shape"):
             value = getattr(self, name)
             if value is not None:

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from harness.graph import ISOLATION_RTOL
+from harness.seeding import derive_seed
+from harness.spec import AnalysisSpec
 from harness.store import Store, artifact_key
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ __all__ = [
     "ExecutorUnavailable",
     "ModelTask",
     "Task",
+    "analysis_seed",
     "dependency_order",
     "train_unit",
     "training_units",
@@ -45,6 +47,14 @@ class ExecutorUnavailable(RuntimeError):
     """The executor cannot start (Ray not installed, cluster unreachable, bad settings)."""
 
 
+def analysis_seed(model: Any, *parts: Any) -> int:
+    """The seed of an analysis of ``model`` (a phase's clustering, its lesions, a snapshot).
+
+    ``derive_seed(0, model.key, *parts)``: from the model's store key (a trained model or its
+    task), so every study that analyses the same network gets the same numbers and the
+    cache is shared.
+    """
+    return derive_seed(0, model.key, *parts)
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,40 +141,37 @@ class AnalysisTask:
         The network's training task.
     phase : str
         ``"unpruned"`` or ``"pruned"``.
-    n_clusters, null, n_samples, seed, method, isolation_rtol
-        As :func:`harness.cache.cached_clusterability`.
+    spec : AnalysisSpec
+        The analysis's settings.
+    seed : int
+        Its seed (:meth:`of`: :func:`analysis_seed` of the model and the phase).
     identity : dict
-        What identifies the weights in the key (the model's key and the phase, plus any
-        option that changes the weights).
-    weights : str
-        The :class:`~harness.trained_model.TrainedModel` method that gives the matrices
-        (``"weights"``, or ``"graph_weights"``), called as ``weights(phase, **options)``.
-    weights_options : dict
-        Keyword arguments of that method.
+        What identifies the weights in the key: the model's key and the phase, and for a
+        conv network its filter graph's options (:meth:`AnalysisSpec.filter_options`).
     """
 
     kind: ClassVar[str] = "clusterability"
     model: ModelTask
     phase: str
-    n_clusters: int
-    null: str
-    n_samples: int
+    spec: AnalysisSpec
     seed: int
     identity: Mapping[str, Any]
-    method: str = "fast"
-    isolation_rtol: float = ISOLATION_RTOL
-    weights: str = "weights"
-    weights_options: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, model: ModelTask, phase: str, spec: AnalysisSpec) -> AnalysisTask:
+        """The analysis of ``model``'s ``phase`` that every study shares.
+
+        An MLP is clustered as its dense kernels; a CNN or VGG as its filter graph (§3.3),
+        whose options then enter the identity (MLP keys do not depend on them).
+        """
+        identity: dict[str, Any] = {"model": model.key, "phase": phase}
+        if model.config.arch != "mlp":
+            identity.update(graph="filters", **spec.filter_options())
+        return cls(model, phase, spec, analysis_seed(model, phase), identity)
 
     @property
     def payload(self) -> dict[str, Any]:
-        from harness.cache import clusterability_payload
-
-        return clusterability_payload(
-            identity=self.identity, n_clusters=self.n_clusters, null=self.null,
-            n_samples=self.n_samples, seed=self.seed, method=self.method,
-            isolation_rtol=self.isolation_rtol,
-        )
+        return self.spec.payload(self.identity, seed=self.seed)
 
     @property
     def key(self) -> str:
@@ -180,18 +187,14 @@ class AnalysisTask:
         """The analysis of ``model`` through ``store``'s cache (computed if absent)."""
         from harness.cache import cached_clusterability
 
-        weights = getattr(model, self.weights)(self.phase, **dict(self.weights_options))
+        weights = model.graph_weights(self.phase, **self.spec.filter_options())
         return cached_clusterability(
             weights,
-            n_clusters=self.n_clusters,
-            null=self.null,
-            n_samples=self.n_samples,
+            self.spec,
             seed=self.seed,
             store=store,
             identity=self.identity,
-            method=self.method,
             n_workers=n_workers,
-            isolation_rtol=self.isolation_rtol,
         )
 
     def build(self, store: Store, *, n_workers: int | None = None) -> Path:
@@ -203,9 +206,10 @@ class AnalysisTask:
         return store.path_for(self.kind, self.key)
 
     def __repr__(self) -> str:
+        spec = self.spec
         return (
-            f"AnalysisTask({self.model!r}, {self.phase}, K={self.n_clusters}, {self.null}, "
-            f"n={self.n_samples}, key={self.key[:12]})"
+            f"AnalysisTask({self.model!r}, {self.phase}, K={spec.n_clusters}, {spec.null}, "
+            f"n={spec.n_samples}, key={self.key[:12]})"
         )
 
 

@@ -344,3 +344,19 @@ def test_cli_plot_writes_the_clustered_network(npz, tmp_path):
 
     pixels = matplotlib.image.imread(out)
     assert pixels.shape[0] > 100 and pixels.std() > 0.01
+
+
+@pytest.mark.parametrize(("content", "why"), [
+    (b"", "the file is empty"),
+    (b"W0 = [[1, 2], [3, 4]]\n", "neither the zip archive nor the pickle"),
+])
+def test_a_pt_that_is_no_checkpoint_is_one_clear_line(tmp_path, capsys, content, why):
+    from harness.cli import main
+
+    path = tmp_path / "weights.pt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"weights.pt: not a torch checkpoint \\({why}"):
+        load_weights(path)
+    assert main(["cluster", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not a torch checkpoint" in err and err.count("\n") == 1

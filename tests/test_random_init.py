@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.cache import FORMAT_VERSION, _random_init_payload, cached_random_init_ncuts
+from harness.cache import FORMAT_VERSION, cached_random_init_ncuts, random_init_payload
 from harness.cluster import cluster_weights
 from harness.filters import filter_adjacency
 from harness.profiles import PROFILES
@@ -128,10 +128,10 @@ def test_mlp_store_key_is_unchanged():
     """MLP results stored before the conv networks existed keep their keys."""
     before = {"n_trials": 20, "clusterable": True, "skip_first": False, "seed": 5,
               "n_clusters": 12, "method": "fast", "format": FORMAT_VERSION}
-    now = _random_init_payload("mlp", n_trials=20, clusterable=True, skip_first=False, seed=5,
+    now = random_init_payload("mlp", n_trials=20, clusterable=True, skip_first=False, seed=5,
                                n_clusters=12, method="fast")
     assert now == before
-    cnn = _random_init_payload("cnn", n_trials=20, clusterable=True, skip_first=True, seed=5,
+    cnn = random_init_payload("cnn", n_trials=20, clusterable=True, skip_first=True, seed=5,
                                n_clusters=12, method="fast")
     assert cnn["network"] == "cnn"
 

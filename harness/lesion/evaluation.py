@@ -48,6 +48,7 @@ __all__ = [
     "REFERENCE_CONV_SAMPLES",
     "EvaluationOptions",
     "LesionEvaluation",
+    "eval_mode",
     "evaluate_groups",
     "evaluate_lesions",
     "poly_coefficients",
@@ -255,7 +256,7 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 @contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
+def eval_mode(model: nn.Module) -> Iterator[None]:
     """Dropout off (as in Keras ``predict``), restoring each module's training flag after."""
     flags = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -409,7 +410,7 @@ def evaluate_groups(
         for _, lesion in group.members():
             check_lesion(lesion, widths, "hidden (lesionable)")
 
-    with _eval_mode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         if method == "fast" and not conv_layers(model):
             fast = FastMLP(model, x, dev, batch_elements)
             # The fast method re-implements the forward pass; check it against the model
