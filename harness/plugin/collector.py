@@ -181,6 +181,6 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         for line in (state.fidelity_line, state.drift_line):
             if line:
                 tr.write_line(line)
-    line = executor_summary(config)
-    if line:
-        tr.write_line(line)
+    executor_line = executor_summary(config)
+    if executor_line:
+        tr.write_line(executor_line)
