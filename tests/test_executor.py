@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -166,16 +167,21 @@ CONFTEST = 'pytest_plugins = ["harness.plugin"]\n'
 STUDY = "def test_nothing(executor):\n    assert executor.name == 'local'\n"
 
 
-def _run(pytester: pytest.Pytester, *args: str) -> Any:
-    # This checkout's harness, whatever copy is installed.
-    pytester._monkeypatch.setenv("PYTHONPATH", str(ROOT))
+@pytest.fixture
+def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    """``run(*args)``: pytest in a subprocess, on a one-test study, with this checkout's plugin."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # this checkout's harness, whatever is installed
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_demo=STUDY)
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "0", *args)
+
+    def _run(*args: str) -> Any:
+        return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "0", *args)
+
+    return _run
 
 
-def test_local_is_the_default_executor(pytester: pytest.Pytester) -> None:
-    _run(pytester).assert_outcomes(passed=1)
+def test_local_is_the_default_executor(run: Callable[..., Any]) -> None:
+    run().assert_outcomes(passed=1)
 
 
 @pytest.mark.parametrize(
@@ -188,9 +194,9 @@ def test_local_is_the_default_executor(pytester: pytest.Pytester) -> None:
     ],
     ids=["ray-option-without-ray", "unknown-executor", "negative-gpus", "unknown-store-url"],
 )
-def test_bad_executor_options_are_usage_errors(pytester: pytest.Pytester, args: list[str],
+def test_bad_executor_options_are_usage_errors(run: Callable[..., Any], args: list[str],
                                                message: str) -> None:
-    result = _run(pytester, *args)
+    result = run(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
     assert "passed" not in result.stdout.str()
@@ -202,13 +208,13 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_unreachable_cluster_is_one_line_before_the_first_test(pytester: pytest.Pytester) -> None:
+def test_unreachable_cluster_is_one_line_before_the_first_test(run: Callable[..., Any]) -> None:
     pytest.importorskip("ray", reason="needs ray (the ray extra)")
     port = _closed_port()
-    result = _run(pytester, "--executor", "ray", "--ray-address", f"127.0.0.1:{port}")
+    result = run("--executor", "ray", "--ray-address", f"127.0.0.1:{port}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: cannot reach the Ray cluster at 127.0.0.1:{port} *"])
     assert len([line for line in result.stderr.lines if line.strip()]) == 1
-    client = _run(pytester, "--executor", "ray", "--ray-address", f"ray://127.0.0.1:{port}")
+    client = run("--executor", "ray", "--ray-address", f"ray://127.0.0.1:{port}")
     assert client.ret == pytest.ExitCode.USAGE_ERROR
     client.stderr.fnmatch_lines(["*Ray Client address*folder store*pass --store with a URL*"])

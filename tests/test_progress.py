@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.workers import Progress, progress_wanted
+from harness.progress import Progress, progress_wanted
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = textwrap.dedent(
