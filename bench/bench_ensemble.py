@@ -32,9 +32,9 @@ from typing import Any
 import torch
 
 from harness.configs import TrainConfig, config_for_tag
+from harness.devices import pick_device
 from harness.ensemble import train_ensemble
 from harness.training import train
-from harness.workers import pick_device
 
 MLP_TAGS = ("MNIST", "MNIST+DROPOUT", "MNIST+L1REG", "MNIST+L2REG", "MNIST+L2REG-ALL",
             "MNIST+MOD-INIT")

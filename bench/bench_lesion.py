@@ -123,7 +123,7 @@ def _cnn(n_test: int, seed: int, synthetic: bool) -> tuple[Any, np.ndarray, np.n
 
 def _cnn_labels(model: Any, k: int, seed: int) -> tuple[np.ndarray, tuple[int, ...], str]:
     from harness.cluster import cluster_weights
-    from harness.filters import module_filter_graph
+    from harness.model_kernels import module_filter_graph
 
     clustering = cluster_weights(module_filter_graph(model), k, seed=seed)
     return np.asarray(clustering.labels), tuple(clustering.layer_sizes), "filter graph"

@@ -67,6 +67,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.configs import ENSEMBLE_ARCHS, TrainConfig
+from harness.devices import pick_device
 from harness.ensemble_layers import CNNStack, MemberDropout, MLPStack, member_state, site_rates
 from harness.models import build_model
 from harness.optim import StackPenalty, adam, kernel_penalty
@@ -84,7 +85,6 @@ from harness.train_context import (
     use_progress,
 )
 from harness.trained_model import MODEL_KIND, PHASES, TrainedModel, TrainResult, model_key_payload
-from harness.workers import pick_device
 
 if TYPE_CHECKING:
     from harness.data import Dataset
@@ -140,7 +140,7 @@ def default_trainer(config: TrainConfig) -> str:
     """The trainer the experiments use for ``config`` on this machine.
 
     ``$HARNESS_TRAINER`` (``auto``, ``single``, ``ensemble``; default ``auto``): ``auto`` is
-    ``ensemble`` when this process trains on CUDA (:func:`harness.workers.pick_device`),
+    ``ensemble`` when this process trains on CUDA (:func:`harness.devices.pick_device`),
     ``single`` otherwise (on one CPU thread the ensemble
     is no faster per network: ``python -m bench ensemble``). Networks the ensemble cannot
     train (:func:`supports`) always get ``single``.
@@ -194,7 +194,7 @@ def train_ensemble(
     dataset : harness.data.Dataset, optional
         Default: loaded from the first config's ``dataset`` / ``data_seed``.
     device : str or torch.device, optional
-        Default :func:`harness.workers.pick_device`.
+        Default :func:`harness.devices.pick_device`.
     slots : int, optional
         Members per chunk. Default: :data:`CUDA_SLOTS` on CUDA (chunks padded to exactly that
         many), all members in one chunk on the CPU. Given, chunks are padded to it on every

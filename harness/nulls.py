@@ -23,9 +23,10 @@ import scipy.sparse.csgraph as csgraph
 from harness.cluster import DisconnectedGraphWarning, cluster_graph, network_graph
 from harness.graph import ISOLATION_RTOL, remove_isolated, validate_weights
 from harness.options import check_choice
+from harness.progress import Progress
 from harness.seeding import derive_seed, stream
 from harness.spec import NULL_METHODS, AnalysisSpec
-from harness.workers import Progress, iter_chunks, parallel_map, threads_per_process
+from harness.workers import iter_chunks, parallel_map, threads_per_process
 
 __all__ = [
     "NULL_METHODS",

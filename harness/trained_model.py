@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from harness.configs import TrainConfig
-from harness.filters import PAPER_FILTER_NORM, module_filter_graph
+from harness.filters import PAPER_FILTER_NORM
+from harness.model_kernels import module_filter_graph
 from harness.models import build_model, conv_kernels, weight_matrices
 from harness.store import load_tensors, save_tensors
 
@@ -210,7 +211,7 @@ class TrainedModel:
         """The layer matrices the clusterability test clusters.
 
         An MLP's dense kernels; for a CNN or VGG the conv->conv filter matrices of §3.3
-        (:func:`harness.filters.module_filter_graph`), one node per conv filter.
+        (:func:`harness.model_kernels.module_filter_graph`), one node per conv filter.
         """
         if self.config.arch == "mlp":
             return self.weights(phase)

@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.configs import TrainConfig
+from harness.devices import pick_device
 from harness.ensemble import train_ensemble
 from harness.models import build_model, kernel_layers
 from harness.optim import adam, kernel_penalty
@@ -73,7 +74,6 @@ from harness.train_context import (
     use_progress,
 )
 from harness.trained_model import MODEL_KIND, PHASES, TrainedModel, TrainResult, model_key_payload
-from harness.workers import pick_device
 
 if TYPE_CHECKING:
     from harness.data import Dataset
@@ -277,7 +277,7 @@ def train(
         Default: ``harness.data.load_dataset(config.dataset, seed=config.data_seed)`` (its
         errors, e.g. ``DataUnavailableError``, propagate).
     device : str or torch.device, optional
-        Default :func:`harness.workers.pick_device` (CUDA when present).
+        Default :func:`harness.devices.pick_device` (CUDA when present).
     progress : bool, optional
         tqdm bar over epochs; default only on an interactive terminal outside xdist and CI.
 

@@ -147,19 +147,18 @@ def unbroken(models: Store, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 def _shuffled_weights_clustered(mp: pytest.MonkeyPatch) -> None:
     """The network's clustering sees a layer-shuffled copy of its weights, shuffled as a null
     sample is (isolated neurons removed first): the network's n-cut is one more null draw."""
-    import harness.analysis as clusterability
-    from harness.graph import ISOLATION_RTOL, remove_isolated, validate_weights
+    import harness.analysis as analysis
+    from harness.graph import remove_isolated
     from harness.nulls import shuffle_weights
 
-    real = clusterability.cluster_weights
+    real = analysis.cluster_network
 
-    def cluster_shuffled(weights: Any, n_clusters: int, **kw: Any) -> Any:
-        rtol = kw.get("isolation_rtol", ISOLATION_RTOL)
-        kept, _ = remove_isolated(validate_weights(weights), isolation_rtol=rtol)
+    def cluster_shuffled(weights: Any, spec: Any, **kw: Any) -> Any:
+        kept, _ = remove_isolated(weights, isolation_rtol=spec.isolation_rtol)
         rng = np.random.default_rng(kw.get("seed"))
-        return real(shuffle_weights(kept, "layer", rng), n_clusters, **kw)
+        return real(shuffle_weights(kept, "layer", rng), spec, **kw)
 
-    mp.setattr(clusterability, "cluster_weights", cluster_shuffled)
+    mp.setattr(analysis, "cluster_network", cluster_shuffled)
 
 
 def _pruning_disabled(mp: pytest.MonkeyPatch) -> None:

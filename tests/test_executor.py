@@ -25,6 +25,7 @@ from harness.executors import (
     dependency_order,
 )
 from harness.profiles import get_profile
+from harness.spec import AnalysisSpec
 from harness.store import Store
 from harness.training import get_or_train
 from harness.workers import map_backend, parallel_map
@@ -36,7 +37,8 @@ TINY = TrainConfig("poly", widths=(16, 16), epochs=1, pruning_epochs=1, n_train=
 
 
 def _analysis(model: ModelTask, phase: str = "pruned", n: int = 4) -> AnalysisTask:
-    return AnalysisTask(model, phase, 4, "layer", n, 11, {"model": model.key, "phase": phase})
+    spec = AnalysisSpec(n_clusters=4, null="layer", n_samples=n)
+    return AnalysisTask(model, phase, spec, 11, {"model": model.key, "phase": phase})
 
 
 # -- tasks and the local executor ---------------------------------------------------------------
@@ -51,7 +53,7 @@ def test_task_keys_are_the_store_keys_of_the_local_code_path(tmp_path: Path) -> 
     assert again.key == task.key and again.payload == task.payload
     analysis = _analysis(task)
     result = cached_clusterability(
-        model.weights("pruned"), n_clusters=4, null="layer", n_samples=4, seed=11,
+        model.weights("pruned"), AnalysisSpec(n_clusters=4, null="layer", n_samples=4), seed=11,
         store=store, identity={"model": model.key, "phase": "pruned"})
     assert store.keys("clusterability") == [analysis.key]
     assert analysis.dependencies == (task,) and task.dependencies == ()
@@ -106,7 +108,8 @@ def test_forecast_names_what_the_fixtures_ask_for() -> None:
                                       "instance": 1}), paper, 0)
     analysis = plan[-1]
     assert isinstance(analysis, AnalysisTask)
-    assert (analysis.n_clusters, analysis.null, analysis.n_samples, analysis.phase) == (
+    spec = analysis.spec
+    assert (spec.n_clusters, spec.null, spec.n_samples, analysis.phase) == (
         7, "layer_nonzero", paper.n_nulls_k, "pruned")
     assert analysis.model.config.seed == model_config("POLY", 1, paper, 0).seed
 

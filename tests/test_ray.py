@@ -39,6 +39,7 @@ from harness.executors import (  # noqa: E402
     RayExecutor,
     RayOptions,
 )
+from harness.spec import AnalysisSpec  # noqa: E402
 from harness.store import Store  # noqa: E402
 from harness.workers import pin_threads, threads_per_process  # noqa: E402
 
@@ -75,7 +76,7 @@ def _tiny_tasks(n: int) -> list[AnalysisTask]:
     for seed in range(n):
         model = ModelTask.of(TrainConfig("poly", widths=(32, 32), epochs=1, pruning_epochs=1,
                                          n_train=2000, n_test=500, seed=seed))
-        tasks.append(AnalysisTask(model, "pruned", 4, "layer", 6, seed,
+        tasks.append(AnalysisTask(model, "pruned", AnalysisSpec(n_clusters=4, null="layer", n_samples=6), seed,
                                   {"model": model.key, "phase": "pruned"}))
     return tasks
 

@@ -343,7 +343,7 @@ def test_config_bad_fields_and_values() -> None:
         TrainConfig("mnist").replace(dropuot=0.5)
     with pytest.raises(ValueError, match="needs at least a 'dataset'"):
         TrainConfig.from_dict({"epochs": 3})
-    with pytest.raises(ValueError, match="arch must be one of mlp, cnn, vgg"):
+    with pytest.raises(ValueError, match="arch must be one of 'mlp', 'cnn', 'vgg'"):
         TrainConfig("mnist", arch="rnn")
     for bad in ({"epochs": -1}, {"batch_size": 0}, {"dropout": 1.0}, {"lr": 0.0},
                 {"initial_sparsity": 0.95}, {"final_sparsity": 1.0}, {"widths": (0, 3)},

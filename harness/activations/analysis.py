@@ -32,10 +32,11 @@ import scipy.sparse as sp
 from harness.cluster import cluster_graph
 from harness.ncut import NcutScorer, ave_in_out, ncut
 from harness.options import check_choice
+from harness.progress import Progress
 from harness.seeding import derive_seed, generator, stream
 from harness.spec import METHODS, PAPER_K
 from harness.stats import ClusterabilityResult, is_sig, pvalue, zscore
-from harness.workers import Progress, iter_chunks, parallel_map, threads_per_process
+from harness.workers import iter_chunks, parallel_map, threads_per_process
 
 __all__ = [
     "EDGE_NULL",

@@ -367,7 +367,7 @@ def evaluate_groups(
         activations; same predictions, outputs equal to float32 rounding
         (:mod:`harness.lesion.fast`, :mod:`harness.lesion.fast_conv`).
     device : torch device or str, optional
-        Default :func:`harness.workers.pick_device` (CUDA when present). The model is not
+        Default :func:`harness.devices.pick_device` (CUDA when present). The model is not
         moved: the fast MLP method copies its weights, the other methods a deep copy.
     batch_elements : int, optional
         Bound on the elements of one block of activations of the fast method (memory and
@@ -386,7 +386,7 @@ def evaluate_groups(
     """
     import torch
 
-    from harness.workers import pick_device
+    from harness.devices import pick_device
 
     check_choice("task", task, LESION_TASKS)
     check_choice("method", method, LESION_METHODS)
