@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.files import natural_key
+from harness.files import atomic_writer, natural_key
 
-__all__ = ["STATE_DICT_SUFFIXES", "load_npz", "read_state_dict", "state_dict_kernels"]
+__all__ = ["STATE_DICT_SUFFIXES", "load_npz", "read_state_dict", "save_weights", "state_dict_kernels"]
 
 #: Suffixes of the torch state dicts that are read (anything else is taken as a .npz).
 STATE_DICT_SUFFIXES = (".pt", ".pth", ".safetensors")
@@ -208,3 +208,35 @@ def state_dict_kernels(state: dict[str, Any], path: Path) -> tuple[list[np.ndarr
     if not arrays:
         raise ValueError(f"{path} has no 2-D or 4-D '*.weight' tensors")
     return arrays, names
+
+
+def save_weights(path: str | Path, weights: Any) -> Path:
+    """Write weight matrices (or conv kernels) to a ``.npz`` that :func:`load_npz` reads back.
+
+    The members are ``arr_0, arr_1, ...`` in order, as ``np.savez(path, *weights)`` names
+    them; the file appears whole or not at all (written to a temporary file, then renamed).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Where to write; ``.npz`` is the usual suffix (not added).
+    weights : sequence of array-like
+        ``(n_in, n_out)`` matrices, or 4-D kernels in Keras layout ``(kh, kw, in, out)``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    >>> import tempfile, os
+    >>> out = save_weights(os.path.join(tempfile.mkdtemp(), "w.npz"), [np.ones((3, 2))])
+    >>> [w.shape for w in load_npz(out)[0]]
+    [(3, 2)]
+    """
+    arrays = [np.asarray(w) for w in weights]
+    if not arrays:
+        raise ValueError("save_weights: no weight matrices to save")
+    path = Path(path)
+    with atomic_writer(path) as fh:
+        np.savez(fh, *arrays)
+    return path

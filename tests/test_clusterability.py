@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -360,3 +361,15 @@ def test_a_pt_that_is_no_checkpoint_is_one_clear_line(tmp_path, capsys, content,
     assert main(["cluster", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "not a torch checkpoint" in err and err.count("\n") == 1
+
+
+def test_save_weights_round_trips_and_never_leaves_half_a_file(tmp_path: Path) -> None:
+    import harness
+
+    weights = harness.random_mlp_weights([6, 5, 4], seed=0)
+    path = harness.save_weights(tmp_path / "w.npz", weights)
+    loaded = harness.load_weights(path)
+    assert all(np.array_equal(a, b) for a, b in zip(weights, loaded, strict=True))
+    with pytest.raises(ValueError, match="no weight matrices"):
+        harness.save_weights(tmp_path / "empty.npz", [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.npz"]

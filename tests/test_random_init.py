@@ -194,3 +194,17 @@ def test_conv_random_init_claims():
     assert lower.evaluate(pd.DataFrame(rows)).holds
     rows[0]["max"] = 8.5
     assert not lower.evaluate(pd.DataFrame(rows)).holds
+
+
+def test_random_mlp_weights_takes_a_seed_or_a_generator() -> None:
+    from harness.random_init import random_mlp_weights
+
+    by_seed = random_mlp_weights([5, 4, 3], seed=7)
+    by_rng = random_mlp_weights([5, 4, 3], rng=np.random.default_rng(7))
+    assert all(np.array_equal(a, b) for a, b in zip(by_seed, by_rng, strict=True))
+    with pytest.raises(ValueError, match="exactly one of rng= and seed="):
+        random_mlp_weights([5, 4, 3])
+    with pytest.raises(ValueError, match="exactly one of rng= and seed="):
+        random_mlp_weights([5, 4, 3], seed=1, rng=np.random.default_rng(1))
+    with pytest.raises(ValueError, match=r"\[0, 2\*\*32\)"):
+        random_mlp_weights([5, 4, 3], seed=2**70)
