@@ -36,6 +36,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from harness.claims.statuses import CI_CLAIMS
+from harness.options import check_choice
 
 __all__ = ["MLP_SCHEDULE", "Profile", "PROFILES", "get_profile"]
 
@@ -152,8 +153,7 @@ class Profile:
         >>> PROFILES["paper"].subset(3000), PROFILES["paper"].subset(None, "test")
         (3000, None)
         """
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        check_choice("split", split, ("train", "test"))
         if self.is_conv(arch):
             cap = self.cnn_n_train if split == "train" else self.cnn_n_test
         else:

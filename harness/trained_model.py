@@ -33,6 +33,7 @@ from harness.configs import TrainConfig
 from harness.filters import PAPER_FILTER_NORM
 from harness.model_kernels import module_filter_graph
 from harness.models import build_model, conv_kernels, weight_matrices
+from harness.options import check_choice
 from harness.store import load_tensors, save_tensors
 
 if TYPE_CHECKING:
@@ -261,8 +262,7 @@ class TrainedModel:
         ``kernels="linear"`` gives :func:`weight_matrices`, ``"conv"`` :func:`conv_kernels`.
         Needs a model trained with ``snapshots=True``.
         """
-        if kernels not in ("linear", "conv"):
-            raise ValueError(f"kernels must be 'linear' or 'conv', got {kernels!r}")
+        check_choice("kernels", kernels, ("linear", "conv"))
         if not self.snapshot_index:
             raise ValueError(
                 "this model was trained without snapshots; use config.replace(snapshots=True)"
