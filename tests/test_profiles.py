@@ -115,7 +115,7 @@ def test_subset_only_caps() -> None:
     smoke, paper = get_profile("smoke"), get_profile("paper")
     assert (smoke.subset(None), smoke.subset(3000), smoke.subset(10**6)) == (4000, 3000, 4000)
     assert (smoke.subset(None, "test"), paper.subset(None), paper.subset(5)) == (1000, None, 5)
-    with pytest.raises(ValueError, match="'train' or 'test'"):
+    with pytest.raises(ValueError, match="split must be one of 'train', 'test'"):
         smoke.subset(10, "val")
 
 
