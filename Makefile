@@ -46,7 +46,7 @@ browser:
 # The project's tests, the experiments' plumbing (smoke), then the paper's claims that CI
 # asserts (the ci profile, from an empty store in minutes) compared with the ci baseline: a
 # claim that no longer holds, or a cell that moved beyond its seed-to-seed and sampling noise
-# (harness/report/drift.py), fails. CI_SEED runs the ci step at another base seed (the drift
+# (harness/report/drift/), fails. CI_SEED runs the ci step at another base seed (the drift
 # check then compares with the baseline's spread over its seeds): `make test CI_SEED=1`.
 # The tests include the Ray executor on a local three-node Ray cluster (tests/test_ray.py) and
 # the store on a local S3 server (moto): the dev extra installs ray, s3fs and moto for them.

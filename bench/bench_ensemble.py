@@ -6,7 +6,7 @@ In one run, on one device:
   (784-256x4-10 on MNIST, batch 128, the six MNIST variants of Table B in turn: control,
   dropout, L1, L2 with the first-layer quirk, L2 on every layer, clusterable init; seeds
   0..N-1) together, ``--epochs`` epochs then ``--pruning-epochs`` pruning epochs;
-* ``single``: :func:`harness.train.train` trains the first of them alone, the same schedule;
+* ``single``: :func:`harness.training.train` trains the first of them alone, the same schedule;
 * ``ensemble of 1``: the ensemble trainer on that one network.
 
 Each figure is the whole call's wall time (data to the device, model building, every epoch
@@ -14,7 +14,7 @@ and its test-set evaluation) divided by networks x epochs, after an untimed warm
 context, kernels, oneDNN caches); the CPU time of this process is reported too (on a shared
 machine it is the work done, whatever the load from other processes). ``--case cnn`` does the same for ``--cnn-nets`` small CNNs
 (conv 64-64-64, batch 64). On the CPU, training runs on one thread
-(:data:`harness.train.TRAIN_THREADS`) and the defaults use data subsets so that the
+(:data:`harness.training.TRAIN_THREADS`) and the defaults use data subsets so that the
 benchmark takes about a minute; on CUDA the defaults are full MNIST, 75 MLPs and 16 CNNs.
 
 Prints a table, then one JSON line: ``{"bench": "ensemble", "device", "mlp_nets",
@@ -32,9 +32,9 @@ from typing import Any
 import torch
 
 from harness.configs import TrainConfig, config_for_tag
+from harness.devices import pick_device
 from harness.ensemble import train_ensemble
-from harness.parallel import pick_device
-from harness.train import train
+from harness.training import train
 
 MLP_TAGS = ("MNIST", "MNIST+DROPOUT", "MNIST+L1REG", "MNIST+L2REG", "MNIST+L2REG-ALL",
             "MNIST+MOD-INIT")

@@ -5,7 +5,7 @@ conv layers, an edge per (in filter, out filter) pair weighing the matrix 1-norm
 kernel slice: 1.63 million slices. Both sides start from a freshly initialised
 :class:`harness.models.VGG`:
 
-* ``harness``: :func:`harness.filters.module_filter_graph` (reads the kernels out of the
+* ``harness``: :func:`harness.model_kernels.module_filter_graph` (reads the kernels out of the
   module, permutes them to Keras layout, validates them, one vectorised reduction per layer).
 * ``loop``: the original's way (reference §3.3), ``np.linalg.norm(|K[:, :, i, j]|, 1)`` per
   slice in Python loops over the same Keras-layout kernels. Run ``--loop-repeats`` times
@@ -26,9 +26,9 @@ import time
 import numpy as np
 import torch
 
-from harness.filters import module_filter_graph
+from harness.model_kernels import module_filter_graph
 from harness.models import VGG, conv_kernels, keras_init_
-from harness.parallel import pin_threads, threads_per_process
+from harness.workers import pin_threads, threads_per_process
 
 
 def _loop_graph(kernels: list[np.ndarray]) -> list[np.ndarray]:

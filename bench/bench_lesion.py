@@ -92,7 +92,7 @@ def _mnist(n_test: int) -> tuple[Any, np.ndarray, np.ndarray]:
     """The pruned MNIST MLP (2 + 2 epochs; trained once and cached by the store)."""
     from harness.configs import config_for_tag
     from harness.data import as_torch, load_dataset
-    from harness.train import get_or_train
+    from harness.training import get_or_train
 
     dataset = load_dataset("mnist")
     trained = get_or_train(config_for_tag("MNIST", epochs=2, pruning_epochs=2), dataset=dataset)
@@ -123,7 +123,7 @@ def _cnn(n_test: int, seed: int, synthetic: bool) -> tuple[Any, np.ndarray, np.n
 
 def _cnn_labels(model: Any, k: int, seed: int) -> tuple[np.ndarray, tuple[int, ...], str]:
     from harness.cluster import cluster_weights
-    from harness.filters import module_filter_graph
+    from harness.model_kernels import module_filter_graph
 
     clustering = cluster_weights(module_filter_graph(model), k, seed=seed)
     return np.asarray(clustering.labels), tuple(clustering.layer_sizes), "filter graph"
@@ -273,7 +273,7 @@ CASES = {"mlp": _mlp_case, "cnn": _cnn_case}
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    from harness.parallel import pin_threads, threads_per_process
+    from harness.workers import pin_threads, threads_per_process
 
     pin_threads(args.threads or threads_per_process())
     names = list(CASES) if args.case == "all" else [args.case]

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown graphs {sorted(unknown)}; choose from {sorted(GRAPHS)}")
 
-    from harness.parallel import pin_threads
+    from harness.workers import pin_threads
 
     # One thread per process, as each null-sampling worker runs; both methods alike.
     pin_threads(args.threads)

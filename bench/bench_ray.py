@@ -7,8 +7,8 @@
    collection, the tests wait). Reported: both wall times and their ratio (Ray / local;
    above 1 is Ray's overhead), and whether the two runs' tables are equal.
 2. **Null samples**: ``--samples`` ``layer``-null samples of a 784-256x4-10 MLP pruned to 90%
-   (bench ``nulls``' graph a), one sample per task, on Ray (``harness.executor.ray_map``)
-   and in loky worker processes (``harness.parallel.parallel_map``), both over all cores:
+   (bench ``nulls``' graph a), one sample per task, on Ray (``harness.executors.ray_map``)
+   and in loky worker processes (``harness.workers.parallel_map``), both over all cores:
    samples (tasks) per second each, and Ray's rate for empty tasks (its per-task overhead).
    The same samples, so the n-cuts must be equal.
 3. **Per-task costs** from the Ray run's task log (seconds per model and per analysis), the
@@ -79,10 +79,10 @@ def _null_throughput(n_samples: int, cores: int) -> dict[str, Any]:
     import bench
     import harness
     from bench.bench_nulls import glorot_network
-    from harness.executor import ray_map
+    from harness.executors import ray_map
     from harness.graph import remove_isolated
     from harness.nulls import null_sample_streams
-    from harness.parallel import parallel_map
+    from harness.workers import parallel_map
 
     weights = glorot_network((784, 256, 256, 256, 256, 10), 0.9, np.random.default_rng(0))
     kept, _ = remove_isolated(weights)
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench ray skipped: needs ray (pip install 'clusterability-harness[ray]')")
         return 0
 
-    from harness.parallel import available_cores, pin_threads
+    from harness.workers import available_cores, pin_threads
 
     cores = available_cores()
     pin_threads(1)

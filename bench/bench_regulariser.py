@@ -1,7 +1,7 @@
 """One training step with the clusterability regulariser (§7.4) against a plain one.
 
 Both steps train the same MLP on one batch of 128 random examples with Adam, as
-:func:`harness.train.run_epoch` does: forward, cross-entropy, backward, optimizer step. The
+:func:`harness.training.run_epoch` does: forward, cross-entropy, backward, optimizer step. The
 regularised step adds the weight normalisation (:func:`harness.regulariser.normalize_weights_`)
 and the penalty (:func:`harness.regulariser.clusterability_penalty`: the dense normalised
 Laplacian and ``torch.linalg.eigvalsh`` in float64, differentiated by autograd). The
@@ -10,7 +10,7 @@ measured alone, over the regularised step's time.
 
 Networks (``--net``): ``small``, the paper's 49-64x3-10 MLP of Table E (251 nodes), and
 ``mnist``, the 784-256x4-10 MLP (1,818 nodes). Training runs on one thread, as the harness
-trains (``harness.train.TRAIN_THREADS``). Prints a table, then one JSON line
+trains (``harness.training.TRAIN_THREADS``). Prints a table, then one JSON line
 ``{"bench": "regulariser", "cases": [{"net", "plain_s", "regularised_s", "ratio",
 "eigen_s", "eigen_share", ...}]}``.
 """
@@ -35,7 +35,7 @@ from harness.regulariser import (
     normalize_weights_,
     normalized_laplacian,
 )
-from harness.train import TRAIN_THREADS
+from harness.training import TRAIN_THREADS
 
 NETS = {"small": (49, (64, 64, 64), 10), "mnist": (784, (256, 256, 256, 256), 10)}
 #: Steps timed per network unless ``--repeats`` says otherwise (a large-MLP step takes seconds).

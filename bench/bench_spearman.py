@@ -25,7 +25,7 @@ import numpy as np
 import scipy.stats
 
 from harness.activations import spearman_matrix
-from harness.parallel import pin_threads, threads_per_process
+from harness.workers import pin_threads, threads_per_process
 
 
 def main(argv: list[str] | None = None) -> int:

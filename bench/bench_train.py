@@ -5,7 +5,7 @@ examples in batches of 128, in this process, with the same pinned thread count, 
 warm-up epoch each. Runs are interleaved (harness, reference, harness, ...) and the best of
 ``--repeats`` is kept, so load from other processes affects both sides alike.
 
-* ``harness``: :func:`harness.train.run_epoch`: data as one tensor on the device, permuted
+* ``harness``: :func:`harness.training.run_epoch`: data as one tensor on the device, permuted
   once per epoch (seeded) into a reused buffer, batches as slices (views), metrics
   accumulated on the device, fused Adam.
 * ``dataloader``: ``DataLoader(TensorDataset(x, y), shuffle=True, batch_size=128)``, default
@@ -14,7 +14,7 @@ warm-up epoch each. Runs are interleaved (harness, reference, harness, ...) and 
   pipeline's share of the speed-up from the optimizer's.
 
 A second case (``--case cnn``) times the small CNN (conv 64-64-64, reference §2.3) on 28x28
-MNIST images, batch 64, in the memory layouts :func:`harness.train.train` could use: one
+MNIST images, batch 64, in the memory layouts :func:`harness.training.train` could use: one
 training step (forward, backward, fused Adam) and one eval forward, in ms per image:
 
 * ``contiguous``: model and inputs in torch's default NCHW layout.
@@ -47,8 +47,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from harness.configs import TrainConfig
 from harness.models import build_model
-from harness.parallel import pin_threads, threads_per_process
-from harness.train import run_epoch
+from harness.training import run_epoch
+from harness.workers import pin_threads, threads_per_process
 
 N_TRAIN = 60_000
 BATCH = 128

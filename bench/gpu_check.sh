@@ -80,7 +80,7 @@ import torch
 from harness.configs import TrainConfig
 from harness.data import load_dataset
 from harness.ensemble import train_ensemble
-from harness.parallel import pick_device
+from harness.devices import pick_device
 dev = pick_device()
 ds = load_dataset('mnist')
 base = TrainConfig('mnist', epochs=1, pruning_epochs=1, n_train=$CHECK_N_TRAIN, n_test=1000,

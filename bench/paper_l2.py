@@ -61,7 +61,7 @@ def run_one(job: tuple[str, str, int, str, int]) -> list[dict[str, Any]]:
     from fixtures.models import analysis_task, model_config
     from harness.profiles import get_profile
     from harness.store import Store
-    from harness.train import get_or_train
+    from harness.training import get_or_train
 
     started = time.perf_counter()
     profile = get_profile(profile_name)

@@ -19,11 +19,12 @@ from harness.activations import correlation_pictures, unit_weight_labels
 from harness.claims import REGISTRY, claims_for
 from harness.paper import paper_columns
 from harness.report import plot_correlation_pictures
-from harness.seeding import derive_seed
+from harness.spec import PAPER_K
+from harness.tasks import analysis_seed
 
 pytestmark = pytest.mark.activations
 
-K = 12
+K = PAPER_K
 MLP_TAGS = ["MNIST", "FASHION"]
 CNN_TAGS = ["CNN-MNIST", "CNN-FASHION"]
 PHASES = ["unpruned", "pruned"]
@@ -35,7 +36,7 @@ def _table_m(tag, phase, instance, trained, activation_analysed, unit_activation
     result = activation_analysed(model, phase, n_clusters=K)
     units, x = unit_activations(model, phase)
     module = model.model(phase)
-    seed = derive_seed(0, model.key, f"pictures:{phase}")
+    seed = analysis_seed(model, f"pictures:{phase}")
     labels = unit_weight_labels(module, K, seed=seed)
     pictures = correlation_pictures(units, x, labels, seed=seed)
     plot_correlation_pictures(

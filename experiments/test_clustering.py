@@ -14,10 +14,11 @@ import pytest
 from harness.claims import REGISTRY, claims_for
 from harness.paper import paper_columns
 from harness.report import plot_factors_grid, plot_null_distribution
+from harness.spec import PAPER_K
 
 pytestmark = pytest.mark.clustering
 
-K = 12
+K = PAPER_K
 FACTORS = [
     ("MNIST", "Control"),
     ("MNIST+DROPOUT", "Dropout"),

@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import pytest
 
+from fixtures.lesions import single_lesion
 from harness.claims import REGISTRY, claims_for
 from harness.filters import PAPER_FILTER_NORM
-from harness.lesion import single_lesion_test
+from harness.graph import ISOLATION_RTOL
 from harness.paper import paper_columns
 from harness.report import plot_factors_grid
-from harness.seeding import derive_seed
+from harness.spec import PAPER_K
+from harness.tasks import analysis_seed
 
 pytestmark = pytest.mark.cnn
 
-K = 12
+K = PAPER_K
 FACTORS = [
     ("CNN-MNIST", "Control"),
     ("CNN-MNIST+DROPOUT", "Dropout"),
@@ -63,7 +65,7 @@ LESION_PAPER = (
     "effect_ranges_median",
 )
 # Which graph variants a tag is also reported under (beyond the default one).
-ISOLATION = {"negligible": None, "exact-zero": 0.0}
+ISOLATION = {"negligible": ISOLATION_RTOL, "exact-zero": 0.0}
 
 
 def _table(tag):
@@ -81,10 +83,9 @@ def variants(tag):
 
 
 def _analysis(analysed, model, phase, isolation="negligible", bn="unfolded"):
-    kwargs = {} if ISOLATION[isolation] is None else {"isolation_rtol": ISOLATION[isolation]}
     return analysed(
         model, phase, n_clusters=K, null="layer", filter_norm=PAPER_FILTER_NORM,
-        fold_batch_norm=bn == "folded", **kwargs,
+        fold_batch_norm=bn == "folded", isolation_rtol=ISOLATION[isolation],
     )
 
 
@@ -116,21 +117,6 @@ def factor_row(model, result, tag, phase, instance, isolation="negligible", bn="
     }
 
 
-def _lesion(model, labels, test_split, profile):
-    """The lesion test of one unpruned CNN; seeded by the model's identity."""
-    x, y = test_split(model)
-    filters = [k.shape[3] for k in model.conv_kernels("unpruned")]  # the filter graph's layers
-    return single_lesion_test(
-        model.model("unpruned"),
-        labels,
-        filters,
-        x,
-        y,
-        n_trials=profile.cnn_lesion_trials,
-        seed=derive_seed(0, model.key, "lesion"),
-    )
-
-
 def lesion_row(model, result, tag, instance):
     """The whole-network row of the CNN lesion table for one unpruned instance."""
     table = "lesion_vgg" if tag.startswith("CNN-VGG") else "lesion_cnn"
@@ -142,7 +128,7 @@ def lesion_row(model, result, tag, instance):
         "phase": "unpruned",
         "instance": instance,
         "n_clusters": K,
-        "seed": derive_seed(0, model.key, "lesion"),
+        "seed": analysis_seed(model, "lesion"),
         "model_seed": model.config.seed,
         **paper_columns(table, tag, LESION_PAPER, phase="unpruned"),
     }
@@ -153,7 +139,7 @@ def lesion_row(model, result, tag, instance):
 def test_cnn_lesion(tag, instance, trained, analysed, test_split, profile, record):
     model = trained(tag, instance)
     labels = _analysis(analysed, model, "unpruned").labels
-    result = _lesion(model, labels, test_split, profile)
+    result = single_lesion(model, labels, test_split, profile, phase="unpruned")
     record(lesion_row(model, result, tag, instance))
     identity = {"model_tag": tag, "phase": "unpruned", "instance": instance, "n_clusters": K}
     for row in result.to_frame().to_dict("records"):
@@ -169,7 +155,8 @@ def test_claim(claim_id, trained, analysed, test_split, profile, cell_rows, clai
         model = trained(cell.tag, instance)
         if spec.table.startswith("lesion"):
             labels = _analysis(analysed, model, "unpruned").labels
-            return lesion_row(model, _lesion(model, labels, test_split, profile), cell.tag, instance)
+            result = single_lesion(model, labels, test_split, profile, phase="unpruned")
+            return lesion_row(model, result, cell.tag, instance)
         result = _analysis(analysed, model, cell.phase)
         return factor_row(model, result, cell.tag, cell.phase, instance)
 

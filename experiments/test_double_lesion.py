@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 
+from fixtures.lesions import graph_layer_sizes
 from harness.claims import REGISTRY, claims_for
 from harness.lesion import double_lesion_test
 from harness.report import (
@@ -20,7 +21,7 @@ from harness.report import (
     split_frame,
     write_workbook,
 )
-from harness.seeding import derive_seed
+from harness.tasks import analysis_seed
 
 pytestmark = pytest.mark.double_lesion
 
@@ -28,23 +29,21 @@ K = 10
 TAG = "FASHION+DROPOUT"
 
 
-def _double(mode, trained, analysed, test_split, profile):
+def double_lesion(mode, trained, analysed, test_split, profile):
     """The double lesion test of the paper's model (instance 0), seeded by its identity."""
     model = trained(TAG, 0)
     labels = analysed(model, "pruned", n_clusters=K, null="layer", n_samples=0).labels
     x, y = test_split(model)
-    weights = model.weights("pruned")
-    sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
     return double_lesion_test(
-        model.model("pruned"), labels, sizes, x, y,
+        model.model("pruned"), labels, graph_layer_sizes(model, "pruned"), x, y,
         mode=mode, n_trials=profile.double_lesion_trials, single_trials=profile.double_lesion_singles,
-        seed=derive_seed(0, model.key, "double_lesion"),
+        seed=analysis_seed(model, "double_lesion"),
     )
 
 
 @pytest.mark.parametrize("mode", ["joint", "conditional"])
 def test_double_lesion(mode, trained, analysed, test_split, profile, record, figure):
-    result = _double(mode, trained, analysed, test_split, profile)
+    result = double_lesion(mode, trained, analysed, test_split, profile)
     identity = {"model_tag": TAG, "phase": "pruned", "instance": 0, "n_clusters": K, "mode": mode}
     for row in result.to_frame().to_dict("records"):
         record(row, kind="pair", **identity)
@@ -91,7 +90,7 @@ def test_claim(claim_id, trained, analysed, test_split, profile, cell_rows, clai
     def build(cell, instance):
         if instance:  # the paper ran the double lesion on one instance
             return []
-        result = _double(cell.null, trained, analysed, test_split, profile)
+        result = double_lesion(cell.null, trained, analysed, test_split, profile)
         return {**result.to_row(), "model_tag": TAG, "phase": "pruned", "null": cell.null,
                 "n_clusters": K, "mode": cell.null}
 

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import pytest
 
+from fixtures.lesions import graph_layer_sizes
 from harness.claims import REGISTRY, claims_for
-from harness.claims_extra import FEATURE_VIS_MODELS
+from harness.claims.extra import FEATURE_VIS_MODELS
 from harness.feature_vis import N_RANDOM, STEPS, feature_vis_test
 from harness.paper import paper_columns
 from harness.report import plot_feature_images
-from harness.seeding import derive_seed
+from harness.spec import PAPER_K
+from harness.tasks import analysis_seed
 
 pytestmark = pytest.mark.feature_vis
 
-K = 12
+K = PAPER_K
 PHASE = {tag: phase for tag, phase, _ in FEATURE_VIS_MODELS}
 PAPER = tuple(f"{c}_median" for c in (
     "chi2_p_entropy", "chi2_p_objective", "fisher_p_entropy", "fisher_p_objective",
@@ -54,16 +56,13 @@ def _visualise(model, tag, analysed, datasets, profile):
     labels = analysed(model, phase, n_clusters=K, null="layer").labels
     config = model.config
     image_shape = input_shape(datasets(config.dataset, seed=config.data_seed))
-    if config.arch == "mlp":
-        weights = model.weights(phase)
-        sizes, first = [w.shape[0] for w in weights] + [weights[-1].shape[1]], 0
-    else:
-        sizes, first = [k.shape[3] for k in model.conv_kernels(phase)], 1
+    first = 0 if config.arch == "mlp" else 1  # a CNN's first layer is its first conv's filters
     return feature_vis_test(
-        model.model(phase), labels, sizes, image_shape=image_shape, first_layer=first,
+        model.model(phase), labels, graph_layer_sizes(model, phase), image_shape=image_shape,
+        first_layer=first,
         n_random=min(N_RANDOM, profile.lesion_trials),
         steps=SMOKE_STEPS if profile.name == "smoke" else STEPS,
-        seed=derive_seed(0, model.key, "feature_vis"),
+        seed=analysis_seed(model, "feature_vis"),
     )
 
 
@@ -76,7 +75,7 @@ def network_row(model, result, tag, instance):
         "phase": PHASE[tag],
         "instance": instance,
         "n_clusters": K,
-        "seed": derive_seed(0, model.key, "feature_vis"),
+        "seed": analysis_seed(model, "feature_vis"),
         "model_seed": model.config.seed,
         **paper_columns("N", tag, PAPER, phase=PHASE[tag]),
     }

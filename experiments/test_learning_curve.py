@@ -13,11 +13,13 @@ from harness.cache import cached_clusterability
 from harness.claims import REGISTRY, claims_for
 from harness.paper import paper_value
 from harness.report import plot_learning_curve
-from harness.seeding import derive_seed
+from harness.spec import AnalysisSpec
+from harness.tasks import analysis_seed
 
 pytestmark = pytest.mark.learning_curve
 
 K = 4
+SPEC = AnalysisSpec(n_clusters=K, null="layer", n_samples=0)  # Table J clusters, no null
 TAGS = ["MNIST", "FASHION", "MNIST+DROPOUT", "FASHION+DROPOUT"]
 
 
@@ -40,10 +42,8 @@ def curve_rows(tag, trained, profile, store):
             continue
         result = cached_clusterability(
             weights,
-            n_clusters=K,
-            null="layer",
-            n_samples=0,
-            seed=derive_seed(0, model.key, "snapshot", epoch),
+            SPEC,
+            seed=analysis_seed(model, "snapshot", epoch),
             store=store,
             identity={"model": model.key, "snapshot_epoch": epoch},
         )

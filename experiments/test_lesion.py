@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fixtures.lesions import single_lesion
 from harness.claims import REGISTRY, claims_for
-from harness.lesion import single_lesion_test
 from harness.paper import paper_columns
 from harness.report import (
     plot_lesion_accuracy,
@@ -25,11 +25,12 @@ from harness.report import (
     split_frame,
     write_workbook,
 )
-from harness.seeding import derive_seed
+from harness.spec import PAPER_K
+from harness.tasks import analysis_seed
 
 pytestmark = pytest.mark.lesion
 
-K = 12
+K = PAPER_K
 TAGS = ["MNIST", "FASHION", "POLY"]
 PAPER = (
     "chi2_p_means_median",
@@ -41,29 +42,11 @@ PAPER = (
 )
 
 
-def _lesion(model, labels, test_split, profile):
-    """The lesion test of one model; seeded by the model's identity, so that the table rows
-    and the claims below see the same random lesions."""
-    x, y = test_split(model)
-    weights = model.weights("pruned")
-    sizes = [w.shape[0] for w in weights] + [weights[-1].shape[1]]
-    return single_lesion_test(
-        model.model("pruned"),
-        labels,
-        sizes,
-        x,
-        y,
-        n_trials=profile.lesion_trials,
-        seed=derive_seed(0, model.key, "lesion"),
-        task="regression" if model.config.dataset == "poly" else "classification",
-    )
-
-
 @pytest.mark.parametrize("tag", TAGS)
 def test_single_lesion(tag, instance, trained, analysed, test_split, profile, record, figure):
     model = trained(tag, instance)
     clustering = analysed(model, "pruned", n_clusters=K, null="layer")
-    result = _lesion(model, clustering.labels, test_split, profile)
+    result = single_lesion(model, clustering.labels, test_split, profile, phase="pruned")
     identity = {"model_tag": tag, "phase": "pruned", "instance": instance, "n_clusters": K}
     record(network_row(model, result, tag, instance))
     for row in result.to_frame().to_dict("records"):
@@ -105,7 +88,7 @@ def network_row(model, result, tag, instance):
         "phase": "pruned",
         "instance": instance,
         "n_clusters": K,
-        "seed": derive_seed(0, model.key, "lesion"),
+        "seed": analysis_seed(model, "lesion"),
         "model_seed": model.config.seed,
         **paper_columns("lesion_mlp", tag, PAPER, phase="pruned"),
     }
@@ -116,6 +99,7 @@ def test_claim(claim_id, trained, analysed, test_split, profile, cell_rows, clai
     def build(cell, instance):
         model = trained(cell.tag, instance)
         labels = analysed(model, "pruned", n_clusters=K, null="layer").labels
-        return network_row(model, _lesion(model, labels, test_split, profile), cell.tag, instance)
+        result = single_lesion(model, labels, test_split, profile, phase="pruned")
+        return network_row(model, result, cell.tag, instance)
 
     claim(claim_id, cell_rows(REGISTRY[claim_id].cells, build))

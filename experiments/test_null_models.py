@@ -14,11 +14,12 @@ import pytest
 from harness.claims import REGISTRY, claims_for
 from harness.paper import paper_columns
 from harness.report import plot_null_distribution
+from harness.spec import PAPER_K
 from harness.stats import cohen_d
 
 pytestmark = pytest.mark.null_models
 
-K = 12
+K = PAPER_K
 TAGS = ["MNIST", "MNIST+DROPOUT", "FASHION", "FASHION+DROPOUT"]
 NULLS = ["layer", "layer_nonzero"]
 

@@ -20,10 +20,11 @@ from harness.claims import REGISTRY, claims_for
 from harness.paper import paper_columns, paper_value
 from harness.report import plot_random_init
 from harness.seeding import derive_seed
+from harness.spec import PAPER_K
 
 pytestmark = pytest.mark.random_init
 
-K = 12
+K = PAPER_K
 NETWORKS = {
     "mlp": "MLP 784-256x4-10",
     "cnn": "small CNN 64-64-64 (filter graph)",

@@ -15,10 +15,11 @@ import pytest
 from harness.claims import REGISTRY, claims_for
 from harness.paper import paper_columns
 from harness.report import plot_factors_grid
+from harness.spec import PAPER_K
 
 pytestmark = pytest.mark.regulariser
 
-K = 12
+K = PAPER_K
 INSTANCE_FACTOR = 2
 FACTORS = [
     ("SMALL-MNIST", "Control"),

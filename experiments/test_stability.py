@@ -12,10 +12,11 @@ import pytest
 from harness.claims import REGISTRY, claims_for
 from harness.paper import paper_columns
 from harness.report import plot_null_distribution
+from harness.spec import PAPER_K
 
 pytestmark = pytest.mark.stability
 
-K = 12
+K = PAPER_K
 TAGS = [
     "LINE",
     "LINE+DROPOUT",

@@ -18,12 +18,22 @@ __version__ = "0.1.0"
 
 # The public API, imported on first use so that `import harness` stays light (no torch).
 _LAZY = {
+    "clusterability": "harness.analysis",
+    "load_weights": "harness.analysis",
+    "ClusterabilityResult": "harness.stats",
+    "AnalysisSpec": "harness.spec",
+    "PAPER_K": "harness.spec",
+    "save_weights": "harness.weight_files",
+    "random_mlp_weights": "harness.random_init",
     "activation_test": "harness.activations",
     "ActivationResult": "harness.activations",
     "correlation_pictures": "harness.activations",
     "clusterability_penalty": "harness.regulariser",
     "normalize_weights_": "harness.regulariser",
 }
+
+
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str) -> object:

@@ -16,16 +16,23 @@ from typing import Any
 
 import numpy as np
 
-from harness.clusterability import clusterability
-from harness.graph import ISOLATION_RTOL
+from harness.analysis import analyse_weights, load_weights
 from harness.seeding import child_streams
+from harness.spec import ANALYSIS_FORMAT, PAPER_K, AnalysisSpec
 from harness.stats import ClusterabilityResult
 from harness.store import Store
 
-FORMAT_VERSION = 2  # 2: ties, isolation rule, scale-free n-cut, null-specific seeds, fast = reference estimator
+#: The format of cached analyses and random-init studies (part of their keys).
+FORMAT_VERSION = ANALYSIS_FORMAT
 _ARRAY_FIELDS = ("labels", "null_distribution")
 
-__all__ = ["cached_clusterability", "clusterability_payload", "CLUSTERABILITY_KIND", "FORMAT_VERSION"]
+__all__ = [
+    "CLUSTERABILITY_KIND",
+    "FORMAT_VERSION",
+    "cached_clusterability",
+    "cached_random_init_ncuts",
+    "random_init_payload",
+]
 
 
 def _save(result: ClusterabilityResult, folder: Path) -> None:
@@ -50,52 +57,26 @@ def _load(folder: Path) -> ClusterabilityResult:
 CLUSTERABILITY_KIND = "clusterability"
 
 
-def clusterability_payload(
-    *,
-    identity: Mapping[str, Any],
-    n_clusters: int,
-    null: str,
-    n_samples: int,
-    seed: int,
-    method: str = "fast",
-    isolation_rtol: float = ISOLATION_RTOL,
-) -> dict[str, Any]:
-    """The store key payload of :func:`cached_clusterability` for these settings.
-
-    An executor that computes the analysis elsewhere (:mod:`harness.executor`) names the
-    same artifact with it.
-    """
-    return {
-        "identity": dict(identity),
-        "n_clusters": int(n_clusters),
-        "null": str(null),
-        "n_samples": int(n_samples),
-        "seed": int(seed),
-        "method": str(method),
-        "isolation_rtol": float(isolation_rtol),
-        "format": FORMAT_VERSION,
-    }
-
-
 def cached_clusterability(
     weights: Sequence[np.ndarray],
+    spec: AnalysisSpec,
     *,
-    n_clusters: int,
-    null: str,
-    n_samples: int,
     seed: int,
     store: Store,
     identity: Mapping[str, Any],
-    method: str = "fast",
     n_workers: int | None = None,
-    isolation_rtol: float = ISOLATION_RTOL,
 ) -> ClusterabilityResult:
-    """:func:`harness.clusterability.clusterability`, computed once per identity and settings.
+    """:func:`harness.analysis.clusterability`, computed once per identity, spec and seed.
 
     Parameters
     ----------
     weights : sequence of ndarray
         The network, (n_in, n_out) per layer.
+    spec : AnalysisSpec
+        The analysis; its :meth:`~harness.spec.AnalysisSpec.payload` is the store key.
+    seed : int
+        The analysis's seed.
+    store : Store
     identity : mapping
         What identifies ``weights`` (e.g. the model's store key and phase). It must change
         whenever the weights do; the store key is a hash of it and the settings.
@@ -103,23 +84,13 @@ def cached_clusterability(
         Not part of the key: null samples are seeded per sample, so results do not depend on
         the number of worker processes.
     """
-    payload = clusterability_payload(
-        identity=identity, n_clusters=n_clusters, null=null, n_samples=n_samples, seed=seed,
-        method=method, isolation_rtol=isolation_rtol,
-    )
+    payload = spec.payload(identity, seed=seed)
 
     def build(folder: Path) -> None:
-        result = clusterability(
-            list(weights),
-            n_clusters,
-            null=null,
-            n_samples=n_samples,
-            seed=seed,
-            method=method,
-            n_workers=n_workers,
-            isolation_rtol=isolation_rtol,
-        )
-        _save(result, folder)
+        # The weights are the graph's matrices (or conv kernels, whose graph uses the
+        # spec's filter norm); batch norms, if any, were folded where they were made.
+        graph = load_weights(list(weights), filter_norm=spec.filter_norm)
+        _save(analyse_weights(graph, spec, seed=seed, n_workers=n_workers), folder)
 
     folder = store.get_or_create(CLUSTERABILITY_KIND, payload, build)
     return _load(Path(folder))
@@ -136,7 +107,7 @@ def _random_init_ncut(args: tuple[str, int, bool, bool, np.random.SeedSequence, 
     return float(cluster_weights(weights, n_clusters, method=method, seed=k_seed).ncut)
 
 
-def _random_init_payload(
+def random_init_payload(
     network: str,
     *,
     n_trials: int,
@@ -170,7 +141,7 @@ def cached_random_init_ncuts(
     seed: int,
     store: Store,
     network: str = "mlp",
-    n_clusters: int = 12,
+    n_clusters: int = PAPER_K,
     method: str = "fast",
     n_workers: int | None = None,
 ) -> np.ndarray:
@@ -204,11 +175,11 @@ def cached_random_init_ncuts(
     Trial ``i`` draws its weights and its k-means seed from child ``i`` of
     ``seed`` (:func:`harness.seeding.child_streams`), so the result does not depend on ``n_workers``.
     """
-    from harness.parallel import parallel_map
     from harness.random_init import check_network
+    from harness.workers import parallel_map
 
     check_network(network, skip_first=skip_first)
-    payload = _random_init_payload(
+    payload = random_init_payload(
         network,
         n_trials=n_trials,
         clusterable=clusterable,

@@ -26,16 +26,27 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
+
+from harness.files import atomic_write_text
 
 __all__ = [
+    "BASELINE_FILE",
     "ENV_BASELINES",
     "ClaimCalibration",
     "baselines_dir",
     "calibration",
     "calibration_command",
+    "clear_calibration_cache",
+    "read_calibration",
+    "run_calibration",
+    "seed_folder",
+    "write_baseline_manifest",
+    "write_calibration_summary",
 ]
 
 #: Fewest seeds at which a claim must have a verdict to be asserted or expected to fail.
@@ -43,6 +54,26 @@ MIN_SEEDS = 3
 
 #: Environment variable naming the baselines folder (default: ``baselines/`` of the project).
 ENV_BASELINES = "HARNESS_BASELINES"
+
+#: The manifest of a calibration (a multi-seed baseline): ``{"profile": ..., "seeds": [...]}``.
+BASELINE_FILE = "baseline.json"
+
+
+#: The folders of a calibration's runs: ``seed-<s>``.
+_SEED_PREFIX = "seed-"
+
+
+def seed_folder(seed: int) -> str:
+    """The folder of one seed's run inside a calibration (a baseline): ``seed-<s>``."""
+    return f"{_SEED_PREFIX}{int(seed)}"
+
+
+def write_baseline_manifest(
+    path: str | os.PathLike[str], *, profile: str, seeds: Sequence[int], extra: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``<path>/baseline.json`` (atomically) for runs already in ``seed-<s>/``."""
+    data = {"profile": profile, "seeds": [int(s) for s in seeds], **dict(extra or {})}
+    return atomic_write_text(Path(path) / BASELINE_FILE, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def baselines_dir() -> Path:
@@ -123,9 +154,13 @@ def _truthy(text: str) -> bool | None:
 
 
 @cache
-def _load(root: str, profile: str) -> dict[str, ClaimCalibration] | None:
+def read_calibration(root: str, profile: str) -> dict[str, ClaimCalibration] | None:
+    """The calibration in ``<root>/<profile>`` by claim id, or None if it has no manifest.
+
+    Read once per folder and cached; :func:`clear_calibration_cache` forgets what was read.
+    """
     folder = Path(root) / profile
-    manifest = folder / "baseline.json"
+    manifest = folder / BASELINE_FILE
     if not manifest.is_file():
         return None
     try:
@@ -134,7 +169,7 @@ def _load(root: str, profile: str) -> dict[str, ClaimCalibration] | None:
         return None  # a broken manifest is reported by load_baseline, where it is used
     per_claim: dict[str, list[tuple[int, bool, str]]] = {}
     for seed in seeds:
-        path = folder / f"seed-{seed}" / "claims.csv"
+        path = folder / seed_folder(seed) / "claims.csv"
         if not path.is_file():
             continue
         with open(path, encoding="utf-8", newline="") as fh:
@@ -158,10 +193,13 @@ def _load(root: str, profile: str) -> dict[str, ClaimCalibration] | None:
 
 def calibration(profile: str) -> dict[str, ClaimCalibration] | None:
     """The calibration of ``profile`` by claim id, or None if the profile has none."""
-    return _load(str(baselines_dir().resolve()), str(profile))
+    return read_calibration(str(baselines_dir().resolve()), str(profile))
 
 
-
+def clear_calibration_cache() -> None:
+    """Forget the calibrations read so far (after one was rewritten, or ``$HARNESS_BASELINES``
+    changed)."""
+    read_calibration.cache_clear()
 
 
 # ----------------------------------------------------------------------------------------
@@ -216,7 +254,7 @@ def run_calibration(
     staging = target.with_name(target.name + ".partial")
     staging.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
-        done = staging / f"seed-{seed}"
+        done = staging / seed_folder(seed)
         if (done / "run.json").is_file():
             if echo:
                 print(f"calibrate {profile}: seed {seed} already done in {staging}", flush=True)
@@ -247,17 +285,16 @@ def run_calibration(
                 if path.is_file() and (path.suffix in _KEPT_SUFFIXES or path.name == "run.json"):
                     shutil.copy2(path, partial / path.name)
             partial.rename(done)
-    from harness.report.baseline import write_baseline_manifest
-
     write_baseline_manifest(
         staging, profile=profile, seeds=seeds,
         extra={"made_by": f"python -m harness calibrate --profile {profile} --seeds "
                + " ".join(str(s) for s in seeds)},
     )
+    kept = {seed_folder(s) for s in seeds}
     for child in list(staging.iterdir()):
-        if child.is_dir() and child.name.startswith("seed-") and int(child.name[5:]) not in seeds:
+        if child.is_dir() and child.name.startswith(_SEED_PREFIX) and child.name not in kept:
             shutil.rmtree(child)
-    _write_summary(staging, profile)
+    write_calibration_summary(staging, profile)
     if target.exists():
         old = target.with_name(target.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -266,16 +303,16 @@ def run_calibration(
         shutil.rmtree(old)
     else:
         staging.rename(target)
-    _load.cache_clear()
+    clear_calibration_cache()
     return target
 
 
-def _write_summary(folder: Path, profile: str) -> Path:
-    """``calibration.md``: each claim's verdict per seed, hold rate and the status it gets."""
-    from harness.files import atomic_write_text
-
-    _load.cache_clear()
-    measured = _load(str(folder.parent), folder.name) or {}
+def write_calibration_summary(folder: str | os.PathLike[str], profile: str) -> Path:
+    """Write ``<folder>/calibration.md``: each claim's verdict per seed, hold rate and the
+    status it gets. Returns its path (written atomically)."""
+    folder = Path(folder)
+    clear_calibration_cache()
+    measured = read_calibration(str(folder.parent), folder.name) or {}
     seeds = sorted({s for entry in measured.values() for s in entry.seeds})
     lines = [
         f"# Calibration of the {profile} profile",

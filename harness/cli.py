@@ -17,6 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from harness.options import check_choice, check_store
+from harness.spec import PAPER_K
+
 if TYPE_CHECKING:
     from harness.configs import TrainConfig
     from harness.stats import ClusterabilityResult
@@ -60,6 +63,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _check_plot(path: str | None) -> None:
+    """``--plot OUT``: ValueError now, before any work, unless OUT's extension names one of
+    the figure formats (:data:`harness.report.FORMATS`)."""
+    if path is None:
+        return
+    from harness.report import FORMATS
+
+    check_choice(f"--plot {path}: the figure format", Path(path).suffix.lower().lstrip("."), FORMATS)
+
+
 # --------------------------------------------------------------------------------------
 # cluster
 
@@ -74,9 +87,10 @@ def _cluster_summary(result: ClusterabilityResult, source: str, sizes: Sequence[
 
 
 def _cmd_cluster(args: argparse.Namespace) -> int:
-    from harness.clusterability import clusterability, load_weights
+    from harness.analysis import clusterability, load_weights
     from harness.graph import layer_sizes
 
+    _check_plot(args.plot)
     weights = load_weights(args.file, filter_norm=args.filter_norm)
     result = clusterability(
         weights,
@@ -115,7 +129,8 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("file", metavar="FILE.npz", help="weights, e.g. np.savez(FILE, W0, W1, ...), or a torch state dict")
-    p.add_argument("-k", "--clusters", dest="k", type=_positive, default=12, help="clusters (default 12)")
+    p.add_argument("-k", "--clusters", dest="k", type=_positive, default=PAPER_K,
+                   help=f"clusters (default {PAPER_K}, the paper's)")
     p.add_argument("--null", choices=NULL_CHOICES, default="layer", help="shuffle null model")
     p.add_argument("--samples", type=_non_negative, default=50, help="null samples (default 50; 0 = none)")
     p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
@@ -147,8 +162,7 @@ def _cmd_activations(args: argparse.Namespace) -> int:
         unit_weight_labels,
     )
 
-    if args.plot is not None and Path(args.plot).suffix.lower() not in (".png", ".svg", ".pdf"):
-        raise ValueError(f"--plot {args.plot}: end the file name with .png, .svg or .pdf")
+    _check_plot(args.plot)
     module = as_module(args.file)
     x = dataset_inputs(module, args.dataset, n_examples=args.n_test)
     units = record_activations(module, x)
@@ -191,10 +205,11 @@ def _add_activations(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("file", metavar="FILE", help="network: .npz of weight matrices, or a torch state dict")
     p.add_argument("dataset", metavar="DATASET", help="dataset name whose test split is used (e.g. mnist, fashion)")
-    p.add_argument("-k", "--clusters", dest="k", type=_positive, default=12, help="clusters (default 12)")
+    p.add_argument("-k", "--clusters", dest="k", type=_positive, default=PAPER_K,
+                   help=f"clusters (default {PAPER_K}, the paper's)")
     p.add_argument("--samples", type=_non_negative, default=100, help="edge-shuffle samples and NMI permutations (default 100)")
     p.add_argument("--n-test", type=_positive, default=None, help="use the first N test examples (default all)")
-    p.add_argument("--seed", type=_non_negative, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.add_argument("--workers", type=_positive, default=None, help="worker processes for the null")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--plot", metavar="OUT.png", default=None, help="also draw the correlation pictures")
@@ -265,7 +280,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         )
         p.add_argument(
             "--seed",
-            type=_non_negative,
+            type=_seed,
             default=DEFAULT_SEED,
             help=f"seed of the derived datasets (default {DEFAULT_SEED})",
         )
@@ -308,8 +323,8 @@ def _config_from_spec(spec: str) -> TrainConfig:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from harness.store import Store
-    from harness.train import get_or_train
-    from harness.trained import PHASES
+    from harness.trained_model import PHASES
+    from harness.training import get_or_train
 
     if args.list_tags:
         from harness.configs import TAGS
@@ -331,6 +346,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     }
     if overrides:
         config = config.replace(**overrides)
+    check_store(args.store)  # a store that cannot be written: one line now, not after training
     store = Store(args.store) if args.store else Store()
     trained = get_or_train(config, store=store, device=args.device)
     if args.json:

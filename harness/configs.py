@@ -1,8 +1,8 @@
 """Training configurations: :class:`TrainConfig`, and the paper's model tags (reference §2.9).
 
 A :class:`TrainConfig` is everything that determines a trained network, with the dataset's
-content: :func:`harness.train.train` takes one and returns a :class:`harness.trained.TrainResult`,
-and :func:`harness.train.get_or_train` keys the stored model by the resolved config and the
+content: :func:`harness.training.train` takes one and returns a :class:`harness.trained_model.TrainResult`,
+and :func:`harness.training.get_or_train` keys the stored model by the resolved config and the
 dataset's hash.
 
 ``config_for_tag("MNIST+DROPOUT")`` gives the :class:`TrainConfig` the original
@@ -133,7 +133,7 @@ class TrainConfig:
     n_out : int, optional
         Number of outputs; filled in by :meth:`resolved`.
     trainer : {"single", "ensemble"}
-        The training algorithm. ``"single"``: :func:`harness.train.train`, one network.
+        The training algorithm. ``"single"``: :func:`harness.training.train`, one network.
         ``"ensemble"``: :mod:`harness.ensemble`, the network as one member of a vectorised
         ensemble (MLP and small CNN, no augmentation): the same schedule, but its own dropout
         random stream and batched kernels, so another realisation of the same training run.
@@ -175,8 +175,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ValueError(f"dataset must be a dataset name, got {self.dataset!r}")
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {self.arch!r}")
+        check_choice("arch", self.arch, ARCHS)
         for name in ("widths", "dense_widths", "input_shape"):
             value = getattr(self, name)
             if value is not None:

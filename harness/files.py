@@ -22,6 +22,7 @@ __all__ = [
     "fsync_file",
     "fsync_dir",
     "natural_key",
+    "writable_dir_problem",
 ]
 
 
@@ -105,3 +106,33 @@ def natural_key(text: str) -> tuple[object, ...]:
     """
     parts = _NUM_RE.split(text)
     return tuple(int(p) if i % 2 else p for i, p in enumerate(parts))
+
+
+def writable_dir_problem(path: str | os.PathLike[str], *, create: bool = False) -> str | None:
+    """Why files cannot be written in folder ``path``, or None when they can.
+
+    The one probe behind every "is this folder writable" check (the store, the data folder,
+    the reports folder). Without ``create`` nothing is made: the nearest existing folder gets
+    a probe file, removed at once. With ``create`` the folder (and its parents) is created
+    first and probed itself. The answer is a phrase that follows the folder's name, such as
+    ``"is a file, not a folder"``, ``"cannot be created: /a is not a folder"`` or
+    ``"is not writable (cannot create files in /a): Permission denied"``.
+    """
+    path = Path(os.path.abspath(path))
+    existing = path
+    try:
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():  # found before mkdir, whose error would not say where
+            if existing == path:
+                return "is a file, not a folder"
+            return f"cannot be created: {existing} is not a folder"
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+            existing = path
+        with tempfile.TemporaryFile(dir=existing, prefix=".harness-probe-"):
+            pass
+    except OSError as exc:
+        where = "" if existing == path else f" (cannot create files in {existing})"
+        return f"is not writable{where}: {exc.strerror or exc}"
+    return None

@@ -20,14 +20,16 @@ Filter norms (``filter_norm``):
 
 Batch norm: a conv followed by batch normalisation (VGG) is, per output channel, scaled by
 ``gamma / sqrt(running_var + eps)`` at inference. :func:`filter_graph_weights` can fold that
-scale into the kernels (``fold_batch_norm=True``), as the paper meant to and did not
-(reference §11 item 2: a typo left it dead code, so its VGG numbers are unfolded).
+scale into the kernels (``bn_scales``), as the paper meant to and did not (reference §11
+item 2: a typo left it dead code, so its VGG numbers are unfolded).
+
+This module is pure numpy over kernels; the torch side (kernels and batch-norm scales of a
+module, ``fold_batch_norm``) is :mod:`harness.model_kernels`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
@@ -38,9 +40,8 @@ __all__ = [
     "PAPER_FILTER_NORM",
     "filter_adjacency",
     "filter_graph_weights",
+    "looks_like_torch_layout",
     "validate_kernels",
-    "batch_norm_scales",
-    "module_filter_graph",
 ]
 
 FILTER_NORMS = ("matrix1", "l1", "spectral")
@@ -55,9 +56,10 @@ def validate_kernels(kernels: Sequence[object]) -> list[np.ndarray]:
     ------
     ValueError
         Fewer than two kernels (no conv->conv matrix), a kernel that is not 4-D, holds
-        complex or non-finite values, or two consecutive kernels that do not chain
-        (``out`` of one must equal ``in`` of the next; torch's ``(out, in, kh, kw)`` layout
-        must be permuted with ``.permute(2, 3, 1, 0)``).
+        complex or non-finite values, kernels in torch's ``(out, in, kh, kw)`` layout
+        (:func:`looks_like_torch_layout`; permute them with ``.transpose(2, 3, 1, 0)``), or
+        two consecutive kernels that do not chain (``out`` of one must equal ``in`` of the
+        next).
     """
     items = list(kernels)
     out: list[np.ndarray] = []
@@ -81,15 +83,53 @@ def validate_kernels(kernels: Sequence[object]) -> list[np.ndarray]:
             f"got {len(out)} conv kernel(s); the filter graph needs at least two conv layers "
             "(only conv->conv matrices are clustered)"
         )
+    shapes = [k.shape for k in out]
+    if looks_like_torch_layout(shapes):
+        raise ValueError(
+            f"conv kernels of shapes {', '.join(str(s) for s in shapes)} are in torch layout "
+            "(out, in, kh, kw); the harness reads Keras layout (kh, kw, in, out): permute "
+            "them with .transpose(2, 3, 1, 0) (numpy) or .permute(2, 3, 1, 0) (torch)"
+        )
     for layer in range(len(out) - 1):
         n_out, n_in = out[layer].shape[3], out[layer + 1].shape[2]
         if n_out != n_in:
+            grouped = (
+                " (as a grouped convolution would: grouped convolutions are not supported)"
+                if n_in < n_out and n_out % n_in == 0
+                else ""
+            )
             raise ValueError(
                 f"conv kernel {layer} has {n_out} filters but kernel {layer + 1} expects "
-                f"{n_in} input channels; kernels must be in Keras layout (kh, kw, in, out) "
-                "(permute torch's (out, in, kh, kw) with .permute(2, 3, 1, 0))"
+                f"{n_in} input channels{grouped}; kernels must be in Keras layout (kh, kw, in, "
+                "out) (permute torch's (out, in, kh, kw) with .transpose(2, 3, 1, 0))"
             )
     return out
+
+
+def looks_like_torch_layout(shapes: Sequence[tuple[int, ...]]) -> bool:
+    """Whether a chain of 4-D kernel shapes reads as torch's ``(out, in, kh, kw)`` layout.
+
+    True when the shapes chain as torch kernels (``shape[0]`` of one is ``shape[1]`` of the
+    next) with square kernels ``kh == kw``, and either they do not read as a Keras chain
+    with square kernels, or they read as both and the Keras reading has the larger kernels
+    (kernels are small next to their channel counts: ``(16, 16, 3, 3)`` twice is a torch
+    3x3 conv, not a 16x16 one). Square 3-channel 3x3 kernels, which read the same either
+    way, are Keras.
+
+    >>> looks_like_torch_layout([(16, 1, 3, 3), (16, 16, 3, 3)])
+    True
+    >>> looks_like_torch_layout([(3, 3, 1, 16), (3, 3, 16, 16)])
+    False
+    """
+    shapes = [tuple(int(d) for d in s) for s in shapes]
+    pairs = list(zip(shapes[:-1], shapes[1:], strict=True))
+    if not pairs or any(len(s) != 4 for s in shapes):
+        return False
+    torch_chain = all(s[2] == s[3] for s in shapes) and all(a[0] == b[1] for a, b in pairs)
+    if not torch_chain:
+        return False
+    keras_chain = all(s[0] == s[1] for s in shapes) and all(a[3] == b[2] for a, b in pairs)
+    return not keras_chain or max(s[0] for s in shapes) > max(s[2] for s in shapes)
 
 
 def filter_adjacency(kernel: np.ndarray, filter_norm: str = PAPER_FILTER_NORM) -> np.ndarray:
@@ -155,44 +195,3 @@ def filter_graph_weights(
             m = m * scale[None, :]
         matrices.append(m)
     return matrices
-
-
-def batch_norm_scales(module: Any) -> list[np.ndarray | None]:
-    """Per ``nn.Conv2d`` of ``module`` (forward order), the scale of the batch norm after it.
-
-    A conv whose next normalising layer (before the next conv) is an ``nn.BatchNorm2d`` with
-    ``C`` features gets ``gamma / sqrt(running_var + eps)`` (the inference-time scale of each
-    output channel); a conv without one gets ``None``. Max-pooling and ReLU between the conv
-    and the batch norm commute with a positive per-channel scale.
-    """
-    from torch import nn
-
-    scales: list[np.ndarray | None] = []
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            scales.append(None)
-        elif isinstance(m, nn.BatchNorm2d) and scales and scales[-1] is None:
-            if m.running_var is None:
-                raise ValueError(
-                    "a BatchNorm2d without running statistics (track_running_stats=False) "
-                    "has no fixed scale to fold"
-                )
-            var = m.running_var.detach().cpu().double().numpy()
-            gamma = (
-                m.weight.detach().cpu().double().numpy()
-                if m.weight is not None
-                else np.ones_like(var)
-            )
-            scales[-1] = gamma / np.sqrt(var + float(m.eps))
-    return scales
-
-
-def module_filter_graph(
-    module: Any, *, filter_norm: str = PAPER_FILTER_NORM, fold_batch_norm: bool = False
-) -> list[np.ndarray]:
-    """The filter matrices of a torch module's ``nn.Conv2d`` layers (forward order)."""
-    from harness.models import conv_kernels
-
-    kernels = conv_kernels(module)
-    scales = batch_norm_scales(module) if fold_batch_norm else None
-    return filter_graph_weights(kernels, filter_norm=filter_norm, bn_scales=scales)

@@ -18,13 +18,17 @@ against odd layers); :mod:`harness.cluster` exploits this for speed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
 __all__ = [
     "ISOLATION_RTOL",
+    "KeptGraph",
+    "check_isolation_rtol",
     "expand_labels",
+    "kept_graph",
     "kept_units",
     "normalized_abs",
     "layer_sizes",
@@ -169,18 +173,73 @@ def weights_to_graph(weights: Sequence[np.ndarray]) -> sp.csr_matrix:
         ``A = U + U.T`` where ``U`` holds ``|W_l|`` in block ``(l, l+1)``. Exact zeros are
         not stored, so ``A.nnz`` is twice the number of nonzero weights.
     """
-    sizes = layer_sizes(weights)
-    offsets = _offsets(sizes)
+    absw = [np.abs(np.asarray(w, dtype=np.float64)) for w in weights]
+    keep = [np.ones(n, dtype=bool) for n in layer_sizes(absw)]
+    n, rows, cols, vals = _edges(absw, keep)
+    return symmetric_csr(n, rows, cols, vals)
+
+
+def _edges(
+    abs_weights: Sequence[np.ndarray], keep: Sequence[np.ndarray]
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """The upper-triangular edge list of the graph of the kept neurons, in row-major order.
+
+    Nodes are the kept neurons numbered layer by layer; the edge ``(l, i) -- (l+1, j)`` of
+    two kept neurons weighs ``abs_weights[l][i, j]`` and is listed when that is nonzero.
+    """
+    counts = [int(k.sum()) for k in keep]
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    new_index = [np.cumsum(k) - 1 + offsets[layer] for layer, k in enumerate(keep)]
     rows, cols, vals = [], [], []
-    for layer, w in enumerate(weights):  # loop over layers only; entries are vectorised
-        w = np.asarray(w, dtype=np.float64)
-        r, c = np.nonzero(w)
-        rows.append(r + offsets[layer])
-        cols.append(c + offsets[layer + 1])
-        vals.append(np.abs(w[r, c]))
-    n = int(offsets[-1])
+    for layer, a in enumerate(abs_weights):  # loop over layers only; entries are vectorised
+        r, c = np.nonzero(a)
+        inside = keep[layer][r] & keep[layer + 1][c]
+        r, c = r[inside], c[inside]
+        rows.append(new_index[layer][r])
+        cols.append(new_index[layer + 1][c])
+        vals.append(a[r, c])
     # Rows come out in row-major order, which symmetric_csr relies on to skip a sort.
-    return symmetric_csr(n, np.concatenate(rows), np.concatenate(cols), np.concatenate(vals))
+    return sum(counts), np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+
+
+@dataclass(frozen=True)
+class KeptGraph:
+    """The graph of a network's non-isolated neurons (:func:`kept_graph`).
+
+    Attributes
+    ----------
+    adjacency : scipy.sparse.csr_matrix of shape (n_kept, n_kept)
+        ``|W|`` scaled by a power of two (see :func:`normalized_abs`).
+    parity : ndarray of bool, shape (n_kept,)
+        True on odd layers: a 2-colouring of the bipartite graph.
+    mask : ndarray of bool, shape (n_nodes,)
+        True for the kept neurons, over all neurons in global order.
+    edges : (rows, cols, vals)
+        The upper-triangular edge list of ``adjacency`` (each edge once).
+    """
+
+    adjacency: sp.csr_matrix
+    parity: np.ndarray
+    mask: np.ndarray
+    edges: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def kept_graph(
+    weights: Sequence[np.ndarray], *, isolation_rtol: float = ISOLATION_RTOL
+) -> KeptGraph:
+    """Isolated neurons removed and the |W| graph of the rest, in one pass over the weights.
+
+    The hot path of null sampling; its adjacency equals
+    ``weights_to_graph(remove_isolated(w, isolation_rtol=...)[0])`` up to the power-of-two
+    scale of :func:`normalized_abs`, which no n-cut sees. Empty when every neuron is
+    isolated.
+    """
+    absw = normalized_abs(weights)
+    keep = kept_units(absw, isolation_rtol=isolation_rtol)
+    n_kept, rows, cols, vals = _edges(absw, keep)
+    parity = np.repeat(np.arange(len(keep)) % 2 == 1, [int(k.sum()) for k in keep])
+    adjacency = symmetric_csr(n_kept, rows, cols, vals)
+    return KeptGraph(adjacency, parity, np.concatenate(keep), (rows, cols, vals))
 
 
 def symmetric_csr(n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> sp.csr_matrix:
@@ -214,6 +273,17 @@ def normalized_abs(weights: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [np.ldexp(a, -exponent) for a in absw]
 
 
+def check_isolation_rtol(isolation_rtol: object) -> float:
+    """``isolation_rtol`` as a float if it is a number >= 0; ValueError otherwise."""
+    try:
+        value = float(isolation_rtol)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"isolation_rtol must be a number >= 0, got {isolation_rtol!r}") from None
+    if not value >= 0.0:
+        raise ValueError(f"isolation_rtol must be >= 0, got {isolation_rtol!r}")
+    return value
+
+
 def kept_units(
     abs_weights: Sequence[np.ndarray], *, isolation_rtol: float = ISOLATION_RTOL
 ) -> list[np.ndarray]:
@@ -232,8 +302,7 @@ def kept_units(
     -------
     list of ndarray of bool, one per layer of units (``len(abs_weights) + 1``)
     """
-    if not isolation_rtol >= 0.0:
-        raise ValueError(f"isolation_rtol must be >= 0, got {isolation_rtol!r}")
+    isolation_rtol = check_isolation_rtol(isolation_rtol)
     sizes = layer_sizes(abs_weights)
     degree = [np.zeros(n) for n in sizes]
     for layer, a in enumerate(abs_weights):

@@ -21,14 +21,14 @@ version of this module ran, on the same operands in the same order, so the resul
 bit-identical to it (``tests/test_kmeans.py`` keeps a frozen copy and compares). The speed
 comes from how the work around those operations is organised:
 
-* The nearest centre (:class:`_Nearest`). ``|x - c|^2 = |x|^2 - 2 x.c + |c|^2`` and ``|x|^2``
+* The nearest centre (:class:`NearestCentre`). ``|x - c|^2 = |x|^2 - 2 x.c + |c|^2`` and ``|x|^2``
   is the same for every centre, so the nearest centre minimises ``|c|^2 - 2 x.c``: one
   float32 matrix product for all restarts, then ``+ |c|^2``. ``np.argmin`` over the K
   centres makes one short call per (point, restart) pair, half of the old iteration; here
   the minimum is a vectorised reduction over a centre-major copy of a block of distances
   that stays in cache, and the label the first centre at that minimum, so ties go to the
   first centre exactly as with ``argmin``.
-* The cluster sums (:class:`_ClusterSums`) stay a sparse one-hot product, which adds a
+* The cluster sums (:class:`ClusterSums`) stay a sparse one-hot product, which adds a
   cluster's points in index order; its matrix is built once per number of running
   restarts and its indices rewritten in place, and a column of ones gives the sizes.
 * Labels are ``uint8`` (K <= 256) and kept only for the restarts still running.
@@ -47,17 +47,26 @@ import scipy.sparse as sp
 
 from harness.seeding import SeedLike
 
-__all__ = ["batched_kmeans", "inertia_batch"]
+__all__ = [
+    "BLOCK_ENTRIES",
+    "ROW_BLOCK",
+    "ClusterSums",
+    "NearestCentre",
+    "batched_kmeans",
+    "blas_threads",
+    "centre_distances",
+    "inertia_batch",
+]
 
 _MAX_ITER = 300
 _TOL = 1e-4
 _SETTLED = 1e-3  # a restart whose labels change for at most this fraction has settled
-# The nearest-centre search takes blocks of _ROW_BLOCK points when the distances of all
-# points to all centres have more than _BLOCK_ENTRIES entries (1 MiB of float32), so that a
-# block's distances stay in cache through the passes over them; see _Nearest for why
-# _ROW_BLOCK = 3 * 2**7.
-_BLOCK_ENTRIES = 262_144
-_ROW_BLOCK = 384
+#: The nearest-centre search (:class:`NearestCentre`) takes blocks of :data:`ROW_BLOCK` points
+#: when the distances of all points to all centres have more than this many entries (1 MiB of
+#: float32), so that a block's distances stay in cache through the passes over them.
+BLOCK_ENTRIES = 262_144
+#: Points per block of the nearest-centre search: ``3 * 2**7``, see :class:`NearestCentre`.
+ROW_BLOCK = 384
 # float64 entries per block of k-means++ candidate distances (1 MiB).
 _KPP_BLOCK = 131_072
 
@@ -121,13 +130,13 @@ def _blas_controller() -> Any:
     return ThreadpoolController()  # scans the loaded libraries once (milliseconds)
 
 
-def _blas_threads() -> int:
+def blas_threads() -> int:
     """The most threads a BLAS library of this process may use now (20 us)."""
     info = _blas_controller().select(user_api="blas").info()
     return max((int(lib["num_threads"]) for lib in info), default=1)
 
 
-def _distances(
+def centre_distances(
     x: np.ndarray, flat: np.ndarray, out: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``-2 x.c`` (n, R*k) and ``|c|^2`` (R*k,) for every point and centre, in float32.
@@ -141,38 +150,60 @@ def _distances(
     return prod, np.einsum("ij,ij->i", flat, flat)
 
 
-class _Nearest:
+class NearestCentre:
     """The nearest centre of every point, for one or many sets of k centres.
 
-    For a block of points the distances ``|c|^2 - 2 x.c`` (:func:`_distances`) are copied
+    For a block of points the distances ``|c|^2 - 2 x.c`` (:func:`centre_distances`) are copied
     centre-major, ``d[j, point, restart]``, so that every centre's plane is contiguous;
     then ``low = min_j d[j]`` is one reduction over the planes, and the label is the first
     ``j`` with ``d[j] == low``: the largest rank ``k - j`` among the centres at the minimum,
     another reduction (over ``uint8`` ranks masked by ``d[j] == low``). All of these are
     vectorised loops over contiguous (point, restart) pairs, about twice as fast as
-    ``np.argmin`` along the centre axis. A block of ``_ROW_BLOCK`` points (or all of them,
-    when the product is small) keeps its distances in cache through these passes.
+    ``np.argmin`` along the centre axis. A block of ``row_block`` points (or all of them,
+    when the product has at most ``block_entries`` entries) keeps its distances in cache
+    through these passes.
 
     With one BLAS thread (as in null-sample workers) the product too is computed a block
     of rows at a time, which is exact: BLAS computes a row of ``x @ B`` by the same
     operations whichever other rows are in the call, provided the blocks start at a
     multiple of its kernel's row count (a row's micro-kernel, and so its order of summation,
     is fixed by its position modulo that count; observed with OpenBLAS and checked by
-    ``tests/test_kmeans.py``). ``_ROW_BLOCK = 3 * 2**7`` is a multiple of the row counts of
+    ``tests/test_kmeans.py``). :data:`ROW_BLOCK` ``= 3 * 2**7`` is a multiple of the row counts of
     common kernels (4, 6, 8, 12, 16, 24, 32, 48, 64). Several BLAS threads split the rows of
     a call among themselves at places that depend on its size, so then the product is
     computed whole, as before, and only the passes after it go by blocks.
     The buffers are allocated once, for up to ``max_sets`` sets of centres.
+
+    Parameters
+    ----------
+    x : ndarray of float32, shape (n, d)
+        The points.
+    k : int
+        Centres per set.
+    max_sets : int
+        The most sets of centres one call gets.
+    row_block : int, default=ROW_BLOCK
+        Points per block. Blocked products are exact only for a multiple of the BLAS kernel's
+        row count (the default), or for exactly representable distances.
+    block_entries : int, default=BLOCK_ENTRIES
+        Distance matrices with more entries than this go by blocks.
+
+    Attributes
+    ----------
+    row_blocks : bool
+        Whether the product, too, is computed a block of rows at a time (one BLAS thread).
     """
 
-    def __init__(self, x: np.ndarray, k: int, max_sets: int) -> None:
+    def __init__(self, x: np.ndarray, k: int, max_sets: int, *, row_block: int = ROW_BLOCK,
+                 block_entries: int = BLOCK_ENTRIES) -> None:
         self.x, self.k = x, k
+        self.row_block, self.block_entries = row_block, block_entries
         n = x.shape[0]
         # Row blocks of the product are exact with one BLAS thread only: several threads
         # split the rows of a call among themselves at points that depend on its size.
-        self._row_blocks = _blas_threads() == 1
-        entries = min(n * max_sets * k, max(_BLOCK_ENTRIES, _ROW_BLOCK * max_sets * k))
-        self._prod = np.empty(entries if self._row_blocks else n * max_sets * k, np.float32)
+        self.row_blocks = blas_threads() == 1
+        entries = min(n * max_sets * k, max(block_entries, row_block * max_sets * k))
+        self._prod = np.empty(entries if self.row_blocks else n * max_sets * k, np.float32)
         self._planes = np.empty(entries, dtype=np.float32)
         self._ties = np.empty(entries, dtype=bool)
         self._codes = np.empty(entries, dtype=np.uint8)
@@ -197,20 +228,20 @@ class _Nearest:
         n_rest, _, d = centers.shape
         flat = centers.reshape(n_rest * k, d)
         if k > 256:
-            prod, c_sq = _distances(x, flat)
+            prod, c_sq = centre_distances(x, flat)
             prod += c_sq
             return prod.reshape(n, n_rest, k).argmin(axis=2)
         labels = np.empty((n, n_rest), dtype=np.uint8)
-        rows = n if n * n_rest * k <= _BLOCK_ENTRIES else _ROW_BLOCK
+        rows = n if n * n_rest * k <= self.block_entries else self.row_block
         whole = None
-        if rows < n and not self._row_blocks:
-            whole, c_sq = _distances(x, flat, self._prod[: n * n_rest * k])
+        if rows < n and not self.row_blocks:
+            whole, c_sq = centre_distances(x, flat, self._prod[: n * n_rest * k])
         for start in range(0, n, rows):
             stop = min(n, start + rows)
             size = (stop - start) * n_rest
             shape = (k, stop - start, n_rest)
             if whole is None:
-                block, c_sq = _distances(x[start:stop], flat, self._prod[: k * size])
+                block, c_sq = centre_distances(x[start:stop], flat, self._prod[: k * size])
             else:
                 block = whole[start:stop]
             block += c_sq
@@ -228,7 +259,7 @@ class _Nearest:
         return labels
 
 
-class _ClusterSums:
+class ClusterSums:
     """Sums and sizes of the clusters of many labellings of the same points.
 
     Row ``r * k + j`` of the result is cluster j of labelling r. The sums are a sparse
@@ -289,7 +320,7 @@ def _relocate_empty(
     update). Rare, so the distances are recomputed here (the same values, bit for bit).
     """
     n_rest, k, d = centers.shape
-    prod, c_sq = _distances(x, centers.reshape(n_rest * k, d))
+    prod, c_sq = centre_distances(x, centers.reshape(n_rest * k, d))
     prod += c_sq
     own = np.take_along_axis(
         prod.reshape(x.shape[0], n_rest, k), labels.astype(np.intp)[:, :, None], axis=2
@@ -351,7 +382,7 @@ def batched_kmeans(
     # most 0.1% of the points changed cluster: such last moves change the n-cut in the 4th
     # decimal, and a few restarts crawling for tens of iterations would dominate the time.
     max_changed = int(_SETTLED * n)
-    nearest, cluster_sums = _Nearest(xs, k, n_init), _ClusterSums(xs, k)
+    nearest, cluster_sums = NearestCentre(xs, k, n_init), ClusterSums(xs, k)
     for _ in range(max_iter):
         current = centers[active]
         labels = nearest(current)
@@ -403,7 +434,7 @@ def inertia_batch(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     if labels.size == 0:
         return np.full(n_part, max(total, 0.0))
     k = int(labels.max()) + 1
-    sums, counts = _ClusterSums(x64, k)(np.ascontiguousarray(labels.T))
+    sums, counts = ClusterSums(x64, k)(np.ascontiguousarray(labels.T))
     sums = np.ascontiguousarray(sums).reshape(n_part, k, -1)
     counts = counts.reshape(n_part, k)
     # |sum_c|^2 / n_c per cluster, summed over the clusters present: a row sum when all are

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.options import check_choice
 from harness.random_init import CONV_BETWEEN, MLP_BETWEEN, module_multipliers
 from harness.seeding import check_seed, stream_seed
 
@@ -157,7 +158,7 @@ class SmallCNN(nn.Module):
         dense_dropout: float = 0.5,
     ) -> None:
         super().__init__()
-        c, h, w = _check_image_shape(in_shape)
+        shape = _check_image_shape(in_shape)
         channels = tuple(int(ch) for ch in channels)
         if not channels or any(ch <= 0 for ch in channels):
             raise ValueError(f"channels must be non-empty positive ints, got {channels}")
@@ -171,27 +172,17 @@ class SmallCNN(nn.Module):
         _check_rate("conv_dropout", conv_dropout)
         _check_rate("dense_dropout", dense_dropout)
         _check_positive("n_classes", n_classes)
-        self.in_shape = (c, h, w)
+        self.in_shape = shape
         self.channels = channels
         self.pool_after = pool_after
         self.dense_widths = tuple(int(d) for d in dense)
         self.n_classes = int(n_classes)
         self.dropout = bool(dropout)
-        blocks: list[nn.Module] = []
-        previous = c
-        for ch, pool in zip(channels, pool_after, strict=True):
-            blocks += [nn.Conv2d(previous, ch, 3, padding=1), nn.ReLU()]
-            if pool:
-                blocks.append(nn.MaxPool2d(2))
-                h, w = h // 2, w // 2
-            if dropout and conv_dropout > 0:
-                blocks.append(nn.Dropout(conv_dropout))
-            previous = ch
-        if h == 0 or w == 0:
-            raise ValueError(f"input {tuple(self.in_shape)} is too small for {sum(pool_after)} pools")
-        self.features = nn.Sequential(*blocks)
+        rates = (float(conv_dropout) if dropout else 0.0,) * len(channels)
+        self.features, flat = _conv_blocks(
+            self.in_shape, channels, pool_after, rates, batch_norm=False
+        )
         head: list[nn.Module] = [nn.Flatten()]
-        flat = previous * h * w
         for width in self.dense_widths:
             head += [nn.Linear(flat, width), nn.ReLU()]
             if dropout and dense_dropout > 0:
@@ -240,7 +231,7 @@ class VGG(nn.Module):
         dropout: bool = False,
     ) -> None:
         super().__init__()
-        c, h, w = _check_image_shape(in_shape)
+        shape = _check_image_shape(in_shape)
         filters = tuple(int(f) for f in filters)
         pool_after = tuple(bool(p) for p in pool_after)
         conv_dropout = tuple(float(r) for r in conv_dropout)
@@ -251,26 +242,13 @@ class VGG(nn.Module):
             )
         for rate in (*conv_dropout, dense_dropout):
             _check_rate("dropout rate", rate)
-        self.in_shape = (c, h, w)
+        self.in_shape = shape
         self.channels = filters
         self.n_classes = int(n_classes)
         self.dropout = bool(dropout)
-        blocks: list[nn.Module] = []
-        previous = c
-        for f, pool, rate in zip(filters, pool_after, conv_dropout, strict=True):
-            blocks += [nn.Conv2d(previous, f, 3, padding=1), nn.ReLU()]
-            if pool:
-                blocks.append(nn.MaxPool2d(2))
-                h, w = h // 2, w // 2
-            blocks.append(nn.BatchNorm2d(f, eps=_BN_EPS, momentum=_BN_MOMENTUM))
-            if dropout and rate > 0:
-                blocks.append(nn.Dropout(rate))
-            previous = f
-        if h == 0 or w == 0:
-            raise ValueError(f"input {self.in_shape} is too small for {sum(pool_after)} pools")
-        self.features = nn.Sequential(*blocks)
+        rates = conv_dropout if dropout else (0.0,) * len(filters)
+        self.features, flat = _conv_blocks(self.in_shape, filters, pool_after, rates, batch_norm=True)
         head: list[nn.Module] = [nn.Flatten()]
-        flat = previous * h * w
         for i, width in enumerate(dense):
             head += [nn.Linear(flat, int(width)), nn.ReLU()]
             if i == 0:
@@ -283,6 +261,37 @@ class VGG(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(_as_image_batch(x, self.in_shape)))
+
+
+def _conv_blocks(
+    in_shape: tuple[int, int, int],
+    channels: Sequence[int],
+    pool_after: Sequence[bool],
+    dropout: Sequence[float],
+    *,
+    batch_norm: bool,
+) -> tuple[nn.Sequential, int]:
+    """The conv blocks of the CNNs and the size of their flattened output.
+
+    Per conv layer: ``Conv3x3('same') -> ReLU -> [MaxPool 2x2] -> [BatchNorm] -> [Dropout]``,
+    the dropout only where its rate is positive.
+    """
+    _, h, w = in_shape
+    blocks: list[nn.Module] = []
+    previous = in_shape[0]
+    for ch, pool, rate in zip(channels, pool_after, dropout, strict=True):
+        blocks += [nn.Conv2d(previous, ch, 3, padding=1), nn.ReLU()]
+        if pool:
+            blocks.append(nn.MaxPool2d(2))
+            h, w = h // 2, w // 2
+        if batch_norm:
+            blocks.append(nn.BatchNorm2d(ch, eps=_BN_EPS, momentum=_BN_MOMENTUM))
+        if rate > 0:
+            blocks.append(nn.Dropout(rate))
+        previous = ch
+    if h == 0 or w == 0:
+        raise ValueError(f"input {tuple(in_shape)} is too small for {sum(pool_after)} pools")
+    return nn.Sequential(*blocks), previous * h * w
 
 
 # ----------------------------------------------------------------------------------------------
@@ -320,8 +329,7 @@ def build_model(
         from ``stream_seed(config.seed, 1)``. The global torch RNG is left untouched.
     """
     arch = str(config.arch)
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; allowed: {', '.join(ARCHS)}")
+    check_choice("arch", arch, ARCHS)
     shape = tuple(input_shape if input_shape is not None else (config.input_shape or ()))
     n = n_out if n_out is not None else config.n_out
     if not shape or n is None:

@@ -20,27 +20,23 @@ from typing import Any
 import numpy as np
 import scipy.sparse.csgraph as csgraph
 
-from harness.cluster import (
-    METHODS,
-    DisconnectedGraphWarning,
-    cluster_graph,
-    network_graph,
-)
+from harness.cluster import DisconnectedGraphWarning, cluster_graph, network_graph
 from harness.graph import ISOLATION_RTOL, remove_isolated, validate_weights
 from harness.options import check_choice
-from harness.parallel import Progress, iter_chunks, parallel_map, threads_per_process
+from harness.progress import Progress
 from harness.seeding import derive_seed, stream
+from harness.spec import NULL_METHODS, AnalysisSpec
+from harness.workers import iter_chunks, parallel_map, threads_per_process
 
 __all__ = [
     "NULL_METHODS",
     "changeable_layers",
     "null_distribution",
+    "null_ncuts",
     "null_sample_ncut",
     "null_sample_streams",
     "shuffle_weights",
 ]
-
-NULL_METHODS = ("layer", "layer_nonzero", "layer_nonzero_distribution", "layer_all_distribution")
 
 _KDE_BANDWIDTH = 0.01
 # Below this many (nonzero weights x samples) the default runs in-process: a null of a toy
@@ -237,14 +233,15 @@ def _run_chunk(task: tuple[Any, ...]) -> list[tuple[float, bool]]:
     """Worker entry: all samples of one chunk, single-threaded for bitwise reproducibility."""
     from threadpoolctl import threadpool_limits
 
-    weights, n_clusters, null, method, n_init, items, network_seed, rtol, changeable = task
+    weights, spec, n_init, items, network_seed, changeable = task
     with threadpool_limits(limits=1), warnings.catch_warnings():
         # One summary warning is issued by the caller, not one per sample.
         warnings.simplefilter("ignore", DisconnectedGraphWarning)
         return [
             null_sample_ncut(
-                weights, n_clusters, null, method, n_init, ss, i,
-                network_seed=network_seed, isolation_rtol=rtol, changeable=changeable,
+                weights, spec.n_clusters, spec.null, spec.method, n_init, ss, i,
+                network_seed=network_seed, isolation_rtol=spec.isolation_rtol,
+                changeable=changeable,
             )
             for i, ss in items
         ]
@@ -311,18 +308,38 @@ def null_distribution(
     DisconnectedGraphWarning
         Once, if some shuffled graphs had several connected components.
     """
-    _check_null(null)
-    check_choice("method", method, METHODS)
-    if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 0:
-        raise ValueError(f"n_samples must be a non-negative integer, got {n_samples!r}")
-    if (
-        isinstance(n_clusters, bool)
-        or not isinstance(n_clusters, (int, np.integer))
-        or n_clusters < 2
-    ):
-        raise ValueError(f"n_clusters must be an integer >= 2, got {n_clusters!r}")
-    n_samples = int(n_samples)
-    kept, mask = remove_isolated(validate_weights(weights), isolation_rtol=isolation_rtol)
+    spec = AnalysisSpec(
+        n_clusters=n_clusters, null=null, n_samples=n_samples, method=method,
+        isolation_rtol=isolation_rtol,
+    )
+    return null_ncuts(
+        validate_weights(weights), spec, seed=seed, n_workers=n_workers, n_init=n_init,
+        progress=progress,
+    )
+
+
+def null_ncuts(
+    weights: Sequence[np.ndarray],
+    spec: AnalysisSpec,
+    *,
+    seed: int,
+    n_workers: int | None = None,
+    n_init: int | None = None,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """:func:`null_distribution` of weights already validated, with the settings of ``spec``.
+
+    Parameters
+    ----------
+    weights : sequence of ndarray of float64, each of shape (n_l, n_{l+1})
+        As returned by :func:`harness.graph.validate_weights` (not checked again).
+    spec : AnalysisSpec
+        Its ``n_clusters``, ``null``, ``n_samples``, ``method`` and ``isolation_rtol``.
+    seed, n_workers, n_init, progress
+        As :func:`null_distribution`.
+    """
+    n_clusters, null, n_samples = spec.n_clusters, spec.null, spec.n_samples
+    kept, mask = remove_isolated(weights, isolation_rtol=spec.isolation_rtol)
     if int(mask.sum()) <= n_clusters:
         raise ValueError(
             f"n_clusters={n_clusters} is not below the {int(mask.sum())} non-isolated neurons "
@@ -343,7 +360,7 @@ def null_distribution(
     # Which layers a shuffle can change is decided once here; samples compare only those.
     changeable = changeable_layers(kept, null)
     tasks = [
-        (kept, int(n_clusters), null, method, n_init, chunk, int(seed), isolation_rtol, changeable)
+        (kept, spec, n_init, chunk, int(seed), changeable)
         for chunk in iter_chunks(seeds, n_chunks)
         if chunk
     ]

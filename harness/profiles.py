@@ -7,7 +7,7 @@ smoke      tests and CI plumbing                  the first 4,000 training examp
                                                   schedule x 0.05 (the MLP's 20+20 -> 1+1),
                                                   1 instance, 4 null samples; claims recorded,
                                                   not asserted
-ci         claims asserted on every CI run     5 MLPs on 12,000 examples, 3+3 epochs,
+ci         claims asserted on every CI run        5 MLPs on 12,000 examples, 3+3 epochs,
                                                   1 instance, 30 nulls; only the claims of
                                                   ``harness.claims.CI_CLAIMS``
 quick      default main job on a 2-core machine   full data, each tag's schedule x 0.3 / x 0.2
@@ -35,24 +35,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-__all__ = ["MLP_SCHEDULE", "Profile", "PROFILES", "get_profile"]
+from harness.claims.statuses import CI_CLAIMS
+from harness.options import check_choice
 
-# The claims the ci profile asserts; their reasons live in harness.claims.CI_CLAIMS (a test
-# keeps the two lists equal; importing harness.claims here would import pandas at start-up).
-_CI_CLAIMS = (
-    "B-FASHION+DROPOUT-pruned-sig",
-    "B-FASHION-pruned-sig",
-    "B-HALVES-MNIST-pruned-sig",
-    "B-MNIST+DROPOUT-pruned-below-unpruned",
-    "B-FASHION+DROPOUT-pruned-below-unpruned",
-    "I-random-init-mlp",
-    "I-random-init-mlp-clusterable",
-    "I-random-init-cnn",
-    "I-trained-below-random",
-    "A-FASHION+DROPOUT-pruned-cohen-d-large",
-    "B-MNIST-pruned-learns",
-    "B-FASHION-pruned-learns",
-)
+__all__ = ["MLP_SCHEDULE", "Profile", "PROFILES", "get_profile"]
 
 #: The paper's default MLP schedule, ``mlp_config`` (reference §2.1): 20 epochs of training,
 #: then 20 of pruning. Profiles are described as a fraction of it.
@@ -167,8 +153,7 @@ class Profile:
         >>> PROFILES["paper"].subset(3000), PROFILES["paper"].subset(None, "test")
         (3000, None)
         """
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        check_choice("split", split, ("train", "test"))
         if self.is_conv(arch):
             cap = self.cnn_n_train if split == "train" else self.cnn_n_test
         else:
@@ -260,7 +245,7 @@ PROFILES: dict[str, Profile] = {
         tags=("MNIST", "MNIST+DROPOUT", "FASHION", "FASHION+DROPOUT", "HALVES-MNIST"),
         cnn_instances=1,
         studies=("clustering", "null_models", "random_init"),
-        claims=tuple(_CI_CLAIMS),
+        claims=tuple(CI_CLAIMS),
         random_init_trials_vgg=2,
     ),
     "paper": Profile(

@@ -26,6 +26,7 @@ import numpy as np
 
 from harness.filters import PAPER_FILTER_NORM, filter_adjacency
 from harness.options import check_choice
+from harness.seeding import check_seed
 
 __all__ = [
     "CNN_CHANNELS",
@@ -78,7 +79,8 @@ def random_mlp_weights(
     clusterable: bool = False,
     n_modules: int = 10,
     skip_first: bool = True,
-    rng: np.random.Generator,
+    rng: np.random.Generator | None = None,
+    seed: int | None = None,
 ) -> list[np.ndarray]:
     """Weights of an untrained MLP, (n_in, n_out) per layer.
 
@@ -93,8 +95,15 @@ def random_mlp_weights(
     skip_first : bool
         Leave the input layer's matrix unscaled, as training does (reference §2.7); ``False``
         reproduces the paper's random-init study (its Table I).
-    rng : numpy.random.Generator
+    rng : numpy.random.Generator, optional
+    seed : int, optional
+        Instead of ``rng``: ``numpy.random.default_rng(seed)`` draws the weights. Give one
+        of the two.
     """
+    if (rng is None) == (seed is None):
+        raise ValueError("random_mlp_weights: give exactly one of rng= and seed=")
+    if rng is None:
+        rng = np.random.default_rng(check_seed(seed, name="seed"))
     sizes = [int(s) for s in sizes]
     if len(sizes) < 2 or min(sizes) < 1:
         raise ValueError(f"sizes must list at least two positive layer widths, got {sizes}")

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
+from harness.options import check_choice
+
 __all__ = [
     "SIDES",
     "TIE_RTOL",
@@ -86,8 +88,7 @@ def pvalue(statistic: float, null: Sequence[float] | np.ndarray, *, side: str = 
     >>> pvalue(3.0, [3.0, 3.0, 3.0])    # ties count against significance
     1.0
     """
-    if side not in SIDES:
-        raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+    check_choice("side", side, SIDES)
     arr = _as_null(null)
     if arr.size == 0:
         raise ValueError("null is empty; a p-value needs at least one null sample")

@@ -354,7 +354,7 @@ def _one_line_error(capsys, needle):
         (["missing.npz", "mnist"], "no such file"),
         (["{net}", "no-such-data"], "dataset must be one of"),
         (["{net}", "mnist", "-k", "0"], "positive integer"),
-        (["{net}", "mnist", "--plot", "out.gif"], ".png, .svg or .pdf"),
+        (["{net}", "mnist", "--plot", "out.gif"], "must be one of 'png', 'svg', 'pdf'"),
         (["{net}", "poly"], "takes 784 inputs"),
     ],
 )

@@ -109,7 +109,7 @@ def test_calibrated_statuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         _fake_run(folder, seed, [], {always: True, never: False, mixed: seed != 1})
     write_baseline_manifest(folder, profile="quick", seeds=[0, 1, 2])
     monkeypatch.setenv(C.ENV_BASELINES, str(tmp_path))
-    C._load.cache_clear()
+    C.clear_calibration_cache()
     try:
         assert REGISTRY[always].status_at("quick")[0] == "assert"
         status, reason = REGISTRY[never].status_at("quick")
@@ -120,7 +120,7 @@ def test_calibrated_statuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         assert status == "record" and "make calibrate PROFILE=quick" in reason
         # a profile without a calibration keeps the registry's own statuses
         assert REGISTRY[always].status_at("paper")[0] == "assert"
-        summary = C._write_summary(folder, "quick").read_text()
+        summary = C.write_calibration_summary(folder, "quick").read_text()
         assert f"| {mixed} | holds | fails | holds | 67% | record |" in summary
     finally:
-        C._load.cache_clear()
+        C.clear_calibration_cache()

@@ -74,7 +74,7 @@ class _Rows:
         self.random_init = load("test_random_init")
 
     def model(self, tag: str) -> Any:
-        from harness.train import get_or_train
+        from harness.training import get_or_train
 
         if tag not in self.models:
             config = model_config(tag, 0, SMALL, SEED)
@@ -147,26 +147,26 @@ def unbroken(models: Store, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 def _shuffled_weights_clustered(mp: pytest.MonkeyPatch) -> None:
     """The network's clustering sees a layer-shuffled copy of its weights, shuffled as a null
     sample is (isolated neurons removed first): the network's n-cut is one more null draw."""
-    import harness.clusterability as clusterability
-    from harness.graph import ISOLATION_RTOL, remove_isolated, validate_weights
+    import harness.analysis as analysis
+    from harness.graph import remove_isolated
     from harness.nulls import shuffle_weights
 
-    real = clusterability.cluster_weights
+    real = analysis.cluster_network
 
-    def cluster_shuffled(weights: Any, n_clusters: int, **kw: Any) -> Any:
-        rtol = kw.get("isolation_rtol", ISOLATION_RTOL)
-        kept, _ = remove_isolated(validate_weights(weights), isolation_rtol=rtol)
+    def cluster_shuffled(weights: Any, spec: Any, **kw: Any) -> Any:
+        kept, _ = remove_isolated(weights, isolation_rtol=spec.isolation_rtol)
         rng = np.random.default_rng(kw.get("seed"))
-        return real(shuffle_weights(kept, "layer", rng), n_clusters, **kw)
+        return real(shuffle_weights(kept, "layer", rng), spec, **kw)
 
-    mp.setattr(clusterability, "cluster_weights", cluster_shuffled)
+    mp.setattr(analysis, "cluster_network", cluster_shuffled)
 
 
 def _pruning_disabled(mp: pytest.MonkeyPatch) -> None:
-    """The pruning phase trains on without masking any weight."""
-    from harness import train
+    """The pruning phase trains on without masking any weight (either trainer)."""
+    from harness.pruning import Pruner, StackPruner
 
-    mp.setattr(train._Pruner, "prune_to", lambda self, sparsity: None)
+    mp.setattr(Pruner, "prune_to", lambda self, sparsity: None)
+    mp.setattr(StackPruner, "prune_to", lambda self, targets: None)
 
 
 def _null_from_unshuffled_network(mp: pytest.MonkeyPatch) -> None:
@@ -178,16 +178,16 @@ def _null_from_unshuffled_network(mp: pytest.MonkeyPatch) -> None:
 
 def _shuffled_labels(mp: pytest.MonkeyPatch) -> None:
     """Training sees the training labels in a random order (test labels intact)."""
-    from harness import train
+    import harness.data as data_module
 
-    real = train._load
+    real = data_module.load_dataset
 
-    def load_shuffled(config: Any) -> Any:
-        data = real(config)
+    def load_shuffled(*args: Any, **kwargs: Any) -> Any:
+        data = real(*args, **kwargs)
         labels = np.random.default_rng(0).permutation(data.y_train)
         return dataclasses.replace(data, y_train=labels)
 
-    mp.setattr(train, "_load", load_shuffled)
+    mp.setattr(data_module, "load_dataset", load_shuffled)
 
 
 def _k_ignored(mp: pytest.MonkeyPatch) -> None:

@@ -6,13 +6,13 @@ import pandas as pd
 import pytest
 
 from harness.claims import REGISTRY, Cell
-from harness.claims_extra import FEATURE_VIS_MODELS, FEATURE_VIS_P_COLUMNS
+from harness.claims.extra import FEATURE_VIS_MODELS, FEATURE_VIS_P_COLUMNS
 
 CONTROL, REG = "SMALL-MNIST", "SMALL-MNIST+CLUSTERABILITY-GRADIENT"
 
 
 def _rows(cell: Cell, n: int = 3, **values) -> list[dict]:
-    base = {"model_tag": cell.tag, "phase": cell.phase, "null": cell.null, "n_clusters": 12}
+    base = {"model_tag": cell.tag, "phase": cell.phase, "null": cell.null, "n_clusters": cell.n_clusters}
     return [{**base, "instance": i, **{k: (v[i] if isinstance(v, list) else v)
                                        for k, v in values.items()}} for i in range(n)]
 

@@ -100,6 +100,98 @@ def test_seeds_beyond_32_bits_are_refused(good, capsys, seed):
     assert "[0, 2**32)" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("seed", [str(2**70), "-5"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["cluster", "{net}"],
+        ["activations", "{net}", "mnist"],
+        ["train", "MNIST"],
+        ["data", "fetch", "line"],
+        ["data", "list"],
+        ["calibrate", "--profile", "smoke", "--seeds", "1", "2"],
+    ],
+    ids=["cluster", "activations", "train", "data-fetch", "data-list", "calibrate"],
+)
+def test_every_seed_option_has_the_one_rule(good, capsys, command, seed):
+    """Every ``--seed`` of every subcommand is checked by harness.seeding.check_seed, before
+    any work."""
+    argv = [a.format(net=good) for a in command]
+    flag = "--seeds" if command[0] == "calibrate" else "--seed"
+    argv = [*argv, seed] if flag == "--seeds" else [*argv, flag, seed]
+    assert main(argv) == EXIT_USAGE
+    _one_line_error(capsys, flag, "[0, 2**32)")
+
+
+# ---------------------------------------------------------------- files the command writes
+
+
+def test_plot_format_is_checked_before_any_work(good, capsys, monkeypatch):
+    import harness.analysis
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the network was analysed before the --plot check")
+
+    monkeypatch.setattr(harness.analysis, "clusterability", no_work)
+    assert main(["cluster", str(good), "--plot", "out.gif"]) == EXIT_USAGE
+    _one_line_error(capsys, "--plot out.gif", "must be one of 'png', 'svg', 'pdf'")
+
+
+def _no_training(monkeypatch):
+    import harness.training
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started before the store was checked")
+
+    monkeypatch.setattr(harness.training, "get_or_train", no_training)
+
+
+@pytest.mark.parametrize("from_env", [False, True], ids=["option", "HARNESS_STORE"])
+def test_train_checks_a_store_folder_before_training(tmp_path, capsys, monkeypatch, from_env):
+    _no_training(monkeypatch)
+    (tmp_path / "blocker").write_text("a file, not a folder")  # unwritable even as root
+    store = str(tmp_path / "blocker" / "store")
+    if from_env:
+        monkeypatch.setenv("HARNESS_STORE", store)
+        argv = ["train", "MNIST"]
+    else:
+        monkeypatch.delenv("HARNESS_STORE", raising=False)
+        argv = ["train", "MNIST", "--store", store]
+    assert main(argv) == EXIT_USAGE
+    source = "HARNESS_STORE" if from_env else "--store"
+    _one_line_error(capsys, f"{source} {store} cannot be created")
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_train_checks_a_store_url_before_training(tmp_path, capsys, monkeypatch):
+    """``--store s3://...`` without credentials: one line, before any training (not the
+    botocore traceback after the first epoch). No network: nothing listens where it points."""
+    s3fs = pytest.importorskip("s3fs", reason="an s3:// store needs s3fs (the ray extra)")
+    _no_training(monkeypatch)
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "AWS_WEB_IDENTITY_TOKEN_FILE", "HARNESS_STORE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("HARNESS_STORE_CACHE", str(tmp_path / "cache"))
+    s3fs.S3FileSystem.clear_instance_cache()  # no file system built with other credentials
+    try:
+        assert main(["train", "MNIST", "--store", "s3://bucket/x"]) == EXIT_USAGE
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+    _one_line_error(capsys, "--store s3://bucket/x", "cannot be written", "credentials")
+
+
 # ---------------------------------------------------------------- Ctrl-C
 
 
@@ -146,7 +238,7 @@ def test_ctrl_c_during_null_sampling(tmp_path, workers):
 @pytest.mark.integration
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_pool_workers_leave_ctrl_c_to_the_parent():
-    from harness.parallel import parallel_map
+    from harness.workers import parallel_map
 
     handlers = parallel_map(signal.getsignal, [signal.SIGINT] * 2, n_workers=2)
     assert handlers == [signal.SIG_IGN] * 2

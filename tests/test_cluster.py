@@ -18,7 +18,6 @@ from harness.cluster import (
     ClusteringResult,
     DisconnectedGraphWarning,
     NegligibleClusterWarning,
-    _two_coloring,
     ave_in_out,
     batched_kmeans,
     cluster_weights,
@@ -28,6 +27,7 @@ from harness.cluster import (
     spectral_clustering,
     spectral_embedding,
 )
+from harness.embedding import two_coloring
 from harness.graph import kept_units, normalized_abs, weights_to_graph
 
 
@@ -156,12 +156,12 @@ def test_ave_in_out():
 # ---------------------------------------------------------------- embedding
 
 
-def test_two_coloring():
+def testtwo_coloring():
     path = sp.diags([np.ones(4), np.ones(4)], [1, -1], shape=(5, 5)).tocsr()
-    col = _two_coloring(path)
+    col = two_coloring(path)
     np.testing.assert_array_equal(col, [False, True, False, True, False])
     triangle = sp.csr_matrix(np.ones((3, 3)) - np.eye(3))
-    assert _two_coloring(triangle) is None
+    assert two_coloring(triangle) is None
 
 
 def _subspace_distance(a, b):
@@ -205,7 +205,7 @@ def test_embedding_non_bipartite_graph_matches_sklearn_subspace():
     a = random_graph(40, 0.9, 0)
     a[:20, 20:] *= 0.02
     a[20:, :20] *= 0.02
-    assert _two_coloring(sp.csr_matrix(a)) is None
+    assert two_coloring(sp.csr_matrix(a)) is None
     emb, _ = spectral_embedding(a, 2, seed=rng)
     ref = sk_embedding(a, n_components=2, drop_first=False, random_state=0)
     assert _subspace_distance(emb, ref) < 1e-4

@@ -7,13 +7,14 @@ import json
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from harness.analysis import clusterability, load_weights
 from harness.cli import main
-from harness.clusterability import clusterability, load_weights
 from harness.files import natural_key
 from harness.nulls import null_distribution
 from harness.stats import ClusterabilityResult
@@ -344,3 +345,31 @@ def test_cli_plot_writes_the_clustered_network(npz, tmp_path):
 
     pixels = matplotlib.image.imread(out)
     assert pixels.shape[0] > 100 and pixels.std() > 0.01
+
+
+@pytest.mark.parametrize(("content", "why"), [
+    (b"", "the file is empty"),
+    (b"W0 = [[1, 2], [3, 4]]\n", "neither the zip archive nor the pickle"),
+])
+def test_a_pt_that_is_no_checkpoint_is_one_clear_line(tmp_path, capsys, content, why):
+    from harness.cli import main
+
+    path = tmp_path / "weights.pt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"weights.pt: not a torch checkpoint \\({why}"):
+        load_weights(path)
+    assert main(["cluster", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not a torch checkpoint" in err and err.count("\n") == 1
+
+
+def test_save_weights_round_trips_and_never_leaves_half_a_file(tmp_path: Path) -> None:
+    import harness
+
+    weights = harness.random_mlp_weights([6, 5, 4], seed=0)
+    path = harness.save_weights(tmp_path / "w.npz", weights)
+    loaded = harness.load_weights(path)
+    assert all(np.array_equal(a, b) for a, b in zip(weights, loaded, strict=True))
+    with pytest.raises(ValueError, match="no weight matrices"):
+        harness.save_weights(tmp_path / "empty.npz", [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.npz"]

@@ -40,7 +40,7 @@ def test_fetch_builds_and_list_reports(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_fetch_unknown_name_fails_before_doing_anything(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown dataset 'nope'; known datasets: mnist, fashion"):
+    with pytest.raises(ValueError, match="dataset must be one of 'mnist', 'fashion', .*; got 'nope'"):
         _run(["data", "fetch", "line", "nope", "--data-dir", str(tmp_path)])
     assert not (tmp_path / "derived").exists()
 

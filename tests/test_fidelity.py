@@ -12,6 +12,7 @@ from harness import report as R
 from harness.claims import REGISTRY
 from harness.paper import paper_value
 from harness.report.fidelity import RULE_TEXT, tolerance
+from harness.spec import PAPER_K
 
 # Table B, MNIST: pruned 8.88 (SD 0.049), unpruned 10.024 (SD 0.017).
 PRUNED, PRUNED_SD = 8.88, 0.049
@@ -25,7 +26,7 @@ def clustering_row(tag: str, phase: str, instance: int, ncut: float) -> dict[str
         "model_tag": tag,
         "phase": phase,
         "instance": instance,
-        "n_clusters": 12,
+        "n_clusters": PAPER_K,
         "null": "layer",
         "ncut": ncut,
         "paper_ncut": paper_value("B", tag, "ncut", phase=phase),
@@ -49,13 +50,13 @@ def rows_by_study() -> dict[str, list[dict[str, Any]]]:
     ]  # fmt: skip
     # a summary row over instances (no instance) is not an instance
     stability = [
-        {"model_tag": "LINE", "phase": "pruned", "instance": 0, "n_clusters": 12, "ncut": 7.361, "paper_ncut": 7.361},
+        {"model_tag": "LINE", "phase": "pruned", "instance": 0, "n_clusters": PAPER_K, "ncut": 7.361, "paper_ncut": 7.361},
         {"model_tag": "LINE", "phase": "pruned", "kind": "summary", "ncut": 99.0, "paper_ncut": 7.361},
     ]  # fmt: skip
     # Table I: the paper's SD travels in the row (paper_sd); Table J: no SD, 2% rule
     random_init = [
-        {"init": "plain", "n_clusters": 12, "mean": 10.295 * 1.021, "paper_mean": 10.295, "paper_sd": 0.032},
-        {"init": "clusterable", "n_clusters": 12, "mean": 6.0, "paper_mean": None, "paper_sd": None},
+        {"init": "plain", "n_clusters": PAPER_K, "mean": 10.295 * 1.021, "paper_mean": 10.295, "paper_sd": 0.032},
+        {"init": "clusterable", "n_clusters": PAPER_K, "mean": 6.0, "paper_mean": None, "paper_sd": None},
     ]  # fmt: skip
     learning_curve = [
         {"model_tag": "MNIST", "epoch": 10, "phase": "unpruned", "n_clusters": 4, "ncut": 2.492 * 1.019, "paper_ncut": 2.492},
@@ -86,14 +87,14 @@ def claim_records() -> list[dict[str, Any]]:
 
 def test_cells_reproduced_within_spread_clipped_to_two_to_five_percent() -> None:
     cells = R.fidelity_cells(rows_by_study()).set_index(["table", "cell"])
-    pruned = cells.loc[("B", "MNIST pruned K=12")]
+    pruned = cells.loc[("B", f"MNIST pruned K={PAPER_K}")]
     assert pruned["n"] == 3
     assert pruned["ours"] == pytest.approx(PRUNED + 1.5 * PRUNED_SD)
     assert pruned["paper_sd"] == pytest.approx(PRUNED_SD)  # looked up in the paper's table
     # 2 SD (1.1% of 8.88) is narrower than the 2% floor
     assert pruned["tolerance"] == pytest.approx(0.02 * PRUNED) and "2 SD is narrower" in pruned["rule"]
     assert pruned["reproduced"] and pruned["null"] == "layer"
-    unpruned = cells.loc[("B", "MNIST unpruned K=12")]
+    unpruned = cells.loc[("B", f"MNIST unpruned K={PAPER_K}")]
     assert not unpruned["reproduced"] and unpruned["diff"] == pytest.approx(0.025 * UNPRUNED)
     assert "2% of paper" in unpruned["rule"]
     # a cell without a paper value is not a paper cell
@@ -103,10 +104,10 @@ def test_cells_reproduced_within_spread_clipped_to_two_to_five_percent() -> None
     assert h7["n"] == 2 and h7["reproduced"] and h7["null"] == ""
     assert not cells.loc[("H10", "MNIST pruned K=10")]["reproduced"]
     # summary rows (no instance) are left out
-    assert cells.loc[("G", "LINE pruned K=12")]["n"] == 1
-    assert cells.loc[("G", "LINE pruned K=12")]["reproduced"]
+    assert cells.loc[("G", f"LINE pruned K={PAPER_K}")]["n"] == 1
+    assert cells.loc[("G", f"LINE pruned K={PAPER_K}")]["reproduced"]
     # Table I: the SD from the row; 2.1% off is outside the 2% floor (2 SD is 0.6%)
-    plain = cells.loc[("I", "plain K=12")]
+    plain = cells.loc[("I", f"plain K={PAPER_K}")]
     assert plain["paper_sd"] == 0.032 and not plain["reproduced"]
     # Table J: no SD, 1.9% off is within 2%
     j = cells.loc[("J", "MNIST epoch 10")]
@@ -144,7 +145,7 @@ def test_write_fidelity_and_page(tmp_path: Path) -> None:
     assert [p.name for p in paths] == ["fidelity.csv", "fidelity.md"]
     md = (tmp_path / "fidelity.md").read_text()
     assert R.fidelity_line(frame) in md and "2 x paper SD" in md and "2% of paper" in md
-    assert md.index("MNIST unpruned K=12") < md.index("MNIST pruned K=12")  # not reproduced first
+    assert md.index(f"MNIST unpruned K={PAPER_K}") < md.index(f"MNIST pruned K={PAPER_K}")  # not reproduced first
     back = R.read_fidelity(tmp_path)
     assert back is not None and R.fidelity_line(back) == R.fidelity_line(frame)
     R.write_study_tables({"clustering": rows["clustering"]}, tmp_path)
@@ -172,10 +173,10 @@ def test_tolerance_is_two_sd_between_two_and_five_percent() -> None:
         ]
     }
     cells = R.fidelity_cells(extra).set_index("cell")
-    l2 = cells.loc["MNIST+L2REG pruned K=12"]
+    l2 = cells.loc[f"MNIST+L2REG pruned K={PAPER_K}"]
     assert l2["paper_sd"] == 1.88 and l2["tolerance"] == pytest.approx(0.05 * 8.335)
     assert not l2["reproduced"] and "5% of paper (2 SD is wider)" in l2["rule"]
-    halves = cells.loc["HALVES-FASHION pruned K=12"]
+    halves = cells.loc[f"HALVES-FASHION pruned K={PAPER_K}"]
     assert halves["tolerance"] == pytest.approx(2 * 0.203) and halves["reproduced"]
     assert halves["rule"] == "|ours - paper| <= 2 x paper SD"
     assert (cells["tolerance"] <= 0.05 * cells["paper"].abs() + 1e-12).all()
@@ -186,13 +187,13 @@ def test_poly_lesion_is_compared_in_the_papers_direction(tmp_path: Path) -> None
     """The paper's POLY effect factor (10.298) is random / true MSE (reference §11 item 9):
     the cell compares ours in that direction, not the corrected effect_means."""
     lesion = [
-        {"model_tag": "POLY", "phase": "pruned", "instance": i, "n_clusters": 12,
+        {"model_tag": "POLY", "phase": "pruned", "instance": i, "n_clusters": PAPER_K,
          "direction": "corrected: higher MSE = damage", "effect_means": 0.1,
          "effect_means_as_paper": 10.298 * 1.01, "paper_effect_means_mean": 10.298}
         for i in range(2)
     ]  # fmt: skip
     cells = R.fidelity_cells({"lesion": lesion}).set_index("cell")
-    poly = cells.loc["POLY pruned K=12"]
+    poly = cells.loc[f"POLY pruned K={PAPER_K}"]
     assert poly["metric"] == "effect_means_as_paper" and poly["ours"] == pytest.approx(10.298 * 1.01)
     assert poly["reproduced"]
     frame = R.fidelity_table({"lesion": lesion}, [], profile="quick")

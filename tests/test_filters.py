@@ -12,16 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from harness.analysis import clusterability, load_weights
 from harness.cli import FILTER_NORMS as CLI_FILTER_NORMS
 from harness.cli import main
-from harness.clusterability import clusterability, load_weights
-from harness.filters import (
-    FILTER_NORMS,
-    batch_norm_scales,
-    filter_adjacency,
-    filter_graph_weights,
-    module_filter_graph,
-)
+from harness.filters import FILTER_NORMS, filter_adjacency, filter_graph_weights
+from harness.model_kernels import batch_norm_scales, module_filter_graph
 from harness.models import SmallCNN, conv_kernels
 
 
@@ -158,3 +153,42 @@ def test_cli_clusters_an_npz_of_conv_kernels(tmp_path, capsys):
     code = main(["cluster", str(path), "--samples", "0", "--filter-norm", "l1", "--json"])
     assert code == 0
     assert json.loads(capsys.readouterr().out)["ncut"] != out["ncut"]
+
+
+def test_torch_layout_kernels_are_refused_not_clustered(tmp_path, capsys):
+    """Torch's (out, in, 3, 3) kernels read as Keras' (3, 3, in, out) chain as a 3-3-3
+    network; they are refused with the permutation that fixes them."""
+    torch_layout = [np.ones((8, 1, 3, 3)), np.ones((8, 8, 3, 3)), np.ones((8, 8, 3, 3))]
+    path = tmp_path / "torch_layout.npz"
+    np.savez(path, *torch_layout)
+    with pytest.raises(ValueError, match=r"torch layout.*\.transpose\(2, 3, 1, 0\)"):
+        load_weights(path)
+    assert main(["cluster", str(path), "--samples", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and ".transpose(2, 3, 1, 0)" in err and "\n" not in err
+    keras = [k.transpose(2, 3, 1, 0) for k in torch_layout]
+    assert [w.shape for w in load_weights(keras)] == [(8, 8), (8, 8)]
+
+
+@pytest.mark.parametrize(("shapes", "torch_like"), [
+    ([(16, 1, 3, 3), (16, 16, 3, 3)], True),
+    ([(16, 16, 3, 3), (32, 16, 3, 3)], True),  # both chain: 16x16 "kernels" are channels
+    ([(3, 3, 1, 16), (3, 3, 16, 16)], False),
+    ([(3, 3, 3, 3), (3, 3, 3, 3)], False),  # the same either way: Keras
+    ([(1, 1, 64, 64), (1, 1, 64, 64)], False),
+])
+def test_torch_layout_detection(shapes, torch_like):
+    from harness.filters import looks_like_torch_layout
+
+    assert looks_like_torch_layout(shapes) is torch_like
+
+
+def test_grouped_convolutions_are_refused():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 8, 3, groups=2), nn.Conv2d(8, 8, 3))
+    with pytest.raises(ValueError, match=r"conv layer 1 is a grouped convolution \(groups=2\).*"
+                                         "not supported"):
+        load_weights(model)
+    # a grouped conv's kernels saved as arrays: the chain error names grouping too
+    kernels = [k.detach().numpy().transpose(2, 3, 1, 0) for k in (model[0].weight, model[1].weight)]
+    with pytest.raises(ValueError, match="grouped convolution .* not supported"):
+        load_weights(kernels)

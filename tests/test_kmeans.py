@@ -19,10 +19,17 @@ from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
 import harness.cluster as cluster
-import harness.kmeans as km
 from harness.cluster import cluster_graph, network_graph, spectral_embedding
 from harness.graph import remove_isolated, weights_to_graph
-from harness.kmeans import batched_kmeans, inertia_batch
+from harness.kmeans import (
+    ROW_BLOCK,
+    ClusterSums,
+    NearestCentre,
+    batched_kmeans,
+    blas_threads,
+    centre_distances,
+    inertia_batch,
+)
 
 # ---------------------------------------------------------------- frozen copy (463fa6d)
 
@@ -201,7 +208,7 @@ CASES = [
 
 
 @pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
-def blas_threads(request):
+def blas_limit(request):
     """Run under one BLAS thread (products by row blocks) and under two (whole products)."""
     with threadpool_limits(limits=request.param, user_api="blas"):
         yield request.param
@@ -210,7 +217,7 @@ def blas_threads(request):
 @pytest.mark.parametrize(
     ("name", "k", "n_init"), CASES, ids=[f"{n}-k{k}-r{r}" for n, k, r in CASES]
 )
-def test_labels_and_inertias_are_bit_identical_to_the_frozen_copy(name, k, n_init, blas_threads):
+def test_labels_and_inertias_are_bit_identical_to_the_frozen_copy(name, k, n_init, blas_limit):
     x = INPUTS[name](k)
     for seed in (0, 1):
         new = batched_kmeans(x, k, n_init=n_init, seed=seed)
@@ -223,10 +230,10 @@ def test_labels_and_inertias_are_bit_identical_to_the_frozen_copy(name, k, n_ini
 def test_products_go_by_row_blocks_only_with_one_blas_thread():
     x = np.zeros((10, 2), dtype=np.float32)
     with threadpool_limits(limits=1, user_api="blas"):
-        assert km._Nearest(x, 3, 2)._row_blocks
+        assert NearestCentre(x, 3, 2).row_blocks
     with threadpool_limits(limits=2, user_api="blas"):
-        assert km._blas_threads() in (1, 2)  # 1 where BLAS is single-threaded anyway
-        assert km._Nearest(x, 3, 2)._row_blocks == (km._blas_threads() == 1)
+        assert blas_threads() in (1, 2)  # 1 where BLAS is single-threaded anyway
+        assert NearestCentre(x, 3, 2).row_blocks == (blas_threads() == 1)
 
 
 def test_empty_cluster_relocation_is_bit_identical():
@@ -268,7 +275,7 @@ def test_batched_kmeans_equals_the_frozen_copy_on_random_data(seed, n, d, k, n_i
 
 
 @pytest.mark.parametrize("method", ["fast", "fast_ncut"])
-def test_spectral_clustering_is_unchanged(method, blas_threads):
+def test_spectral_clustering_is_unchanged(method, blas_limit):
     # The whole "fast" pipeline with the frozen k-means gives the same labels and n-cut.
     for seed, ws in enumerate([pruned_mlp([300, 200, 200, 10], 4), planted([40, 32, 24], 4, 0)]):
         graph = network_graph(ws, 8)
@@ -289,12 +296,12 @@ def test_spectral_clustering_is_unchanged(method, blas_threads):
 
 @pytest.mark.parametrize("n_cols", [12, 36, 300, 1200])
 def test_row_blocks_of_a_float32_product_are_bit_identical(n_cols):
-    # The assumption behind blocked distances (see harness.kmeans._Nearest): BLAS computes
-    # the rows of a block starting at a multiple of _ROW_BLOCK exactly as in the whole product.
+    # The assumption behind blocked distances (see harness.kmeans.NearestCentre): BLAS computes
+    # the rows of a block starting at a multiple of ROW_BLOCK exactly as in the whole product.
     rng = np.random.default_rng(n_cols)
     x = embedding_of(pruned_mlp([400, 300, 300, 10], 1), 12).astype(np.float32)
     b = (-2.0 * rng.normal(scale=float(np.abs(x).mean()), size=(n_cols, 12))).astype(np.float32).T
-    step = km._ROW_BLOCK
+    step = ROW_BLOCK
     with threadpool_limits(limits=1, user_api="blas"):
         whole = x @ b
         for start in range(0, x.shape[0], step):
@@ -316,11 +323,11 @@ def test_nearest_is_argmin_with_ties_to_the_first_centre(seed, n, n_sets, k, d, 
     x = rng.integers(-2, 3, size=(n, d)).astype(np.float32)
     centers = rng.integers(-2, 3, size=(n_sets, k, d)).astype(np.float32)
     centers[:, -1] = centers[:, 0]  # an exact duplicate centre in every set
-    prod, c_sq = km._distances(x, centers.reshape(-1, d))
+    prod, c_sq = centre_distances(x, centers.reshape(-1, d))
     expected = (prod + c_sq).reshape(n, n_sets, k).argmin(axis=2)
-    entries, rows = (0, 7) if blocked else (km._BLOCK_ENTRIES, km._ROW_BLOCK)
-    with mock.patch.object(km, "_BLOCK_ENTRIES", entries), mock.patch.object(km, "_ROW_BLOCK", rows):
-        labels = km._Nearest(x, k, n_sets + 1)(centers)
+    # Blocks of 7 points whatever the size (exact: small integers), or the default blocking.
+    blocks = {"row_block": 7, "block_entries": 0} if blocked else {}
+    labels = NearestCentre(x, k, n_sets + 1, **blocks)(centers)
     assert labels.dtype == np.uint8
     np.testing.assert_array_equal(labels, expected)
 
@@ -337,7 +344,7 @@ def test_cluster_sums_add_each_clusters_points_in_order(seed, n, n_sets, k, dtyp
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 3)).astype(dtype)
     labels = rng.integers(0, k, size=(n, n_sets)).astype(np.uint8)
-    sums_of = km._ClusterSums(x, k)
+    sums_of = ClusterSums(x, k)
     for _ in range(2):  # the second call rewrites the reused matrix
         sums, counts = sums_of(labels)
         expected = np.zeros((n_sets * k, 3), dtype=dtype)

@@ -15,9 +15,9 @@ from torch import nn
 
 from harness import lesion as L
 from harness.cluster import cluster_weights
-from harness.filters import module_filter_graph
-from harness.lesion.evaluation import _eval_mode
+from harness.lesion.evaluation import eval_mode
 from harness.lesion.fast_conv import FastConv
+from harness.model_kernels import module_filter_graph
 from harness.models import VGG, SmallCNN, keras_init_
 
 N_CLASSES = 4
@@ -120,7 +120,7 @@ def _post_activations(model: nn.Module, x: torch.Tensor, kind: type) -> list[tor
         if isinstance(m, kind)
     ]
     try:
-        with _eval_mode(model), torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(x)
     finally:
         for h in hooks:
@@ -191,11 +191,11 @@ def test_conv_lesion_property_exact_silence_and_restore(picks, channels):
         for layer, units in zip((1, 2, 3), picks, strict=True)
     }
     before = _state(model)
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         clean_out = model(x)
     with L.lesioned(model, lesion):
         acts = _post_activations(model, x, nn.ReLU)
-        with _eval_mode(model), torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             out = model(x)
     for layer, units in lesion.items():
         if units:
@@ -326,7 +326,7 @@ def _fast_outputs(model, lesions, x, *, ablation="output", batch_elements=2**20)
     def record(index, outputs, samples=slice(None)):
         out[list(index), samples] = outputs
 
-    with _eval_mode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         FastConv(model, xt, torch.device("cpu"), batch_elements, ablation).evaluate(groups, record)
     return out
 
@@ -334,7 +334,7 @@ def _fast_outputs(model, lesions, x, *, ablation="output", batch_elements=2**20)
 def _reference_outputs(model, lesions, x, *, ablation="output"):
     xt = torch.as_tensor(x)
     outs = []
-    with _eval_mode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         for lesion in lesions:
             with L.lesioned(model, lesion, ablation=ablation):
                 outs.append(model(xt))
@@ -399,7 +399,7 @@ def test_conv_evaluation_matches_direct_computation_in_sample_blocks(cnn, monkey
     np.testing.assert_array_equal(blocked.per_class, whole.per_class)
     np.testing.assert_array_equal(blocked.proportions, whole.proportions)
     for i, lesion in enumerate(lesions):
-        with _eval_mode(model), torch.no_grad(), L.lesioned(model, lesion):
+        with eval_mode(model), torch.no_grad(), L.lesioned(model, lesion):
             pred = model(torch.as_tensor(x)).argmax(1).numpy()
         assert whole.overall[i] == np.mean(pred == y)
         for c in range(N_CLASSES):

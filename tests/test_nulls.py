@@ -213,7 +213,7 @@ def test_null_sample_streams_depend_on_the_null_and_the_sample():
 
 
 def test_all_equal_weights_are_never_significant():
-    from harness.clusterability import clusterability
+    from harness.analysis import clusterability
     from harness.stats import DegenerateNullWarning
 
     ws = [np.full((12, 8), 0.3), np.full((8, 4), 0.3)]
@@ -228,7 +228,7 @@ def test_all_equal_weights_are_never_significant():
 def test_all_equal_weights_never_significant_property(value, k, seed):
     import warnings as _w
 
-    from harness.clusterability import clusterability
+    from harness.analysis import clusterability
 
     ws = [np.full((9, 6), value), np.full((6, 3), -value)]
     with _w.catch_warnings():

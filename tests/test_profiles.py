@@ -6,6 +6,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
+from fixtures import lesions
 from fixtures.experiments import load
 from fixtures.models import model_config
 from harness.configs import TAGS, TrainConfig
@@ -114,7 +115,7 @@ def test_subset_only_caps() -> None:
     smoke, paper = get_profile("smoke"), get_profile("paper")
     assert (smoke.subset(None), smoke.subset(3000), smoke.subset(10**6)) == (4000, 3000, 4000)
     assert (smoke.subset(None, "test"), paper.subset(None), paper.subset(5)) == (1000, None, 5)
-    with pytest.raises(ValueError, match="'train' or 'test'"):
+    with pytest.raises(ValueError, match="split must be one of 'train', 'test'"):
         smoke.subset(10, "val")
 
 
@@ -141,15 +142,16 @@ def test_paper_lesions_use_the_papers_trial_counts(monkeypatch) -> None:
     for name in ("smoke", "quick", "ci"):  # elsewhere the singles keep the single lesion's count
         assert PROFILES[name].double_lesion_singles == PROFILES[name].lesion_trials
     calls: dict[str, dict] = {}
-    lesion, double = load("test_lesion"), load("test_double_lesion")
-    monkeypatch.setattr(lesion, "single_lesion_test", lambda *a, **kw: calls.setdefault("single", kw))
+    double = load("test_double_lesion")
+    monkeypatch.setattr(lesions, "single_lesion_test", lambda *a, **kw: calls.setdefault("single", kw))
     monkeypatch.setattr(double, "double_lesion_test", lambda *a, **kw: calls.setdefault("double", kw))
+    monkeypatch.setattr(_StubModel.config, "arch", "mlp", raising=False)
 
     class _Labels:
         labels = None
 
     split = lambda model: (None, None)  # noqa: E731
-    lesion._lesion(_StubModel(), None, split, paper)
-    double._double("joint", lambda tag, i: _StubModel(), lambda *a, **kw: _Labels(), split, paper)
+    lesions.single_lesion(_StubModel(), None, split, paper, phase="pruned")
+    double.double_lesion("joint", lambda tag, i: _StubModel(), lambda *a, **kw: _Labels(), split, paper)
     assert calls["single"]["n_trials"] == 20
     assert (calls["double"]["single_trials"], calls["double"]["n_trials"]) == (100, 50)

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.parallel import Progress, progress_wanted
+from harness.progress import Progress, progress_wanted
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = textwrap.dedent(
     """
     import numpy as np
-    from harness.clusterability import clusterability
+    from harness.analysis import clusterability
 
     rng = np.random.default_rng(0)
     ws = [rng.normal(size=(60, 30)), rng.normal(size=(30, 30)), rng.normal(size=(30, 5))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.cache import FORMAT_VERSION, _random_init_payload, cached_random_init_ncuts
+from harness.cache import FORMAT_VERSION, cached_random_init_ncuts, random_init_payload
 from harness.cluster import cluster_weights
 from harness.filters import filter_adjacency
 from harness.profiles import PROFILES
@@ -128,10 +128,10 @@ def test_mlp_store_key_is_unchanged():
     """MLP results stored before the conv networks existed keep their keys."""
     before = {"n_trials": 20, "clusterable": True, "skip_first": False, "seed": 5,
               "n_clusters": 12, "method": "fast", "format": FORMAT_VERSION}
-    now = _random_init_payload("mlp", n_trials=20, clusterable=True, skip_first=False, seed=5,
+    now = random_init_payload("mlp", n_trials=20, clusterable=True, skip_first=False, seed=5,
                                n_clusters=12, method="fast")
     assert now == before
-    cnn = _random_init_payload("cnn", n_trials=20, clusterable=True, skip_first=True, seed=5,
+    cnn = random_init_payload("cnn", n_trials=20, clusterable=True, skip_first=True, seed=5,
                                n_clusters=12, method="fast")
     assert cnn["network"] == "cnn"
 
@@ -194,3 +194,17 @@ def test_conv_random_init_claims():
     assert lower.evaluate(pd.DataFrame(rows)).holds
     rows[0]["max"] = 8.5
     assert not lower.evaluate(pd.DataFrame(rows)).holds
+
+
+def test_random_mlp_weights_takes_a_seed_or_a_generator() -> None:
+    from harness.random_init import random_mlp_weights
+
+    by_seed = random_mlp_weights([5, 4, 3], seed=7)
+    by_rng = random_mlp_weights([5, 4, 3], rng=np.random.default_rng(7))
+    assert all(np.array_equal(a, b) for a, b in zip(by_seed, by_rng, strict=True))
+    with pytest.raises(ValueError, match="exactly one of rng= and seed="):
+        random_mlp_weights([5, 4, 3])
+    with pytest.raises(ValueError, match="exactly one of rng= and seed="):
+        random_mlp_weights([5, 4, 3], seed=1, rng=np.random.default_rng(1))
+    with pytest.raises(ValueError, match=r"\[0, 2\*\*32\)"):
+        random_mlp_weights([5, 4, 3], seed=2**70)

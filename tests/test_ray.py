@@ -31,7 +31,7 @@ import pytest
 ray = pytest.importorskip("ray", reason="the Ray executor needs ray (the ray extra)")
 
 from harness.configs import TrainConfig  # noqa: E402
-from harness.executor import (  # noqa: E402
+from harness.executors import (  # noqa: E402
     AnalysisTask,
     ExecutorUnavailable,
     LocalExecutor,
@@ -39,8 +39,9 @@ from harness.executor import (  # noqa: E402
     RayExecutor,
     RayOptions,
 )
-from harness.parallel import pin_threads, threads_per_process  # noqa: E402
+from harness.spec import AnalysisSpec  # noqa: E402
 from harness.store import Store  # noqa: E402
+from harness.workers import pin_threads, threads_per_process  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ray-cluster")]
 
@@ -75,7 +76,7 @@ def _tiny_tasks(n: int) -> list[AnalysisTask]:
     for seed in range(n):
         model = ModelTask.of(TrainConfig("poly", widths=(32, 32), epochs=1, pruning_epochs=1,
                                          n_train=2000, n_test=500, seed=seed))
-        tasks.append(AnalysisTask(model, "pruned", 4, "layer", 6, seed,
+        tasks.append(AnalysisTask(model, "pruned", AnalysisSpec(n_clusters=4, null="layer", n_samples=6), seed,
                                   {"model": model.key, "phase": "pruned"}))
     return tasks
 
@@ -189,7 +190,7 @@ def _table(path: Path) -> list[dict[str, str]]:
 class _Killer(threading.Thread):
     """Kills (SIGKILL) the first Ray worker process seen running a harness task for 2 s."""
 
-    TITLES = (b"ray::harness.model", b"ray::harness.clusterability")
+    TITLES = (b"ray::harness.model", b"ray::harness.analysis")
 
     def __init__(self) -> None:
         super().__init__(daemon=True)

@@ -19,7 +19,7 @@ from harness.regulariser import (
     normalize_weights_,
     normalized_laplacian,
 )
-from harness.train import model_key_payload, train
+from harness.training import model_key_payload, train
 from tests.test_train import synthetic, tiny
 
 

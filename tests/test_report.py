@@ -770,6 +770,54 @@ def test_index_as_the_cli_rebuilds_it(tmp_path: Path) -> None:
     assert "Clusterability harness report" in page.read_text()
 
 
+def _unclosed_quote(path: Path) -> None:
+    """Open a quote in the second row's second field and never close it."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    head, sep, tail = lines[2].partition(",")
+    lines[2] = f'{head}{sep}"{tail}'
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+def _cut(path: Path, keep: int) -> None:
+    """Keep the first ``keep`` characters (negative: all but the last ``-keep``)."""
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text[:keep], encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("file", "damage", "message"),
+    [
+        ("clustering.csv", _unclosed_quote, "not a well-formed CSV"),
+        ("lesion.csv", lambda p: p.write_text(p.read_text().replace(",", "", 1)), "row 2 has"),
+        ("claims.csv", lambda p: _cut(p, -15), "fields, the header"),  # cut inside its last row
+        ("claims.csv", lambda p: _cut(p, 30), "lacks the column(s)"),  # cut inside its header
+        ("claims.csv", _unclosed_quote, "not a well-formed CSV"),
+        ("claims.csv", lambda p: p.write_text(""), "empty, no header line"),
+    ],
+    ids=["study-unclosed-quote", "study-ragged-row", "claims-cut-in-a-row",
+         "claims-cut-in-the-header", "claims-unclosed-quote", "claims-empty"],
+)
+def test_report_of_a_damaged_table_is_one_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], file: str, damage: Callable[[Path], None],
+    message: str,
+) -> None:
+    """`python -m harness report` on a broken CSV: a usage error naming the file, no page
+    (not a page showing one garbage row, or "No claim was checked")."""
+    from harness.cli import EXIT_USAGE, main
+
+    root = tmp_path / "reports"
+    make_run(root)
+    damage(root / file)
+    with pytest.raises(R.ReportFileError, match=re.escape(message)):
+        R.build_index(root, {})
+    capsys.readouterr()
+    assert main(["report", "--reports-dir", str(root)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert str(root / file) in err and message in err, err
+    assert not (root / "index.html").exists()
+
+
 def test_public_names_resolve() -> None:
     for name in R.__all__:
         assert getattr(R, name) is not None, name

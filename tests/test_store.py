@@ -404,10 +404,14 @@ def test_unwritable_root_says_how_to_fix(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     store = Store(blocker / "store")  # cannot be created, even as root
-    with pytest.raises(StoreNotWritableError, match="HARNESS_STORE"):
+    with pytest.raises(StoreNotWritableError, match="a-file is not a folder.*HARNESS_STORE"):
         store.get_or_create("demo", {"n": 1}, _writer("x"))
-    with pytest.raises(StoreNotWritableError, match="not writable"):
+    with pytest.raises(StoreNotWritableError, match="a-file is not a folder.*HARNESS_STORE"):
         store.check_writable()
+    (tmp_path / "ok" / "demo").mkdir(parents=True)
+    (tmp_path / "ok" / "demo" / ".locks").write_text("a file where the locks go")
+    with pytest.raises(StoreNotWritableError, match=r"demo/\.locks is a file, not a folder.*HARNESS_STORE"):
+        Store(tmp_path / "ok").get_or_create("demo", {"n": 1}, _writer("x"))
     assert isinstance(StoreNotWritableError("x"), PermissionError)
     Store(tmp_path / "new" / "store").check_writable()  # creatable: fine, nothing created
     assert not (tmp_path / "new").exists()
@@ -585,7 +589,7 @@ _CONCURRENT_TRAIN = textwrap.dedent(
     import hashlib, os, sys, time
     from pathlib import Path
     import numpy as np
-    import harness.train as T
+    import harness.training as T
     from harness.data import Dataset
     from harness.store import Store
     root, log, barrier, idx, cache = sys.argv[1:6]

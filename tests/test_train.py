@@ -14,15 +14,17 @@ import pytest
 import torch
 from torch import nn
 
-import harness.train as train_module
+import harness.training as train_module
 from harness.configs import TAGS, TrainConfig, config_for_tag, training_tag
 from harness.data import Dataset
 from harness.models import build_model, kernel_layers, weight_matrices
+from harness.optim import kernel_penalty
+from harness.pruning import Pruner
 from harness.store import Store
-from harness.train import (
+from harness.train_context import use_progress
+from harness.trained_model import TrainedModel
+from harness.training import (
     TrainingDivergedError,
-    _penalty,
-    _Pruner,
     get_or_train,
     model_key_payload,
     polynomial_sparsity,
@@ -30,7 +32,6 @@ from harness.train import (
     run_epoch,
     train,
 )
-from harness.trained import TrainedModel
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,11 +96,11 @@ def test_prune_step_sparsity_every_frequency_steps_and_at_the_end() -> None:
 
 def test_pruner_keeps_exact_count_with_ties() -> None:
     w = torch.ones(10, 10)  # all magnitudes tie
-    pruner = _Pruner([w])
+    pruner = Pruner([w])
     pruner.prune_to(0.9)
     assert int(torch.count_nonzero(w)) == 10
     w2 = torch.arange(1.0, 41.0).reshape(5, 8)
-    pruner = _Pruner([w2])
+    pruner = Pruner([w2])
     pruner.prune_to(0.75)
     assert sorted(w2[w2 != 0].tolist()) == [31.0 + i for i in range(10)]
 
@@ -111,7 +112,7 @@ def test_masked_weights_stay_zero_at_every_step() -> None:
     torch.manual_seed(0)
     model = build_model(tiny(input_shape=(784,), n_out=10))
     kernels = [m.weight for m in kernel_layers(model)]
-    pruner = _Pruner(kernels)
+    pruner = Pruner(kernels)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, eps=1e-7)
     data = synthetic(64)
     x = torch.as_tensor(data.x_train.reshape(64, -1) / 255.0, dtype=torch.float32)
@@ -219,7 +220,7 @@ def test_same_seed_gives_bit_identical_weights_and_restores_rng() -> None:
 def test_cpu_training_uses_one_thread_whatever_the_caller_has() -> None:
     """The thread count changes float order in torch's kernels, hence the weights: training
     pins :data:`TRAIN_THREADS` so that the worker count cannot, and restores the caller's."""
-    from harness.train import TRAIN_THREADS
+    from harness.training import TRAIN_THREADS
 
     data = synthetic()
     before = torch.get_num_threads()
@@ -342,7 +343,7 @@ def test_config_bad_fields_and_values() -> None:
         TrainConfig("mnist").replace(dropuot=0.5)
     with pytest.raises(ValueError, match="needs at least a 'dataset'"):
         TrainConfig.from_dict({"epochs": 3})
-    with pytest.raises(ValueError, match="arch must be one of mlp, cnn, vgg"):
+    with pytest.raises(ValueError, match="arch must be one of 'mlp', 'cnn', 'vgg'"):
         TrainConfig("mnist", arch="rnn")
     for bad in ({"epochs": -1}, {"batch_size": 0}, {"dropout": 1.0}, {"lr": 0.0},
                 {"initial_sparsity": 0.95}, {"final_sparsity": 1.0}, {"widths": (0, 3)},
@@ -421,20 +422,20 @@ def test_quirk_puts_l1_at_the_active_rate_on_the_first_kernel_only() -> None:
     def sq(w: torch.Tensor) -> float:
         return float((w * w).sum())
 
-    quirk = _penalty(kernels, 0.0, rate, first_layer_l1=True)
-    clean = _penalty(kernels, 0.0, rate)
+    quirk = kernel_penalty(kernels, 0.0, rate, first_layer_l1=True)
+    clean = kernel_penalty(kernels, 0.0, rate)
     assert quirk is not None and clean is not None
     assert float(quirk) == pytest.approx(rate * (l1(first) + sum(map(sq, rest))))
     assert float(clean) == pytest.approx(rate * sum(map(sq, kernels)))
     # L1 runs have L1 on every kernel already: the quirk changes nothing.
-    l1_quirk, l1_clean = (_penalty(kernels, rate, 0.0, first_layer_l1=q) for q in (True, False))
+    l1_quirk, l1_clean = (kernel_penalty(kernels, rate, 0.0, first_layer_l1=q) for q in (True, False))
     assert l1_quirk is not None and l1_clean is not None and torch.equal(l1_quirk, l1_clean)
     # Both on: the original's L2 took precedence, so the first kernel gets L1 at the L2 rate.
-    both = _penalty(kernels, rate / 2, rate, first_layer_l1=True)
+    both = kernel_penalty(kernels, rate / 2, rate, first_layer_l1=True)
     assert both is not None
     assert float(both) == pytest.approx(
         rate * l1(first) + sum(rate / 2 * l1(w) + rate * sq(w) for w in rest))
-    assert _penalty(kernels, 0.0, 0.0, first_layer_l1=True) is None
+    assert kernel_penalty(kernels, 0.0, 0.0, first_layer_l1=True) is None
 
 
 @pytest.mark.parametrize("quirk", [True, False], ids=["quirk", "l2-all"])
@@ -586,8 +587,8 @@ def test_cli_trains_from_a_json_config_on_real_mnist(tmp_path: Path) -> None:
 
 
 def test_progress_auto_is_off_in_tests() -> None:
-    assert train_module._use_progress(None) is False
-    assert train_module._use_progress(True) is True
+    assert use_progress(None) is False
+    assert use_progress(True) is True
 
 
 def test_training_loss_is_finite_and_decreasing_on_average() -> None:
@@ -619,7 +620,7 @@ def test_data_errors_propagate_and_nothing_is_stored(tmp_path: Path,
     store = Store(tmp_path)
     with pytest.raises(DataUnavailableError, match="fashion is not available"):
         get_or_train(config_for_tag("FASHION"), store=store)
-    with pytest.raises(ValueError, match="unknown dataset"):
+    with pytest.raises(ValueError, match="dataset must be one of"):
         monkeypatch.undo()
         get_or_train(TrainConfig("no-such-data"), store=store)
     assert not (tmp_path / "model").exists()

@@ -29,12 +29,14 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from harness.cluster import METHODS, cluster_graph
+from harness.cluster import cluster_graph
 from harness.ncut import NcutScorer, ave_in_out, ncut
 from harness.options import check_choice
-from harness.parallel import Progress, iter_chunks, parallel_map, threads_per_process
+from harness.progress import Progress
 from harness.seeding import derive_seed, generator, stream
+from harness.spec import METHODS, PAPER_K
 from harness.stats import ClusterabilityResult, is_sig, pvalue, zscore
+from harness.workers import iter_chunks, parallel_map, threads_per_process
 
 __all__ = [
     "EDGE_NULL",
@@ -92,7 +94,7 @@ def _null_chunk(task: tuple[Any, ...]) -> list[float]:
 
 def activation_clusterability(
     adjacency: Any,
-    n_clusters: int = 12,
+    n_clusters: int = PAPER_K,
     *,
     n_samples: int = 100,
     seed: int = 0,
@@ -106,7 +108,7 @@ def activation_clusterability(
     ----------
     adjacency : array-like of shape (n_units, n_units)
         Symmetric, non-negative (:func:`harness.activations.activation_graph`).
-    n_clusters : int, default=12
+    n_clusters : int, default=PAPER_K
     n_samples : int, default=100
         Edge-shuffle samples (the paper's 100).
     seed : int, default=0

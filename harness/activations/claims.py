@@ -9,7 +9,7 @@ records (``act_is_sig``, ``act_p``, ``act_z``, ``nmi``, ``nmi_p``, ``nmi_is_sig`
   is low (below :data:`NMI_LOW`) yet above every label permutation's (the paper: 0.04-0.19,
   and its left-sided "NMI p" is about 1).
 
-Hooked into :func:`harness.claims.registry` by one line.
+Hooked into :func:`harness.claims.registry` by :func:`activation_claims`.
 """
 
 from __future__ import annotations
@@ -19,29 +19,31 @@ from typing import Any
 
 import pandas as pd
 
+from harness.claims.checks import significant_in_every_instance
+from harness.claims.model import Cell, Check, Claim, Outcome, cell_values
+from harness.paper import TABLE_STUDIES
+
 __all__ = ["NMI_LOW", "activation_claims", "nmi_low_above_chance"]
 
 #: "Low" NMI: the paper's largest Table M value is 0.19 (small CNN on FASHION).
 NMI_LOW = 0.3
-STUDY = "activations"
+STUDY = TABLE_STUDIES["M"]
 
-def nmi_low_above_chance(cell: Any, *, bound: float = NMI_LOW) -> Any:
+
+def nmi_low_above_chance(cell: Cell, *, bound: float = NMI_LOW) -> Check:
     """NMI below ``bound`` and significantly above its permutation null, in every instance."""
-    from harness.claims import Outcome, _values
 
     def check(rows: pd.DataFrame) -> Outcome:
-        nmi = [float(v) for v in _values(rows, cell, "nmi")]
-        sig = [bool(v) for v in _values(rows, cell, "nmi_is_sig")]
+        nmi = [float(v) for v in cell_values(rows, cell, "nmi")]
+        sig = [bool(v) for v in cell_values(rows, cell, "nmi_is_sig")]
         holds = bool(nmi) and len(sig) == len(nmi) and all(v < bound for v in nmi) and all(sig)
-        return Outcome(holds, {"nmi": nmi, "nmi_p": _values(rows, cell, "nmi_p")})
+        return Outcome(holds, {"nmi": nmi, "nmi_p": cell_values(rows, cell, "nmi_p")})
 
     return check
 
 
-def activation_claims(paper_rows: Iterable[Mapping[str, Any]]) -> list[Any]:
+def activation_claims(paper_rows: Iterable[Mapping[str, Any]]) -> list[Claim]:
     """One pair of claims per Table M cell with the paper's activation p and NMI."""
-    from harness.claims import Cell, Claim, significant_in_every_instance
-
     cells: dict[tuple[str, str], dict[str, float]] = {}
     for row in paper_rows:
         if row["table"] == "M":
@@ -50,7 +52,7 @@ def activation_claims(paper_rows: Iterable[Mapping[str, Any]]) -> list[Any]:
             )
     out = []
     for (tag, phase), values in cells.items():
-        cell = Cell(tag, phase, "edge", 12)
+        cell = Cell(tag, phase, "edge")
         if "act_p" in values:
             out.append(
                 Claim(

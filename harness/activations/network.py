@@ -25,6 +25,7 @@ from harness.activations.record import UnitActivations, as_module, record_activa
 from harness.cluster import ClusteringResult, cluster_weights
 from harness.options import check_choice
 from harness.seeding import derive_seed
+from harness.spec import PAPER_K
 from harness.stats import ClusterabilityResult
 
 __all__ = [
@@ -123,7 +124,7 @@ def weight_graph_for_activations(module: Any) -> list[np.ndarray]:
     """
     from torch import nn
 
-    from harness.filters import module_filter_graph
+    from harness.model_kernels import module_filter_graph
     from harness.models import weight_matrices
 
     if any(isinstance(m, nn.Conv2d) for m in module.modules()):
@@ -189,7 +190,7 @@ def dataset_inputs(module: Any, dataset: str, *, n_examples: int | None = None) 
 def activation_test(
     network: Any,
     inputs: Any,
-    n_clusters: int = 12,
+    n_clusters: int = PAPER_K,
     *,
     n_examples: int | None = None,
     n_samples: int = 100,
@@ -208,7 +209,7 @@ def activation_test(
     inputs : torch.Tensor, ndarray of shape (n_examples, ...), or str
         The test set, as the network's forward takes it, or the name of a dataset of
         :mod:`harness.data` (``"mnist"``, ``"fashion"``, ...): its test split.
-    n_clusters : int, default=12
+    n_clusters : int, default=PAPER_K
     n_examples : int, optional
         Use only the first ``n_examples`` inputs.
     n_samples : int, default=100

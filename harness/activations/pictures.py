@@ -21,6 +21,7 @@ import numpy as np
 from harness.activations.correlation import spearman_between
 from harness.activations.record import UnitActivations
 from harness.seeding import derive_seed, generator
+from harness.spec import PAPER_K
 
 __all__ = [
     "ClusterPicture",
@@ -221,7 +222,7 @@ def correlation_pictures(
 
 
 def unit_weight_labels(
-    module: Any, n_clusters: int = 12, *, seed: int = 0, method: str = "fast"
+    module: Any, n_clusters: int = PAPER_K, *, seed: int = 0, method: str = "fast"
 ) -> np.ndarray:
     """The weight cluster of every recorded unit, from the whole network's weight graph (§7.2).
 
@@ -237,7 +238,7 @@ def unit_weight_labels(
     from torch import nn
 
     from harness.cluster import cluster_weights
-    from harness.filters import module_filter_graph
+    from harness.model_kernels import module_filter_graph
     from harness.models import weight_matrices
 
     if any(isinstance(m, nn.Conv2d) for m in module.modules()):

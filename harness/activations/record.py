@@ -20,6 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from harness.files import natural_key
+from harness.weight_files import STATE_DICT_SUFFIXES, load_npz, read_state_dict, state_dict_kernels
+
 __all__ = ["UnitActivations", "as_module", "record_activations"]
 
 #: Elementwise activation modules whose output is taken as the unit's activation when they
@@ -269,28 +272,19 @@ def as_module(source: Any) -> Any:
     """
     import torch
 
-    from harness.clusterability import _STATE_DICT_SUFFIXES, _load_npz, _load_state_dict
-
     if isinstance(source, torch.nn.Module):
         return source
     if isinstance(source, (str, Path)) or hasattr(source, "__fspath__"):
         path = Path(source)
-        if path.suffix.lower() in _STATE_DICT_SUFFIXES:
-            _load_state_dict(path)  # the same checks and messages as `harness cluster`
-            if path.suffix.lower() == ".safetensors":
-                from safetensors.torch import load_file
-
-                state = load_file(str(path))
-            else:
-                state = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix.lower() in STATE_DICT_SUFFIXES:
+            state = read_state_dict(path)
+            state_dict_kernels(state, path)  # the same checks and messages as `harness cluster`
             if any(v.dim() == 4 for v in state.values() if hasattr(v, "dim")):
                 return _small_cnn_from_state(state, path)
             keys = [k for k, v in state.items() if hasattr(v, "dim") and v.dim() in (1, 2)]
             if path.suffix.lower() == ".safetensors":
                 # safetensors stores keys sorted by name: restore layer order (natural order
                 # of the module path, layers.2 before layers.10) and weight before bias.
-                from harness.files import natural_key
-
                 def layer_order(key: str) -> tuple[Any, bool]:
                     prefix, _, leaf = key.rpartition(".")
                     return natural_key(prefix), leaf != "weight"
@@ -303,7 +297,7 @@ def as_module(source: Any) -> Any:
                 for k in keys
             ]
             return _mlp_from_matrices(*_pair_biases(arrays, keys))
-        arrays, names = _load_npz(path)
+        arrays, names = load_npz(path)
     elif isinstance(source, Sequence) and not isinstance(source, str):
         arrays = [np.asarray(a) for a in source]
         names = [f"array {i}" for i in range(len(arrays))]

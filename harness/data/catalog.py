@@ -30,6 +30,8 @@ from harness.data.errors import DatasetUnavailable, DataUnavailableError
 from harness.data.sources import Say, load_raw, progress_printer, raw_dir
 from harness.data.sources import ensure_raw as _ensure_raw
 from harness.data.storage import atomic_writer, ensure_writable_dir, resolve_data_dir
+from harness.options import check_choice
+from harness.seeding import check_seed
 
 __all__ = [
     "CIFAR_DATASETS",
@@ -335,15 +337,7 @@ OFFLINE_DATASETS: tuple[str, ...] = tuple(n for n in DATASETS if not _needs_cifa
 
 
 def _spec(name: str) -> _Spec:
-    if not isinstance(name, str) or name not in _SPECS:
-        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
-    return _SPECS[name]
-
-
-def _check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    return int(seed)
+    return _SPECS[check_choice("dataset", name, DATASETS)]
 
 
 def _cache_key(name: str, seed: int | None) -> str:
@@ -360,7 +354,7 @@ def cache_path(
     spec = _spec(name)
     if not spec.cached:
         return None
-    seed_used = _check_seed(seed) if spec.seeded else None
+    seed_used = check_seed(seed) if spec.seeded else None
     return resolve_data_dir(data_dir) / "derived" / f"{_cache_key(name, seed_used)}.npz"
 
 
@@ -479,8 +473,9 @@ def load_dataset(
     name : str
         One of :data:`DATASETS`.
     seed : int, default 42
-        Seed of ``np.random.default_rng`` for datasets that draw random numbers (ignored,
-        and recorded as None, for those that do not).
+        Seed of ``np.random.default_rng`` for datasets that draw random numbers, in
+        ``[0, 2**32)`` (:func:`harness.seeding.check_seed`; ignored, and recorded as None,
+        for those that do not).
     data_dir : path, optional
         Data directory; default ``$HARNESS_DATA_DIR``, else ``<project root>/.data``.
     cache : bool, default True
@@ -507,7 +502,7 @@ def load_dataset(
     _spec(name)
     return _load(
         name,
-        _check_seed(seed),
+        check_seed(seed),
         resolve_data_dir(data_dir),
         cache=cache,
         say=progress_printer(progress),
@@ -564,7 +559,7 @@ def fetch(
     names = ("mnist", "fashion") if names is None else tuple(names)
     for name in names:
         _spec(name)  # validate every name before doing any work
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     data_dir_path = resolve_data_dir(data_dir)
     say = progress_printer(progress)
     out: dict[str, Path] = {}

@@ -10,9 +10,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["TASKS", "Dataset", "content_hash"]
+from harness.options import check_choice
+
+__all__ = ["SPLITS", "TASKS", "Dataset", "content_hash"]
 
 TASKS = ("classification", "regression")
+SPLITS = ("train", "test")
 _SPLIT_FIELDS = ("x_train", "y_train", "x_test", "y_test")
 
 
@@ -91,11 +94,10 @@ class Dataset:
     content_hash: str = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        check_choice("task", self.task, TASKS)
         for key in _SPLIT_FIELDS:
             object.__setattr__(self, key, _freeze(getattr(self, key), key))
-        for split in ("train", "test"):
+        for split in SPLITS:
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
             if len(x) != len(y):
                 raise ValueError(f"{self.name}: x_{split} has {len(x)} rows, y_{split} {len(y)}")
@@ -116,8 +118,7 @@ class Dataset:
 
     def split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """``(x, y)`` of ``split`` ("train" or "test")."""
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        check_choice("split", split, SPLITS)
         return getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
 
     def to_row(self) -> dict[str, Any]:

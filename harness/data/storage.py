@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -64,24 +63,22 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
 
 
 def ensure_writable_dir(path: Path) -> Path:
-    """Create ``path`` (with parents) and check that files can be created in it.
+    """Create ``path`` (with parents) and check that files can be created in it
+    (:func:`harness.files.writable_dir_problem`: mkdir succeeding does not prove write
+    access on read-only mounts or foreign owners).
 
     Raises
     ------
     DataDirNotWritable
-        Naming the directory and how to choose another one.
+        Naming the directory, why, and how to choose another one.
     """
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        # mkdir succeeding does not prove write access (read-only mounts, foreign owners).
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-", delete=True):
-            pass
-    except OSError as exc:
+    problem = files.writable_dir_problem(path, create=True)
+    if problem is not None:
         raise DataDirNotWritable(
-            f"cannot write to the data directory {path} ({exc.strerror or exc}); choose a "
-            f"writable one with the environment variable {ENV_DATA_DIR}=/some/dir "
+            f"the data directory {path} {problem}; choose a writable one with the "
+            f"environment variable {ENV_DATA_DIR}=/some/dir "
             "(or the data_dir= argument / --data-dir option)"
-        ) from exc
+        )
     return path
 
 

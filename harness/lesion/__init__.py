@@ -11,7 +11,7 @@ conv network the units are the filters of its conv layers (§3.3) and the labels
 clustering its filter graph::
 
     from harness.cluster import cluster_weights
-    from harness.filters import module_filter_graph
+    from harness.model_kernels import module_filter_graph
     from harness.lesion import single_lesion_test
 
     clustering = cluster_weights(module_filter_graph(cnn), 12, seed=seed)

@@ -48,6 +48,7 @@ __all__ = [
     "REFERENCE_CONV_SAMPLES",
     "EvaluationOptions",
     "LesionEvaluation",
+    "eval_mode",
     "evaluate_groups",
     "evaluate_lesions",
     "poly_coefficients",
@@ -255,7 +256,7 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 @contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
+def eval_mode(model: nn.Module) -> Iterator[None]:
     """Dropout off (as in Keras ``predict``), restoring each module's training flag after."""
     flags = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -366,7 +367,7 @@ def evaluate_groups(
         activations; same predictions, outputs equal to float32 rounding
         (:mod:`harness.lesion.fast`, :mod:`harness.lesion.fast_conv`).
     device : torch device or str, optional
-        Default :func:`harness.parallel.pick_device` (CUDA when present). The model is not
+        Default :func:`harness.devices.pick_device` (CUDA when present). The model is not
         moved: the fast MLP method copies its weights, the other methods a deep copy.
     batch_elements : int, optional
         Bound on the elements of one block of activations of the fast method (memory and
@@ -385,7 +386,7 @@ def evaluate_groups(
     """
     import torch
 
-    from harness.parallel import pick_device
+    from harness.devices import pick_device
 
     check_choice("task", task, LESION_TASKS)
     check_choice("method", method, LESION_METHODS)
@@ -409,7 +410,7 @@ def evaluate_groups(
         for _, lesion in group.members():
             check_lesion(lesion, widths, "hidden (lesionable)")
 
-    with _eval_mode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         if method == "fast" and not conv_layers(model):
             fast = FastMLP(model, x, dev, batch_elements)
             # The fast method re-implements the forward pass; check it against the model

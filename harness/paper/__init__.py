@@ -7,7 +7,8 @@
 ``table`` names the reference table (``A``, ``B``, ``C``, ``D``, ``E``, ``G``, ``H2``, ``H7``,
 ``H10``, ``I``, ``J``, ``N``, ``lesion_mlp``, ...); ``null`` is empty for numbers that do not depend on the null model. Values
 are means over the paper's trained instances unless the metric says otherwise (``n_sig`` is a
-count of instances, ``*_median`` a median).
+count of instances, ``*_median`` a median). :data:`TABLE_STUDIES` names the study that
+reproduces each table.
 """
 
 from __future__ import annotations
@@ -18,7 +19,29 @@ import math
 from functools import lru_cache
 from importlib import resources
 
-__all__ = ["paper_value", "paper_values", "paper_columns"]
+__all__ = ["TABLE_STUDIES", "paper_columns", "paper_value", "paper_values"]
+
+#: The study (``experiments/test_<study>.py``) that reproduces each table of
+#: ``paper_values.csv``: its claims (:mod:`harness.claims`) and its fidelity row
+#: (:mod:`harness.report.fidelity`).
+TABLE_STUDIES: dict[str, str] = {
+    "A": "null_models",
+    "B": "clustering",
+    "C": "cnn",
+    "D": "cnn",
+    "E": "regulariser",
+    "G": "stability",
+    "H2": "n_clusters",
+    "H7": "n_clusters",
+    "H10": "n_clusters",
+    "I": "random_init",
+    "J": "learning_curve",
+    "M": "activations",
+    "N": "feature_vis",
+    "lesion_mlp": "lesion",
+    "lesion_cnn": "cnn",
+    "lesion_vgg": "cnn",
+}
 
 
 @lru_cache(maxsize=1)

@@ -48,6 +48,7 @@ from harness.report.baseline import (
     read_csv_strict,
 )
 from harness.report.cells import Row, format_number
+from harness.report.csvfile import ReportFileError
 from harness.report.drift import (
     DRIFT_FILE,
     DRIFT_METRICS,
@@ -171,6 +172,7 @@ __all__ = [
     "drift_failed",
     "load_baseline",
     "read_csv_strict",
+    "ReportFileError",
     "Drift",
     "Flip",
     "Move",

@@ -24,8 +24,6 @@ it before the first test.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -35,6 +33,8 @@ from typing import Any
 
 import pandas as pd
 
+from harness.calibration import BASELINE_FILE, seed_folder, write_baseline_manifest
+from harness.report.csvfile import read_csv_records
 from harness.report.runinfo import RUN_INFO_FILE
 from harness.report.tables import study_csvs
 
@@ -51,9 +51,6 @@ __all__ = [
     "write_baseline_manifest",
 ]
 
-#: The manifest of a multi-seed baseline.
-BASELINE_FILE = "baseline.json"
-
 _REFRESH = "refresh it with `make baseline` (or `python -m harness calibrate`)"
 
 
@@ -61,41 +58,20 @@ class BaselineError(ValueError):
     """A baseline folder that cannot be used; the message is one line with the fix."""
 
 
-def seed_folder(seed: int) -> str:
-    """The folder of one seed's run inside a baseline: ``seed-<s>``."""
-    return f"seed-{int(seed)}"
-
-
-def read_csv_strict(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """A CSV table as text cells, refusing what a truncated or hand-broken file looks like.
-
-    Parsed with :mod:`csv` in strict mode, so an unclosed quote is an error rather than one
-    row swallowing the rest of the file; every row must have the header's number of fields.
+def read_csv_strict(
+    path: str | os.PathLike[str], *, required: Sequence[str] = ()
+) -> pd.DataFrame:
+    """A CSV table as text cells, refusing what a truncated or hand-broken file looks like
+    (:func:`~harness.report.csvfile.read_csv_records`).
 
     Raises
     ------
     ValueError
-        Naming the file and the first bad line.
+        (:class:`~harness.report.csvfile.ReportFileError`) Naming the file and the first
+        bad line, or the ``required`` columns it lacks.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot be read ({exc})") from None
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        records = list(reader)
-    except csv.Error as exc:
-        raise ValueError(f"{path}: not a well-formed CSV ({exc}, line {reader.line_num})") from None
-    if not records or not records[0]:
-        raise ValueError(f"{path}: empty, no header line")
-    header = records[0]
-    for number, record in enumerate(records[1:], start=2):
-        if len(record) != len(header):
-            raise ValueError(
-                f"{path}: row {number} has {len(record)} fields, the header {len(header)}"
-            )
-    return pd.DataFrame(records[1:], columns=header, dtype=str)
+    header, records = read_csv_records(path, required=required)
+    return pd.DataFrame(records, columns=header, dtype=str)
 
 
 @dataclass(frozen=True)
@@ -172,14 +148,9 @@ def _read_run(folder: Path, what: str, profile: str | None, seed: int | None) ->
     claims_path = folder / "claims.csv"
     if claims_path.exists():
         try:
-            claims = read_csv_strict(claims_path)
+            claims = read_csv_strict(claims_path, required=("claim_id", "verdict", "holds"))
         except ValueError as exc:
             raise BaselineError(f"{what}: {exc}; {_REFRESH}") from None
-        missing = {"claim_id", "verdict", "holds"} - set(claims.columns)
-        if missing:
-            raise BaselineError(
-                f"{what}: {claims_path} lacks the column(s) {sorted(missing)}; {_REFRESH}"
-            )
     return SeedRun(run_seed, folder, info, tables, claims)
 
 
@@ -236,16 +207,6 @@ def load_baseline(
             f"{profile!r}: pass a baseline of the same profile"
         )
     return Baseline(root.resolve(), str(base_profile), runs)
-
-
-def write_baseline_manifest(
-    path: str | os.PathLike[str], *, profile: str, seeds: Sequence[int], extra: Mapping[str, Any] | None = None
-) -> Path:
-    """Write ``<path>/baseline.json`` (atomically) for runs already in ``seed-<s>/``."""
-    from harness.files import atomic_write_text
-
-    data = {"profile": profile, "seeds": [int(s) for s in seeds], **dict(extra or {})}
-    return atomic_write_text(Path(path) / BASELINE_FILE, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def claim_of_test(test_id: str) -> str:

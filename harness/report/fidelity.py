@@ -24,7 +24,8 @@ computed it. For classification it is ``effect_means``; for POLY (regression) it
 paper's reversed direction (reference §11 item 9), so both sides of the comparison are in
 the same direction, while the table's ``effect_means`` column keeps the corrected one.
 
-Which study fills which table, and with which metric, is data (:data:`PAPER_TABLES`).
+Which study fills which table is :data:`harness.paper.TABLE_STUDIES` (the claims use it too);
+with which metric and cells, :data:`PAPER_TABLES`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from harness.files import atomic_write_text, natural_key
+from harness.paper import TABLE_STUDIES, paper_value, paper_values
 from harness.report.cells import Row, is_missing, is_number, plain
 from harness.report.tables import csv_text, markdown_table, registry_claims
 
@@ -112,9 +114,8 @@ class PaperTable:
     table : str
         The table's id in the report and in the claims registry (``"B"``, ``"H7"``, ...).
     paper_table : str
-        Its id in ``harness/paper/paper_values.csv`` (``"lesion_mlp"`` for ``"lesion"``).
-    study : str
-        The study whose rows fill it (``experiments/test_<study>.py``).
+        Its id in ``harness/paper/paper_values.csv`` (``"lesion_mlp"`` for ``"lesion"``); the
+        study whose rows fill it is :attr:`study`.
     metric : str
         Our column compared with the paper's.
     paper_metric : str
@@ -132,7 +133,6 @@ class PaperTable:
 
     table: str
     paper_table: str
-    study: str
     metric: str
     paper_metric: str
     paper_column: str
@@ -140,40 +140,46 @@ class PaperTable:
     keys: tuple[str, ...]
     where: tuple[tuple[str, object], ...] = ()
 
+    @property
+    def study(self) -> str:
+        """The study whose rows fill it (``experiments/test_<study>.py``):
+        :data:`harness.paper.TABLE_STUDIES`."""
+        return TABLE_STUDIES[self.paper_table]
+
 
 _CELL = ("model_tag", "phase", "n_clusters")
 
 #: The paper tables, in the paper's order, with the study and metric that reproduce each.
 PAPER_TABLES: tuple[PaperTable, ...] = (
-    PaperTable("A", "A", "null_models", "ncut", "ncut", "paper_ncut", "ncut_sd", _CELL),
-    PaperTable("B", "B", "clustering", "ncut", "ncut", "paper_ncut", "ncut_sd", _CELL),
-    PaperTable("G", "G", "stability", "ncut", "ncut", "paper_ncut", "ncut_sd", _CELL),
+    PaperTable("A", "A", "ncut", "ncut", "paper_ncut", "ncut_sd", _CELL),
+    PaperTable("B", "B", "ncut", "ncut", "paper_ncut", "ncut_sd", _CELL),
+    PaperTable("G", "G", "ncut", "ncut", "paper_ncut", "ncut_sd", _CELL),
     *(
-        PaperTable(f"H{k}", f"H{k}", "n_clusters", "ncut", "ncut", "paper_ncut", "ncut_sd", _CELL,
+        PaperTable(f"H{k}", f"H{k}", "ncut", "ncut", "paper_ncut", "ncut_sd", _CELL,
                    (("n_clusters", k),))
         for k in (2, 7, 10)
     ),
-    PaperTable("I", "I", "random_init", "mean", "mean", "paper_mean", "sd", ("init", "n_clusters")),
-    PaperTable("J", "J", "learning_curve", "ncut", "ncut_epoch_*", "paper_ncut", None,
+    PaperTable("I", "I", "mean", "mean", "paper_mean", "sd", ("init", "n_clusters")),
+    PaperTable("J", "J", "ncut", "ncut_epoch_*", "paper_ncut", None,
                ("model_tag", "epoch")),
-    PaperTable("lesion", "lesion_mlp", "lesion", "effect_means_as_paper", "effect_means_mean",
+    PaperTable("lesion", "lesion_mlp", "effect_means_as_paper", "effect_means_mean",
                "paper_effect_means_mean", None, _CELL),
     # The CNN tables: the filter graph under the default isolation rule, batch norm unfolded
     # (the paper's VGG numbers are unfolded, reference §11 item 2).
     *(
-        PaperTable(t, t, "cnn", "ncut", "ncut", "paper_ncut", "ncut_sd", _CELL,
+        PaperTable(t, t, "ncut", "ncut", "paper_ncut", "ncut_sd", _CELL,
                    (("paper_table", t), ("isolation", "negligible"), ("bn", "unfolded")))
         for t in ("C", "D")
     ),
     *(
-        PaperTable(t, t, "cnn", "effect_means_as_paper", "effect_means_mean", "paper_effect_means_mean",
+        PaperTable(t, t, "effect_means_as_paper", "effect_means_mean", "paper_effect_means_mean",
                    None, _CELL, (("paper_table", t), ("kind", "network")))
         for t in ("lesion_cnn", "lesion_vgg")
     ),
     # Table M: the activation graph's n-cut (single instance in the paper: no SD).
-    PaperTable("M", "M", "activations", "act_ncut", "act_ncut", "paper_act_ncut", None, _CELL),
-    PaperTable("E", "E", "regulariser", "ncut", "ncut", "paper_ncut", "ncut_sd", _CELL),
-    PaperTable("N", "N", "feature_vis", "effect_objective", "effect_objective_median",
+    PaperTable("M", "M", "act_ncut", "act_ncut", "paper_act_ncut", None, _CELL),
+    PaperTable("E", "E", "ncut", "ncut", "paper_ncut", "ncut_sd", _CELL),
+    PaperTable("N", "N", "effect_objective", "effect_objective_median",
                "paper_effect_objective_median", None, _CELL, (("kind", "network"),)),
 )  # fmt: skip
 
@@ -226,8 +232,6 @@ def _paper_sd(spec: PaperTable, key: Mapping[str, str], rows: Sequence[Row]) -> 
         return in_rows[0]
     if not key.get("model_tag"):
         return math.nan
-    from harness.paper import paper_value
-
     k = key.get("n_clusters")
     return paper_value(
         spec.paper_table,
@@ -339,8 +343,6 @@ def fidelity_cells(rows_by_study: Mapping[str, Sequence[Row]]) -> pd.DataFrame:
 
 
 def _paper_cell_counts() -> dict[str, int]:
-    from harness.paper import paper_values
-
     counts: dict[str, int] = {}
     for spec in PAPER_TABLES:
         where = dict(spec.where)

@@ -42,6 +42,9 @@ __all__ = ["build_index"]
 
 INDEX_FILE = "index.html"
 CLAIMS_FILE = "claims.csv"
+#: The columns of ``claims.csv`` the page shows (:data:`~harness.report.tables.CLAIM_COLUMNS`
+#: has them all); a file without them is not a claims table.
+_CLAIMS_SHOWN = ("verdict", "claim", "expected", "observed", "test_id", "study")
 _IMAGE_EXTS = (".png", ".svg")
 _MIME = {".png": "image/png", ".svg": "image/svg+xml"}
 
@@ -232,7 +235,7 @@ def _claims_section(reports_dir: Path) -> tuple[str, dict[str, int]]:
     path = reports_dir / CLAIMS_FILE
     if not path.is_file():
         return '<p class="empty">No claims table (claims.csv) in this run.</p>', {}
-    header, rows = read_csv_table(path)
+    header, rows = read_csv_table(path, required=_CLAIMS_SHOWN)
     rank = {v: i for i, v in enumerate(VERDICTS)}
     rows = sorted(rows, key=lambda r: rank.get(r.get("verdict", ""), len(VERDICTS)))
     counts: dict[str, int] = {}
@@ -453,6 +456,10 @@ def build_index(
     ------
     FileNotFoundError
         If ``reports_dir`` is not a directory.
+    ReportFileError
+        (a ValueError) If a study CSV or ``claims.csv`` is not a whole table (an unclosed
+        quote, a row with another number of fields than the header, ``claims.csv`` without
+        its columns); one line naming the file. Nothing is written.
     """
     root = Path(reports_dir)
     if not root.is_dir():

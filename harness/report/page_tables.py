@@ -7,7 +7,6 @@ tables with instances, a per-model summary (means over instances) comes first.
 
 from __future__ import annotations
 
-import csv
 import html
 import math
 from collections.abc import Mapping, Sequence
@@ -16,6 +15,7 @@ from typing import Any
 
 from harness.report.aggregate import aggregate
 from harness.report.cells import format_number
+from harness.report.csvfile import read_csv_records
 from harness.report.tables import is_timing_column
 
 __all__ = [
@@ -36,15 +36,20 @@ def escape(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def read_csv_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        try:
-            header = next(reader)
-        except StopIteration:
-            return [], []
-        rows = [dict(zip(header, r + [""] * (len(header) - len(r)), strict=False)) for r in reader]
-    return header, rows
+def read_csv_table(
+    path: Path, *, required: Sequence[str] = ()
+) -> tuple[list[str], list[dict[str, str]]]:
+    """A CSV table the run wrote: its header and one dict per row.
+
+    Raises
+    ------
+    ReportFileError
+        (a ValueError) If the file is not the whole table: an unclosed quote, a row with
+        another number of fields than the header, no header, or a ``required`` column
+        missing (:func:`~harness.report.csvfile.read_csv_records`).
+    """
+    header, records = read_csv_records(path, required=required)
+    return header, [dict(zip(header, record, strict=True)) for record in records]
 
 
 def _as_float(text: str) -> float | None:

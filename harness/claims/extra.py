@@ -2,7 +2,7 @@
 
 Hooked into :func:`harness.claims.registry` by :func:`extra_claims`. Table E's per-cell
 significance counts are all mixed in the paper (2, 1, 4 and 7 of 10 instances significant),
-so the derived claims of :mod:`harness.claims` only record them; its clear patterns are
+so the derived claims of :mod:`harness.claims.derived` only record them; its clear patterns are
 written here:
 
 * the regularised network's n-cut is below the control's, unpruned (paper 8.93 < 10.02) and
@@ -26,7 +26,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from harness.claims import Cell, Check, Claim, Outcome, _values, mean_lower
+from harness.claims.checks import mean_at_least, mean_lower
+from harness.claims.model import Cell, Check, Claim, Outcome, cell_values
+from harness.paper import TABLE_STUDIES, paper_value
 
 __all__ = ["FEATURE_VIS_P_COLUMNS", "extra_claims", "median_at_least", "median_below"]
 
@@ -40,7 +42,7 @@ FEATURE_VIS_P_COLUMNS = ("chi2_p_entropy", "chi2_p_objective", "fisher_p_entropy
 def _medians(rows: pd.DataFrame, cell: Cell, columns: Sequence[str]) -> dict[str, float]:
     out = {}
     for column in columns:
-        values = [float(v) for v in _values(rows, cell, column) if v is not None]
+        values = [float(v) for v in cell_values(rows, cell, column) if v is not None]
         values = [v for v in values if not math.isnan(v)]
         out[f"median {column}"] = float(np.median(values)) if values else math.nan
     return out
@@ -68,15 +70,6 @@ def median_below(cell: Cell, columns: Sequence[str], bound: float) -> Check:
     return check
 
 
-def _mean_at_least(cell: Cell, column: str, bound: float) -> Check:
-    def check(rows: pd.DataFrame) -> Outcome:
-        values = [float(v) for v in _values(rows, cell, column)]
-        mean = float(np.mean(values)) if values else math.nan
-        return Outcome(bool(values) and mean >= bound, {f"mean {column}": mean, column: values})
-
-    return check
-
-
 def _table_e() -> list[Claim]:
     out = []
     paper = {"unpruned": (8.928, 10.020), "pruned": (5.514, 7.114)}
@@ -88,7 +81,7 @@ def _table_e() -> list[Claim]:
             f"training with the clusterability regulariser gives a lower {phase} n-cut than "
             "the control (small MLP on 7x7 MNIST)",
             f"paper: {low} regularised < {high} control (10 instances each)",
-            "regulariser",
+            TABLE_STUDIES["E"],
             (lower, higher),
             mean_lower([lower], [higher]),
         ))
@@ -98,7 +91,7 @@ def _table_e() -> list[Claim]:
         "E",
         "the regulariser lowers the unpruned network's shuffled null as well as its n-cut",
         "paper: null mean 8.144 regularised < 10.035 control",
-        "regulariser",
+        TABLE_STUDIES["E"],
         (lower, higher),
         mean_lower([lower], [higher], column="null_mean"),
     ))
@@ -108,9 +101,9 @@ def _table_e() -> list[Claim]:
         "the regularised unpruned network is not significantly below its own shuffled null "
         "(mean p over instances >= 0.05)",
         "paper: mean p 0.790, mean z +2.71; significant in 1 of 10, p = 1 in 4",
-        "regulariser",
+        TABLE_STUDIES["E"],
         (lower,),
-        _mean_at_least(lower, "p", 0.05),
+        mean_at_least(lower, "p", 0.05),
     ))
     return out
 
@@ -128,8 +121,6 @@ FEATURE_VIS_MODELS = (
 
 
 def _table_n() -> list[Claim]:
-    from harness.paper import paper_value
-
     out = []
     for tag, phase, distinguishable in FEATURE_VIS_MODELS:
         cell = Cell(tag, phase)
@@ -144,7 +135,7 @@ def _table_n() -> list[Claim]:
                 f"feature visualisations of {phase} {tag} sub-clusters reach objectives "
                 "unlike random unit sets' (median chi2 and Fisher p of the objective < 0.05)",
                 f"paper (medians of 5): {paper}",
-                "feature_vis",
+                TABLE_STUDIES["N"],
                 (cell,),
                 median_below(cell, columns, 0.05),
             ))
@@ -156,7 +147,7 @@ def _table_n() -> list[Claim]:
                 "from random unit sets' (median chi2 and Fisher p of entropy and objective "
                 ">= 0.05)",
                 f"paper (medians of 5, the +LUCID models): {paper}",
-                "feature_vis",
+                TABLE_STUDIES["N"],
                 (cell,),
                 median_at_least(cell, FEATURE_VIS_P_COLUMNS, 0.05),
             ))

@@ -1,70 +1,35 @@
-"""Drift: a run compared with a baseline, cell by cell, with the noise that exists.
-
-:func:`compare_runs` compares a reports folder with a baseline (:mod:`harness.report.baseline`:
-the same profile run at several base seeds) and reports claims whose verdict changed, cells
-that moved beyond their noise, studies whose cells moved together, and cells or claims that
-only one side has. :func:`write_drift` writes ``drift.md``; the page shows
-:func:`drift_line`.
-
-**Cells.** A cell is what the study records as one configuration: the ``cell`` column the
-plugin writes into every row (the test function and all its parameters except ``instance``,
-so every parameter that tells variants apart, such as ``isolation`` or ``bn``, keeps them
-apart). A test that records several rows (epochs, modes) has a cell per row position. A
-cell's value at a seed is the mean over its rows (instances) of a metric.
-
-**Two rules, chosen per cell.**
-
-* *Paired.* When the run has the seed of one of the baseline's runs and the cell's trained
-  networks are bitwise that run's (every row's ``weights_digest`` equal; rows without trained
-  networks compare their seed only), only the analysis can have changed. The cell moved when
-  ``|x - x_seed| > 3 x`` its sampling error: ``null_std / sqrt(n_samples)`` for n-cut units,
-  ``1 / sqrt(n_samples)`` for z, ``sd / sqrt(n_trials)`` for a mean over random draws.
-* *Seed spread.* Elsewhere (another seed, another CPU, another executor) the networks are
-  another draw of training, and the reference is the baseline's distribution over its ``k``
-  seeds: mean ``m``, between-seed SD ``s`` and sampling error ``e``. With the combined spread
-  ``c = sqrt(s**2 + e**2)``, ``t = |x - m| / (c sqrt(1 + 1/k))`` is a prediction error with
-  ``k - 1`` degrees of freedom, reported as the normal deviate of equal tail probability
-  (so "3" means as unlikely as 3 SD of a normal, whatever ``k``). The cell moved when that
-  exceeds the family-wise cutoff: with ``M`` such comparisons in the run, the deviate whose
-  tail is 1/M of a 3-SD tail (Bonferroni; 4.2 SD for 85 cells), so that a run of another seed
-  or machine raises a false alarm as rarely as one 3-SD test.
-
-**Pooled, per study and metric.** The mean of the cells' standardised changes (signed), over
-its own standard error: ``sqrt(nu / (nu - 2) / n)`` for ``n`` cells under the seed-spread
-rule (a t variable with ``nu = k - 1`` degrees of freedom has that variance), ``1 /
-sqrt(n)`` under the paired rule; the cutoff is family-wise over the studies and metrics. It catches a systematic shift, such as an estimator that
-moves every n-cut by 1%, that no single cell's tolerance sees.
-
-**Claims.** Paired: a verdict other than that seed's. Seed spread: a verdict that no
-baseline seed had.
+"""Drift's rules: a cell compared paired or against the seed spread, pooled per study, and
+:func:`compare_runs`, which applies them to a run and a baseline (the rules are in the
+docstring of :mod:`harness.report.drift`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from harness.files import atomic_write_text, natural_key
-from harness.report.baseline import (
-    Baseline,
-    BaselineError,
-    SeedRun,
-    load_baseline,
-    read_csv_strict,
+from harness.files import natural_key
+from harness.report.baseline import Baseline, SeedRun, load_baseline, read_csv_strict
+from harness.report.drift.cells import (
+    DRIFT_METRICS,
+    cell_value,
+    cells_of,
+    claim_verdicts,
+    digests,
+    read_claims,
 )
 from harness.report.runinfo import read_run_info
-from harness.report.tables import markdown_table, study_csvs
+from harness.report.tables import study_csvs
 
 __all__ = [
-    "DRIFT_FILE",
-    "DRIFT_METRICS",
     "Drift",
     "Flip",
     "Move",
@@ -72,15 +37,8 @@ __all__ = [
     "RELATIVE_TOLERANCE",
     "THRESHOLD",
     "compare_runs",
-    "drift_failed",
     "family_cutoff",
-    "drift_line",
-    "read_drift_line",
-    "write_drift",
 ]
-
-#: ``drift.md`` in a reports folder.
-DRIFT_FILE = "drift.md"
 
 #: A cell moved when it changed by more than this many standard deviations (normal-equivalent).
 THRESHOLD = 3.0
@@ -88,46 +46,6 @@ THRESHOLD = 3.0
 #: Where a metric has neither a seed spread nor a sampling error: 1% of the baseline's value.
 RELATIVE_TOLERANCE = 0.01
 
-
-def _col(frame: pd.DataFrame, column: str) -> np.ndarray:
-    if column not in frame.columns:
-        return np.full(len(frame), np.nan)
-    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
-
-
-def _null_se(std_column: str) -> Callable[[pd.DataFrame], np.ndarray]:
-    def se(rows: pd.DataFrame) -> np.ndarray:
-        return _col(rows, std_column) / np.sqrt(_col(rows, "n_samples"))
-
-    return se
-
-
-def _z_se(rows: pd.DataFrame) -> np.ndarray:
-    return 1.0 / np.sqrt(_col(rows, "n_samples"))
-
-
-def _cohen_se(rows: pd.DataFrame) -> np.ndarray:
-    # Two groups of n samples (Hedges & Olkin 1985): var(d) ~ 2/n + d^2 / (4n).
-    n, d = _col(rows, "n_samples"), _col(rows, "cohen_d")
-    return np.sqrt(2.0 / n + d**2 / (4.0 * n))
-
-
-def _trials_se(rows: pd.DataFrame) -> np.ndarray:
-    return _col(rows, "sd") / np.sqrt(_col(rows, "n_trials"))
-
-
-#: The metrics compared, each with its sampling error per row (the paired rule's unit).
-DRIFT_METRICS: dict[str, Callable[[pd.DataFrame], np.ndarray]] = {
-    "ncut": _null_se("null_std"),
-    "null_mean": _null_se("null_std"),
-    "z": _z_se,
-    "layer_null_mean": _null_se("layer_null_std"),
-    "layer_z": _z_se,
-    "nonzero_null_mean": _null_se("nonzero_null_std"),
-    "nonzero_z": _z_se,
-    "cohen_d": _cohen_se,
-    "mean": _trials_se,  # Table I: the mean n-cut of n_trials random networks
-}
 
 
 @dataclass(frozen=True)
@@ -262,48 +180,6 @@ class Drift:
         )
 
 
-# ----------------------------------------------------------------------------------------
-# cells
-
-
-def _cell_labels(frame: pd.DataFrame) -> pd.Series:
-    """Each row's cell: its ``cell`` column, with the row's position when a test has several."""
-    if "cell" not in frame.columns:
-        raise BaselineError(
-            "a table has no 'cell' column (written by an older version); refresh the baseline "
-            "with `make baseline`"
-        )
-    labels = frame["cell"].astype(str)
-    if "test_id" in frame.columns:
-        position = frame.groupby("test_id", sort=False).cumcount()
-        several = frame.groupby("test_id", sort=False)["test_id"].transform("size") > 1
-        labels = labels.where(~several, labels + " #" + position.astype(str))
-    return labels
-
-
-def _cells(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    labels = _cell_labels(frame)
-    return {str(label): part for label, part in frame.groupby(labels, sort=False)}
-
-
-def _value(rows: pd.DataFrame, metric: str) -> tuple[float, float]:
-    """A cell's mean of ``metric`` and the sampling error of that mean."""
-    values = _col(rows, metric)
-    finite = np.isfinite(values)
-    if not finite.any():
-        return math.nan, math.nan
-    se = DRIFT_METRICS[metric](rows)[finite]
-    se = se[np.isfinite(se)]
-    sampling = float(np.sqrt(np.mean(se**2) / finite.sum())) if se.size else math.nan
-    return float(values[finite].mean()), sampling
-
-
-def _digests(rows: pd.DataFrame) -> list[str]:
-    if "weights_digest" not in rows.columns:
-        return []
-    return sorted(rows["weights_digest"].astype(str))
-
-
 def _normal_equivalent(t: float, dof: int) -> float:
     """The normal deviate with the tail probability of ``|t|`` under Student's t(dof)."""
     if not math.isfinite(t):
@@ -316,9 +192,9 @@ def _compare_cell(
     study: str, label: str, metric: str, now: pd.DataFrame,
     per_seed: Sequence[tuple[SeedRun, pd.DataFrame]], paired: pd.DataFrame | None,
 ) -> Move | None:
-    after, _ = _value(now, metric)
+    after, _ = cell_value(now, metric)
     if paired is not None:
-        before, se = _value(paired, metric)
+        before, se = cell_value(paired, metric)
         rule = "paired (same networks): sampling error"
         if math.isnan(before) and math.isnan(after):
             return None
@@ -329,7 +205,7 @@ def _compare_cell(
         diff = after - before
         signed = diff / se if se > 0 else (0.0 if diff == 0 else math.copysign(math.inf, diff))
         return Move(study, label, metric, before, after, se, abs(signed), rule, signed)
-    values = [_value(rows, metric) for _, rows in per_seed]
+    values = [cell_value(rows, metric) for _, rows in per_seed]
     finite = [(v, e) for v, e in values if math.isfinite(v)]
     if not finite and math.isnan(after):
         return None
@@ -390,32 +266,6 @@ def _pooled(study: str, moves: Sequence[Move], k: int) -> list[Pooled]:
     return out
 
 
-# ----------------------------------------------------------------------------------------
-# claims
-
-
-def _claim_verdicts(frame: pd.DataFrame | None) -> dict[str, str]:
-    """Whether each claim that ran held: ``"holds"`` or ``"fails"`` by claim id.
-
-    Compared by outcome, not by verdict: a baseline made by calibration runs records every
-    claim (verdict ``recorded``), and a run asserts some of them (``pass``, ``xfail``, ...).
-    Claims that did not run (``not run``) are left out.
-    """
-    if frame is None:
-        return {}
-    out: dict[str, str] = {}
-    for rec in frame.to_dict("records"):
-        if str(rec.get("verdict", "")) == "not run":
-            continue
-        key = str(rec.get("claim_id") or "") or f"{rec.get('test_id', '')} :: {rec.get('claim', '')}"
-        holds = str(rec.get("holds", "")).strip().lower()
-        out[key] = "holds" if holds in ("true", "1") else "fails" if holds in ("false", "0") else str(rec.get("verdict", ""))
-    return out
-
-
-# ----------------------------------------------------------------------------------------
-# the comparison
-
 
 def compare_runs(
     current: str | os.PathLike[str],
@@ -450,7 +300,7 @@ def compare_runs(
     base = baseline if isinstance(baseline, Baseline) else load_baseline(baseline)
     info = read_run_info(cur)
     chosen = list(DRIFT_METRICS) if metrics is None else list(metrics)
-    common = dict(current=str(current), baseline=str(base.path), threshold=threshold,
+    common: dict[str, Any] = dict(current=str(current), baseline=str(base.path), threshold=threshold,
                   baseline_seeds=base.seeds)
     if not info:
         return Drift(**common, mismatch=("no run.json in this run",))
@@ -470,8 +320,8 @@ def compare_runs(
     pooled: list[Pooled] = []
     unpaired_single = False
     for study in (s for s in studies if s in tables_now):
-        now_cells = _cells(tables_now[study])
-        seed_cells = [(run, _cells(run.tables[study])) for run in base.runs if study in run.tables]
+        now_cells = cells_of(tables_now[study])
+        seed_cells = [(run, cells_of(run.tables[study])) for run in base.runs if study in run.tables]
         expected = set.intersection(*(set(cells) for _, cells in seed_cells))
         everywhere = set.union(*(set(cells) for _, cells in seed_cells))
         missing += [f"cell {study}: {c}" for c in sorted(expected - set(now_cells), key=natural_key)]
@@ -485,7 +335,7 @@ def compare_runs(
             paired = None
             if same_seed is not None:
                 rows = next((r for run, r in per_seed if run is same_seed), None)
-                if rows is not None and _digests(rows) == _digests(now):
+                if rows is not None and digests(rows) == digests(now):
                     paired = rows
             if paired is None and len(per_seed) < 2:
                 unpaired_single = True
@@ -511,9 +361,9 @@ def compare_runs(
     # by exactly 0 when nothing changed, so they keep the plain threshold.
     cell_cut = family_cutoff(threshold, sum(not m.rule.startswith("paired") for m in compared))
     pooled_cut = family_cutoff(threshold, len(pooled))
-    now_claims = _claim_verdicts(_read_claims(cur))
+    now_claims = claim_verdicts(read_claims(cur))
     flipped: list[Flip] = []
-    base_claims = [_claim_verdicts(run.claims) for run in base.runs]
+    base_claims = [claim_verdicts(run.claims) for run in base.runs]
     known = set().union(*base_claims) if base_claims else set()
     n_claims = 0
     for key in sorted(known, key=natural_key):
@@ -523,7 +373,7 @@ def compare_runs(
         n_claims += 1
         after = now_claims[key]
         if same_seed is not None and all_paired:
-            before = _claim_verdicts(same_seed.claims).get(key)
+            before = claim_verdicts(same_seed.claims).get(key)
             if before is not None and before != after:
                 flipped.append(Flip(key, before, after))
         else:
@@ -549,114 +399,3 @@ def compare_runs(
         n_claims=n_claims,
         n_paired=sum(m.rule.startswith("paired") for m in compared),
     )
-
-
-def _read_claims(folder: Path) -> pd.DataFrame | None:
-    path = folder / "claims.csv"
-    return read_csv_strict(path) if path.is_file() else None
-
-
-# ----------------------------------------------------------------------------------------
-# writing
-
-
-def drift_line(drift: Drift) -> str:
-    """One sentence: comparable or not, and what changed (for the page header)."""
-    if drift.mismatch:
-        return f"Not comparable with the baseline {drift.baseline}: {'; '.join(drift.mismatch)}."
-    parts = [
-        f"{len(drift.flipped)} of {drift.n_claims} claim verdicts changed",
-        f"{len(drift.moved)} of {drift.n_cells} cell values moved beyond their noise "
-        f"({drift.n_paired} paired)",
-        f"{len(drift.pooled_moved)} of {len(drift.pooled)} study-wide pooled shifts",
-    ]
-    if drift.missing:
-        parts.append(f"{len(drift.missing)} missing")
-    if drift.new:
-        parts.append(f"{len(drift.new)} new")
-    largest = drift.largest
-    if largest is not None:
-        parts.append(
-            f"largest move {largest.n_se:.2f} SD ({largest.study} {largest.group} {largest.metric})"
-        )
-    head = "No drift" if drift.ok else "Drift"
-    seeds = ", ".join(str(s) for s in drift.baseline_seeds)
-    return (
-        f"{head} against the baseline {drift.baseline} (profile {drift.profile}, seed "
-        f"{drift.seed}; baseline seeds {seeds}): {', '.join(parts)}."
-    )
-
-
-def write_drift(drift: Drift, reports_dir: str | os.PathLike[str]) -> Path:
-    """Write ``<reports_dir>/drift.md``: :func:`drift_line` first, then the tables.
-
-    Returns the path, written atomically.
-    """
-    lines = [
-        drift_line(drift),
-        "",
-        "# Drift",
-        "",
-        f"This run: `{drift.current}`; baseline: `{drift.baseline}` (seeds "
-        f"{', '.join(str(s) for s in drift.baseline_seeds)}). A cell is a study's rows of one "
-        "configuration (the `cell` column: the test and every parameter but the instance).",
-        "",
-        "Rules (see `harness/report/drift.py`):",
-        "",
-        "- **paired**: this run's networks are bitwise those of the baseline's run at the same "
-        f"seed, so only the analysis can have changed; a cell moved when it changed by more "
-        f"than {drift.threshold:g} sampling errors (null_std/sqrt(n_samples) for n-cuts, "
-        "1/sqrt(n_samples) for z, sd/sqrt(n_trials) for random-init means);",
-        "- **seed spread**: otherwise, against the baseline's distribution over its seeds: "
-        "combined spread sqrt(between-seed SD^2 + sampling error^2), the prediction error "
-        "over it with k-1 degrees of freedom, shown as the normal deviate of equal tail "
-        f"probability; moved beyond {drift.cell_cutoff:.2f}, the cutoff that keeps all "
-        f"these comparisons together at the false-alarm rate of one {drift.threshold:g}-SD "
-        "test (Bonferroni);",
-        "- **pooled**: per study and metric, the mean signed standardised change over its "
-        f"standard error; beyond {drift.pooled_cutoff:.2f} (likewise family-wise) the study "
-        "moved as a whole.",
-    ]
-    if drift.mismatch:
-        lines += ["", "## Not comparable", "", *(f"- {m}" for m in drift.mismatch)]
-    if drift.flipped:
-        rows: list[dict[str, object]] = [
-            {"claim": f.claim, "baseline": f.before, "this run": f.after} for f in drift.flipped
-        ]
-        lines += ["", "## Claims whose verdict changed", "", markdown_table(list(rows[0]), rows)]
-    if drift.moved:
-        rows = [m.to_row() for m in drift.moved]
-        lines += [
-            "", "## Cells that moved beyond their noise", "",
-            markdown_table(list(rows[0]), rows),
-        ]
-    if drift.pooled:
-        rows = [{**p.to_row(), "moved": abs(p.z) > drift.pooled_cutoff} for p in drift.pooled]
-        lines += ["", "## Pooled per study", "", markdown_table(list(rows[0]), rows)]
-    largest = sorted(
-        (m for m in drift.compared if math.isfinite(m.n_se)), key=lambda m: -m.n_se
-    )[:10]
-    if largest:
-        rows = [m.to_row() for m in largest]
-        lines += ["", "## Largest standardised moves", "", markdown_table(list(rows[0]), rows)]
-    for title, items in (("Missing from this run", drift.missing), ("New in this run", drift.new)):
-        if items:
-            lines += ["", f"## {title}", "", *(f"- {item}" for item in items)]
-    return atomic_write_text(Path(reports_dir) / DRIFT_FILE, "\n".join(lines) + "\n")
-
-
-def read_drift_line(reports_dir: str | os.PathLike[str]) -> str | None:
-    """The summary line of ``<reports_dir>/drift.md`` (its first line), or None."""
-    path = Path(reports_dir) / DRIFT_FILE
-    if not path.is_file():
-        return None
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            return line.strip()
-    return None
-
-
-def drift_failed(line: str | None) -> bool:
-    """Whether a drift summary line reports drift (for the page's banner)."""
-    return bool(line) and not str(line).startswith("No drift")
-

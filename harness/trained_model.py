@@ -1,8 +1,9 @@
 """A trained network: :class:`TrainResult` in memory, :class:`TrainedModel` in the store.
 
-:func:`harness.train.train` returns a :class:`TrainResult`; :meth:`TrainResult.save` writes it
+:func:`harness.training.train` returns a :class:`TrainResult`; :meth:`TrainResult.save` writes it
 into an artifact directory of the store, and :class:`TrainedModel` reads it back
-(:func:`harness.train.get_or_train` does both). The directory holds:
+(:func:`harness.training.get_or_train` does both), under the key :func:`model_key_payload`
+of kind :data:`MODEL_KIND`. The directory holds:
 
 ``unpruned.safetensors``, ``pruned.safetensors``
     CPU state dicts after each phase (no pruned file when ``pruning_epochs=0``).
@@ -22,25 +23,49 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from harness.configs import TrainConfig
-from harness.filters import PAPER_FILTER_NORM, module_filter_graph
+from harness.filters import PAPER_FILTER_NORM
+from harness.model_kernels import module_filter_graph
 from harness.models import build_model, conv_kernels, weight_matrices
+from harness.options import check_choice
 from harness.store import load_tensors, save_tensors
 
-__all__ = ["PHASES", "TrainResult", "TrainedModel"]
+if TYPE_CHECKING:
+    from harness.data import Dataset
+
+__all__ = ["MODEL_KIND", "PHASES", "TrainResult", "TrainedModel", "model_key_payload"]
 
 PHASES = ("unpruned", "pruned")
+
+#: Store kind of trained models.
+MODEL_KIND = "model"
+
+# Fields added after models were first stored, with the value that reproduces the earlier
+# behaviour: left out of the key at that value, so the models stored before keep their keys.
+_KEY_OMITTED_AT = {
+    "first_layer_l1": False, "pruning_penalty": True, "trainer": "single", "cluster_lambda": 0.0,
+    "cluster_eigs": 3,
+}
+
+
+def model_key_payload(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
+    """What identifies a trained model in the store: the resolved config and the data hash."""
+    fields = config.resolved(dataset).to_dict()
+    for name, value in _KEY_OMITTED_AT.items():
+        if fields[name] == value:
+            del fields[name]
+    return {"config": fields, "dataset": dataset.content_hash}
 
 
 @dataclass(frozen=True, repr=False)
 class TrainResult:
-    """What :func:`harness.train.train` produced.
+    """What :func:`harness.training.train` produced.
 
     Attributes
     ----------
@@ -187,7 +212,7 @@ class TrainedModel:
         """The layer matrices the clusterability test clusters.
 
         An MLP's dense kernels; for a CNN or VGG the conv->conv filter matrices of §3.3
-        (:func:`harness.filters.module_filter_graph`), one node per conv filter.
+        (:func:`harness.model_kernels.module_filter_graph`), one node per conv filter.
         """
         if self.config.arch == "mlp":
             return self.weights(phase)
@@ -237,8 +262,7 @@ class TrainedModel:
         ``kernels="linear"`` gives :func:`weight_matrices`, ``"conv"`` :func:`conv_kernels`.
         Needs a model trained with ``snapshots=True``.
         """
-        if kernels not in ("linear", "conv"):
-            raise ValueError(f"kernels must be 'linear' or 'conv', got {kernels!r}")
+        check_choice("kernels", kernels, ("linear", "conv"))
         if not self.snapshot_index:
             raise ValueError(
                 "this model was trained without snapshots; use config.replace(snapshots=True)"

@@ -1,6 +1,6 @@
 """The clusterability test of one network: load it from anywhere, cluster it, compare with nulls.
 
->>> from harness.clusterability import clusterability
+>>> from harness.analysis import clusterability
 >>> result = clusterability("my_mlp.npz", n_clusters=12, n_samples=50)   # doctest: +SKIP
 >>> result.pvalue, result.z                                                     # doctest: +SKIP
 
@@ -10,176 +10,30 @@ from a shell.
 
 from __future__ import annotations
 
-import math
 import sys
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.cluster import METHODS, cluster_weights
-from harness.files import natural_key
-from harness.filters import (
-    FILTER_NORMS,
-    PAPER_FILTER_NORM,
-    filter_graph_weights,
-    module_filter_graph,
-)
-from harness.graph import ISOLATION_RTOL, validate_weights
-from harness.nulls import NULL_METHODS, null_distribution
+from harness.cluster import cluster_network
+from harness.filters import FILTER_NORMS, PAPER_FILTER_NORM, filter_graph_weights
+from harness.graph import validate_weights
+from harness.nulls import null_ncuts
 from harness.options import check_choice
 from harness.seeding import check_seed
+from harness.spec import AnalysisSpec
 from harness.stats import ClusterabilityResult
+from harness.weight_files import STATE_DICT_SUFFIXES, load_npz, read_state_dict, state_dict_kernels
 
-__all__ = ["clusterability", "load_weights"]
+__all__ = ["analyse_weights", "clusterability", "load_weights"]
 
 _ACCEPTED = (
     "a sequence of 2-D (n_in, n_out) arrays or of 4-D (kh, kw, in, out) conv kernels, a path "
     "to a .npz file of either, or a torch nn.Module whose nn.Conv2d (else nn.Linear) layers "
     "form a chain"
 )
-
-
-# Deflate cannot expand data more than about 1032:1; a member that declares more is lying.
-_MAX_DEFLATE_RATIO = 1032
-_SAVE_HINT = "save the weight matrices with np.savez(path, W0, W1, ...) (shapes (n_in, n_out))"
-
-
-def _not_an_archive(path: Path) -> str:
-    """Why ``path`` (not a zip file) is no .npz archive, with the fix."""
-    with open(path, "rb") as fh:
-        head = fh.read(len(np.lib.format.MAGIC_PREFIX))
-    if head == np.lib.format.MAGIC_PREFIX:
-        return f"{path} is a single .npy array, not a .npz archive; {_SAVE_HINT}"
-    return f"{path} is not a .npz archive (not a zip file); {_SAVE_HINT}"
-
-
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> np.ndarray:
-    """One ``.npy`` member, its header checked against the member's size before allocating.
-
-    A header is a claim: ``shape`` and ``dtype`` of a few bytes can ask for terabytes. The
-    claimed size must fit in the bytes the member holds, and the size the zip declares for
-    the member must be possible for its compressed size.
-    """
-    name = info.filename
-    where = f"{path}: member {name}"
-    if info.compress_type == zipfile.ZIP_STORED:
-        plausible = info.file_size == info.compress_size
-    elif info.compress_type == zipfile.ZIP_DEFLATED:
-        plausible = info.file_size <= _MAX_DEFLATE_RATIO * info.compress_size + 1024
-    else:
-        plausible = True
-    if not plausible:
-        raise ValueError(
-            f"{where} declares {info.file_size} bytes from {info.compress_size} stored bytes, "
-            "more than its compression allows; the archive is corrupt"
-        )
-    with archive.open(info) as fh:
-        try:
-            version = np.lib.format.read_magic(fh)
-        except ValueError:
-            raise ValueError(f"{where} is not a .npy array; {_SAVE_HINT}") from None
-        try:
-            if version == (1, 0):
-                shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(fh)
-            elif version == (2, 0):
-                shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(fh)
-            else:  # 3.0 exists only for structured dtypes with non-latin-1 field names
-                raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported")
-        except ValueError as exc:
-            raise ValueError(f"{where} has an unreadable .npy header ({exc})") from exc
-        if dtype.hasobject:  # reading it would need pickle, which is never allowed
-            raise ValueError(
-                f"{where} holds Python objects (dtype {dtype}), which could only be read by "
-                "unpickling; store plain numeric arrays"
-            )
-        if dtype.kind not in "biufc":
-            raise ValueError(f"{where} has dtype {dtype}, not a numeric type; store numeric arrays")
-        claimed = math.prod(shape) * dtype.itemsize
-        actual = info.file_size - fh.tell()
-        if claimed > actual:
-            raise ValueError(
-                f"{where} claims shape {shape} of {dtype} ({claimed} bytes) but holds "
-                f"{max(actual, 0)} bytes of data; the archive is corrupt"
-            )
-        data = fh.read(claimed)
-    if len(data) != claimed:
-        raise ValueError(f"{where} ends after {len(data)} of {claimed} bytes; the archive is corrupt")
-    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
-
-
-def _load_npz(path: Path) -> tuple[list[np.ndarray], list[str]]:
-    """The arrays of a .npz archive in natural key order, and their member names."""
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
-    if path.is_dir():
-        raise ValueError(f"{path} is a directory; pass a .npz file of weight matrices")
-    if path.suffix.lower() != ".npz":
-        raise ValueError(f"{path} is not a .npz file; {_SAVE_HINT}")
-    try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
-        raise ValueError(_not_an_archive(path)) from None
-    with archive:
-        # np.savez writes arr_0.npy, arr_1.npy, ...; np.load names them without ".npy".
-        members = sorted(
-            (info for info in archive.infolist() if not info.is_dir()),
-            key=lambda info: natural_key(info.filename.removesuffix(".npy")),
-        )
-        try:
-            arrays = [_read_member(archive, info, path) for info in members]
-        except (zipfile.BadZipFile, EOFError, OSError) as exc:
-            raise ValueError(f"{path} is not a valid .npz archive ({exc})") from exc
-    if not arrays:
-        raise ValueError(f"{path} holds no arrays; expected one (n_in, n_out) matrix per layer")
-    return arrays, [info.filename for info in members]
-
-
-_STATE_DICT_SUFFIXES = (".pt", ".pth", ".safetensors")
-
-
-def _load_state_dict(path: Path) -> tuple[list[np.ndarray], list[str]]:
-    """The kernels of a torch state dict (``.pt``/``.pth``/``.safetensors``), Keras layout.
-
-    Every ``*.weight`` tensor of 4 dimensions is a conv kernel (torch ``(out, in, kh, kw)``,
-    permuted to ``(kh, kw, in, out)``) and every 2-D one a dense kernel (``(out, in)``,
-    transposed), in the order of the file. ``.pt`` files are read with
-    ``torch.load(weights_only=True)``, which unpickles no code.
-    """
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    import torch
-
-    try:
-        if path.suffix.lower() == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any reader error means the same to the user
-        raise ValueError(f"{path} is not a readable torch state dict ({exc})") from exc
-    if not isinstance(state, dict):
-        raise ValueError(
-            f"{path} holds a {type(state).__name__}, not a state dict; save "
-            "model.state_dict() with torch.save"
-        )
-    arrays, names = [], []
-    for name, tensor in state.items():
-        if not (isinstance(name, str) and name.endswith("weight") and hasattr(tensor, "dim")):
-            continue
-        if tensor.dim() == 4:
-            arrays.append(tensor.detach().cpu().numpy().transpose(2, 3, 1, 0))
-        elif tensor.dim() == 2:
-            arrays.append(tensor.detach().cpu().numpy().T)
-        else:
-            continue
-        names.append(name)
-    if not arrays:
-        raise ValueError(f"{path} has no 2-D or 4-D '*.weight' tensors")
-    return arrays, names
 
 
 def _complex_dtype(w: object) -> str | None:
@@ -243,7 +97,7 @@ def _conv_graph(
                 "kernels (kh, kw, in, out), optionally followed by 2-D dense matrices"
             )
     _reject_complex(kernels)
-    return filter_graph_weights(kernels, filter_norm=filter_norm)
+    return validate_weights(filter_graph_weights(kernels, filter_norm=filter_norm))
 
 
 def load_weights(
@@ -283,15 +137,17 @@ def load_weights(
     Returns
     -------
     list of ndarray of float64, each of shape (n_l, n_{l+1})
-        Validated by :func:`harness.graph.validate_weights`.
+        Validated by :func:`harness.graph.validate_weights` (the only validation of an
+        analysis: the clustering and the nulls take them as they are).
 
     Raises
     ------
     FileNotFoundError
         For a path that does not exist.
     ValueError
-        For an unreadable, corrupt or non-.npz file, complex weights, or weights that are
-        not a valid chain.
+        For an unreadable, corrupt or non-.npz file, a file that is not a torch checkpoint,
+        complex weights, weights that are not a valid chain, conv kernels in torch layout,
+        or a module with grouped convolutions.
     TypeError
         For any other kind of ``source``.
     """
@@ -304,10 +160,11 @@ def load_weights(
             f"got {type(source).__name__}"
         )
     if isinstance(source, (str, Path)) or hasattr(source, "__fspath__"):
-        if Path(source).suffix.lower() in _STATE_DICT_SUFFIXES:
-            arrays, names = _load_state_dict(Path(source))
+        path = Path(source)
+        if path.suffix.lower() in STATE_DICT_SUFFIXES:
+            arrays, names = state_dict_kernels(read_state_dict(path), path)
         else:
-            arrays, names = _load_npz(Path(source))
+            arrays, names = load_npz(path)
         _reject_complex(arrays, names)
         if any(_is_conv_kernel(a) for a in arrays):
             return _conv_graph(arrays, names, filter_norm)
@@ -315,8 +172,10 @@ def load_weights(
     if is_module:
         assert torch is not None
         if any(isinstance(m, torch.nn.Conv2d) for m in source.modules()):
-            return module_filter_graph(
-                source, filter_norm=filter_norm, fold_batch_norm=fold_batch_norm
+            from harness.model_kernels import module_filter_graph
+
+            return validate_weights(
+                module_filter_graph(source, filter_norm=filter_norm, fold_batch_norm=fold_batch_norm)
             )
         weights = _torch_linear_weights(source)
         _reject_complex(weights)
@@ -337,23 +196,24 @@ def load_weights(
 
 def clusterability(
     weights_or_module: Any,
-    n_clusters: int = 12,
+    n_clusters: int | None = None,
     *,
-    null: str = "layer",
-    n_samples: int = 50,
+    null: str | None = None,
+    n_samples: int | None = None,
     seed: int = 0,
-    method: str = "fast",
+    method: str | None = None,
     n_workers: int | None = None,
-    isolation_rtol: float = ISOLATION_RTOL,
+    isolation_rtol: float | None = None,
     progress: bool | None = None,
-    filter_norm: str = PAPER_FILTER_NORM,
-    fold_batch_norm: bool = False,
+    filter_norm: str | None = None,
+    fold_batch_norm: bool | None = None,
+    spec: AnalysisSpec | None = None,
 ) -> ClusterabilityResult:
     """Is this network more clusterable than its shuffles? (Filan et al. 2021, sections 3-5.)
 
-    Builds the |W| graph of all neurons (of a CNN: of all conv filters, §3.3), removes isolated ones, clusters it spectrally into
-    ``n_clusters`` clusters, computes the n-cut, and compares it with the n-cuts of
-    ``n_samples`` shuffled networks.
+    Builds the |W| graph of all neurons (of a CNN: of all conv filters, §3.3), removes
+    isolated ones, clusters it spectrally into ``n_clusters`` clusters, computes the n-cut,
+    and compares it with the n-cuts of ``n_samples`` shuffled networks.
 
     Works at the top level of a plain script, in a notebook and under pytest: null samples
     run in loky worker processes, which never re-run the caller's script.
@@ -361,7 +221,7 @@ def clusterability(
     Parameters
     ----------
     weights_or_module : see :func:`load_weights`
-    n_clusters : int, default=12
+    n_clusters : int, default=harness.spec.PAPER_K (12)
     null : str, default="layer"
         One of :data:`harness.nulls.NULL_METHODS`.
     n_samples : int, default=50
@@ -385,43 +245,85 @@ def clusterability(
     progress : bool, optional
         Progress bar of the null samples on stderr; default: only on a terminal.
     filter_norm, fold_batch_norm
-        Conv networks only, see :func:`load_weights`. Their nulls shuffle each conv->conv
-        filter matrix, as the paper's did.
+        Conv networks only, see :func:`load_weights` (defaults "matrix1" and False). Their
+        nulls shuffle each conv->conv filter matrix, as the paper's did.
+    spec : AnalysisSpec, optional
+        All the settings above (``n_clusters`` to ``fold_batch_norm``) as one value, instead
+        of the keywords; giving both is an error.
 
     Returns
     -------
     ClusterabilityResult
         ``print(result)`` gives a short summary; ``result.to_frame()`` a one-row DataFrame.
     """
-    check_choice("null", null, NULL_METHODS)
-    check_choice("method", method, METHODS)
-    seed = check_seed(seed)
-    if n_workers is not None and int(n_workers) < 1:
-        raise ValueError(f"n_workers must be >= 1, got {n_workers}")
-    weights = load_weights(
-        weights_or_module, filter_norm=filter_norm, fold_batch_norm=fold_batch_norm
-    )
-    true = cluster_weights(
-        weights, n_clusters, method=method, seed=seed, isolation_rtol=isolation_rtol
-    )
-    dist = null_distribution(
-        weights,
-        n_clusters,
+    spec = _spec_of(
+        spec,
+        n_clusters=n_clusters,
         null=null,
         n_samples=n_samples,
-        seed=seed,
         method=method,
-        n_workers=n_workers,
         isolation_rtol=isolation_rtol,
-        progress=progress,
+        filter_norm=filter_norm,
+        fold_batch_norm=fold_batch_norm,
     )
+    seed = _check_run(seed, n_workers)
+    weights = load_weights(
+        weights_or_module, filter_norm=spec.filter_norm, fold_batch_norm=spec.fold_batch_norm
+    )
+    return analyse_weights(weights, spec, seed=seed, n_workers=n_workers, progress=progress)
+
+
+def analyse_weights(
+    weights: Sequence[np.ndarray],
+    spec: AnalysisSpec,
+    *,
+    seed: int = 0,
+    n_workers: int | None = None,
+    progress: bool | None = None,
+) -> ClusterabilityResult:
+    """:func:`clusterability` of a graph's matrices as :func:`load_weights` returns them.
+
+    Parameters
+    ----------
+    weights : list of ndarray of float64, each of shape (n_l, n_{l+1})
+        Validated (the output of :func:`load_weights`); not checked again.
+    spec : AnalysisSpec
+        The analysis (its filter options are not used: the graph is built).
+    seed, n_workers, progress
+        As :func:`clusterability`.
+    """
+    seed = _check_run(seed, n_workers)
+    true = cluster_network(weights, spec, seed=seed)
+    dist = null_ncuts(weights, spec, seed=seed, n_workers=n_workers, progress=progress)
     return ClusterabilityResult.from_null(
         ncut=true.ncut,
         ave_in_out=true.ave_in_out,
         labels=true.labels,
         n_clusters=true.n_clusters,
-        method=method,
-        null=null,
+        method=spec.method,
+        null=spec.null,
         seed=seed,
         null_distribution=dist,
     )
+
+
+def _check_run(seed: int, n_workers: int | None) -> int:
+    """The checked seed; ValueError for a bad seed or worker count."""
+    if n_workers is not None and int(n_workers) < 1:
+        raise ValueError(f"n_workers must be >= 1, got {n_workers}")
+    return check_seed(seed)
+
+
+def _spec_of(spec: AnalysisSpec | None, **settings: Any) -> AnalysisSpec:
+    """``spec``, or the spec of the settings given (those not None); never both."""
+    given = {name: value for name, value in settings.items() if value is not None}
+    if spec is None:
+        return AnalysisSpec(**given)
+    if not isinstance(spec, AnalysisSpec):
+        raise TypeError(f"spec must be a harness.spec.AnalysisSpec, got {type(spec).__name__}")
+    if given:
+        raise ValueError(
+            f"pass the analysis settings either as spec= or as keywords, not both (got spec= "
+            f"and {', '.join(given)}); use spec.replace({next(iter(given))}=...) to change one"
+        )
+    return spec

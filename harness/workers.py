@@ -1,13 +1,16 @@
-"""Thread pinning, worker processes, progress bars and device choice.
+"""Thread pinning and worker processes.
 
 Oversubscribed BLAS/OpenMP threads make k-means and eigen-solvers many times slower, so every
 process of the harness (the pytest controller, each xdist worker, each null-sampling worker)
 pins its thread pools to its share of the machine's cores.
 
 :func:`parallel_map` runs in local worker processes unless a *map backend* is active in this
-process (:func:`map_backend`): :mod:`harness.executor` installs one that sends the items to a
+process (:func:`map_backend`): :mod:`harness.executors` installs one that sends the items to a
 Ray cluster, so that null samples and random-init trials spread over its nodes. Items are
 seeded by index, so the backend never changes a result.
+
+Progress bars are in :mod:`harness.progress`, the choice of torch device in
+:mod:`harness.devices`.
 """
 
 from __future__ import annotations
@@ -217,51 +220,6 @@ def _reported(result: R, on_result: Callable[[R], object] | None) -> R:
     return result
 
 
-def progress_wanted(enabled: bool | None = None) -> bool:
-    """Whether to draw a progress bar: ``enabled`` if given, else only on a terminal.
-
-    Off when stderr is not a terminal (a pipe, a file, pytest's capture), inside an xdist
-    worker, and when ``HARNESS_PROGRESS=0``.
-    """
-    if enabled is not None:
-        return bool(enabled)
-    if os.environ.get("HARNESS_PROGRESS", "").strip() in {"0", "false", "no", "off"}:
-        return False
-    return bool(sys.stderr.isatty()) and xdist_worker_index() is None
-
-
-class Progress:
-    """A progress bar (tqdm on stderr) of ``total`` steps that is silent unless wanted.
-
-    ``with Progress(100, "null samples") as bar: bar.update(5)``; see :func:`progress_wanted`
-    for when it shows. It shows done / total, the rate and an estimate of the time left.
-    """
-
-    def __init__(self, total: int, desc: str, *, enabled: bool | None = None) -> None:
-        self._bar: Any = None
-        if progress_wanted(enabled) and total > 0:
-            import shutil
-
-            from tqdm import tqdm
-
-            # A terminal that reports no size (a fresh pseudo-terminal) would get no bar at all.
-            width = shutil.get_terminal_size((0, 0)).columns or 80
-            self._bar = tqdm(
-                total=total, desc=desc, unit="sample", file=sys.stderr, leave=False, ncols=width
-            )
-
-    def update(self, n: int = 1) -> None:
-        if self._bar is not None:
-            self._bar.update(n)
-
-    def __enter__(self) -> Progress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
 def iter_chunks(seq: list[T], n: int) -> Iterator[list[T]]:
     """Split ``seq`` into ``n`` contiguous chunks of near-equal size (some may be empty)."""
     k, m = divmod(len(seq), n)
@@ -270,26 +228,3 @@ def iter_chunks(seq: list[T], n: int) -> Iterator[list[T]]:
         stop = start + k + (1 if i < m else 0)
         yield seq[start:stop]
         start = stop
-
-
-def pick_device(prefer: str | None = None) -> Any:
-    """The torch device for this process: CUDA when present, else CPU.
-
-    Under xdist, worker ``i`` uses GPU ``i mod n_gpus``. ``prefer`` ("cpu", "cuda",
-    "cuda:1") overrides the choice; the environment variable ``HARNESS_DEVICE`` does too.
-    """
-    import torch
-
-    choice = prefer or os.environ.get("HARNESS_DEVICE")
-    if choice:
-        if choice.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(
-                f"device {choice!r} requested but CUDA is not available; "
-                "use 'cpu' or unset HARNESS_DEVICE"
-            )
-        return torch.device(choice)
-    if torch.cuda.is_available():
-        n_gpus = torch.cuda.device_count()
-        index = (xdist_worker_index() or 0) % n_gpus
-        return torch.device(f"cuda:{index}")
-    return torch.device("cpu")

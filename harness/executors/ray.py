@@ -1,72 +1,41 @@
-"""Where the heavy units of a run execute: in this process, or on a Ray cluster.
+"""The Ray executor: each unit runs once per run on a Ray cluster.
 
-The heavy units are *tasks*, pure functions of their inputs whose result is one artifact of
-the store (:mod:`harness.store`), named by the same key wherever it is computed:
-
-:class:`ModelTask`
-    Training one network (:func:`harness.train.get_or_train`): config, seed, dataset content.
-:class:`AnalysisTask`
-    One clusterability analysis of a trained network, its null distribution included
-    (:func:`harness.cache.cached_clusterability`): weights, K, null, samples, seed.
-
-An executor turns a task into its artifact in the run's store and returns the loaded result:
-
-:class:`LocalExecutor`
-    Today's behaviour: the unit runs in the asking process when first asked for (once per
-    machine, under the store's lock); null samples in local worker processes.
-:class:`RayExecutor`
-    The unit runs on a Ray cluster. A *coordinator* actor on the driver's node schedules
-    each key once per run (whichever pytest process asks first, or the plan submitted
-    right after collection), installs every finished artifact into the run's store as soon
-    as it arrives (so an interrupted run resumes from the store), and answers the tests
-    that wait for it. Training asks Ray for ``num_gpus`` GPUs (``train_gpus``); analyses
-    and their null samples for one CPU each; the null samples of one analysis are spread
-    over the cluster as separate tasks (:func:`harness.parallel.map_backend`). Ray retries
-    a task whose worker process dies.
-
-Both compute the same numbers: null sample ``i`` is seeded by its index, training by its
-config, and every unit runs with fixed thread counts (see :mod:`harness.parallel`).
+Ray itself is imported only when this executor is used (:meth:`RayExecutor.start`,
+:meth:`RayExecutor.join`, :func:`ray_map`): the harness runs without it. Functions that run
+on Ray workers are module-level, so that Ray pickles them by reference.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import socket
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any
 
-from harness.graph import ISOLATION_RTOL
-from harness.store import Store, artifact_key
+from harness.store import Store
+from harness.tasks import (
+    AnalysisTask,
+    Artifact,
+    ExecutorUnavailable,
+    ModelTask,
+    Task,
+    dependency_order,
+    train_unit,
+    training_units,
+)
 
 if TYPE_CHECKING:
-    from harness.configs import TrainConfig
     from harness.stats import ClusterabilityResult
-    from harness.trained import TrainedModel
+    from harness.trained_model import TrainedModel
 
-__all__ = [
-    "EXECUTORS",
-    "AnalysisTask",
-    "Artifact",
-    "Executor",
-    "ExecutorUnavailable",
-    "LocalExecutor",
-    "ModelTask",
-    "RayExecutor",
-    "RayOptions",
-    "train_unit",
-    "training_units",
-]
-
-#: The executors ``--executor`` accepts.
-EXECUTORS = ("local", "ray")
+__all__ = ["NAMESPACE", "RayExecutor", "RayOptions", "ray_map"]
 
 #: Ray namespace of the harness's actors.
 NAMESPACE = "clusterability-harness"
@@ -74,319 +43,6 @@ NAMESPACE = "clusterability-harness"
 # Environment variables forwarded to the cluster's worker processes of a run: the harness's
 # own settings and the store's credentials and fsspec configuration.
 _FORWARDED_ENV_PREFIXES = ("HARNESS_", "FSSPEC_", "AWS_", "GOOGLE_", "AZURE_")
-
-
-class ExecutorUnavailable(RuntimeError):
-    """The executor cannot start (Ray not installed, cluster unreachable, bad settings)."""
-
-
-# ----------------------------------------------------------------------------------------------
-# Tasks
-
-
-@dataclass(frozen=True, eq=False)
-class ModelTask:
-    """Training one network: the artifact of ``get_or_train(config)``.
-
-    Attributes
-    ----------
-    config : TrainConfig
-        The config as the experiment asks for it (resolved where it is trained).
-    payload : dict
-        The store key payload (:func:`harness.train.model_key_payload`): the resolved
-        config and the dataset's content hash.
-    key : str
-        The artifact's key.
-    """
-
-    kind: ClassVar[str] = "model"
-    config: TrainConfig
-    payload: Mapping[str, Any]
-    key: str
-
-    @classmethod
-    def of(cls, config: TrainConfig) -> ModelTask:
-        """The task of ``config``; loads its dataset here for the content hash of the key.
-
-        Raises
-        ------
-        harness.data.DatasetUnavailable
-            The dataset cannot be obtained on this machine.
-        """
-        from harness.train import MODEL_KIND, model_key_payload
-
-        dataset = _dataset(config.dataset, config.data_seed)
-        payload = model_key_payload(config.resolved(dataset), dataset)
-        return cls(config, payload, artifact_key(MODEL_KIND, payload))
-
-    @classmethod
-    def of_trained(cls, model: TrainedModel) -> ModelTask:
-        """The task that produced ``model`` (read from its artifact's ``meta.json``)."""
-        import json
-
-        with open(Path(model.path) / "meta.json", encoding="utf-8") as fh:
-            payload = json.load(fh)["key_payload"]
-        return cls(model.config, payload, model.key)
-
-    @property
-    def dependencies(self) -> tuple[ModelTask, ...]:
-        return ()
-
-    def build(self, store: Store, *, n_workers: int | None = None) -> Path:
-        """Train (or read) the model in ``store``; returns the artifact directory."""
-        del n_workers  # training runs in this process
-        from harness.train import get_or_train
-
-        model = get_or_train(self.config, store=store, progress=False)
-        if model.key != self.key:
-            raise ExecutorUnavailable(
-                f"the dataset {self.config.dataset!r} on this machine differs from the "
-                f"driver's (model key {model.key[:12]} instead of {self.key[:12]}); give "
-                "every node the same data (HARNESS_DATA_DIR)"
-            )
-        return Path(model.path)
-
-    def __repr__(self) -> str:
-        return f"ModelTask({self.config.dataset}, seed={self.config.seed}, key={self.key[:12]})"
-
-
-@functools.lru_cache(maxsize=2)
-def _dataset(name: str, seed: int) -> Any:
-    # Consecutive tasks mostly share a dataset; two keep memory bounded.
-    from harness.data import load_dataset
-
-    return load_dataset(name, seed=seed)
-
-
-@dataclass(frozen=True, eq=False)
-class AnalysisTask:
-    """One clusterability analysis (true clustering and null distribution) of a network.
-
-    Attributes
-    ----------
-    model : ModelTask
-        The network's training task.
-    phase : str
-        ``"unpruned"`` or ``"pruned"``.
-    n_clusters, null, n_samples, seed, method, isolation_rtol
-        As :func:`harness.cache.cached_clusterability`.
-    identity : dict
-        What identifies the weights in the key (the model's key and the phase, plus any
-        option that changes the weights).
-    weights : str
-        The :class:`~harness.trained.TrainedModel` method that gives the matrices
-        (``"weights"``, or ``"graph_weights"``), called as ``weights(phase, **options)``.
-    weights_options : dict
-        Keyword arguments of that method.
-    """
-
-    kind: ClassVar[str] = "clusterability"
-    model: ModelTask
-    phase: str
-    n_clusters: int
-    null: str
-    n_samples: int
-    seed: int
-    identity: Mapping[str, Any]
-    method: str = "fast"
-    isolation_rtol: float = ISOLATION_RTOL
-    weights: str = "weights"
-    weights_options: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def payload(self) -> dict[str, Any]:
-        from harness.cache import clusterability_payload
-
-        return clusterability_payload(
-            identity=self.identity, n_clusters=self.n_clusters, null=self.null,
-            n_samples=self.n_samples, seed=self.seed, method=self.method,
-            isolation_rtol=self.isolation_rtol,
-        )
-
-    @property
-    def key(self) -> str:
-        return artifact_key(self.kind, self.payload)
-
-    @property
-    def dependencies(self) -> tuple[ModelTask, ...]:
-        return (self.model,)
-
-    def run(
-        self, store: Store, model: TrainedModel, *, n_workers: int | None = None
-    ) -> ClusterabilityResult:
-        """The analysis of ``model`` through ``store``'s cache (computed if absent)."""
-        from harness.cache import cached_clusterability
-
-        weights = getattr(model, self.weights)(self.phase, **dict(self.weights_options))
-        return cached_clusterability(
-            weights,
-            n_clusters=self.n_clusters,
-            null=self.null,
-            n_samples=self.n_samples,
-            seed=self.seed,
-            store=store,
-            identity=self.identity,
-            method=self.method,
-            n_workers=n_workers,
-            isolation_rtol=self.isolation_rtol,
-        )
-
-    def build(self, store: Store, *, n_workers: int | None = None) -> Path:
-        """Compute the analysis in ``store`` (whose model artifact must be there)."""
-        from harness.trained import TrainedModel
-
-        model = TrainedModel.from_path(store.path_for(self.model.kind, self.model.key))
-        self.run(store, model, n_workers=n_workers)
-        return store.path_for(self.kind, self.key)
-
-    def __repr__(self) -> str:
-        return (
-            f"AnalysisTask({self.model!r}, {self.phase}, K={self.n_clusters}, {self.null}, "
-            f"n={self.n_samples}, key={self.key[:12]})"
-        )
-
-
-Task = ModelTask | AnalysisTask
-
-
-@dataclass(frozen=True, eq=False)
-class Artifact:
-    """A complete artifact in transit (every file, manifest included) and where it was made."""
-
-    kind: str
-    key: str
-    files: Mapping[str, bytes]
-    info: Mapping[str, Any] = field(default_factory=dict)
-
-
-def dependency_order(tasks: Iterable[Task]) -> list[Task]:
-    """Distinct tasks (by key), every task after the ones it needs: models, then analyses."""
-    seen: dict[str, Task] = {}
-    for task in tasks:
-        for dep in task.dependencies:
-            seen.setdefault(dep.key, dep)
-        seen.setdefault(task.key, task)
-    ordered = list(seen.values())
-    return [t for t in ordered if not t.dependencies] + [t for t in ordered if t.dependencies]
-
-
-def training_units(tasks: Iterable[Task]) -> list[tuple[ModelTask, ...]]:
-    """The distinct model tasks of ``tasks`` grouped into training units.
-
-    Tasks whose config has ``trainer="ensemble"`` and that share what an ensemble shares
-    (:func:`harness.ensemble.group_key` of the resolved config, and the dataset's content) form
-    one unit, its members ordered by key; every other model task is a unit of its own. A
-    member's weights do not depend on its unit, so the units of a run only decide what trains
-    together, never what is stored.
-    """
-    from harness.configs import TrainConfig
-    from harness.ensemble import group_key
-
-    seen: dict[str, ModelTask] = {}
-    for task in tasks:
-        for model in (*task.dependencies, task):
-            if isinstance(model, ModelTask):
-                seen.setdefault(model.key, model)
-    units: dict[Any, list[ModelTask]] = {}
-    for key, task in seen.items():
-        config = TrainConfig.from_dict(task.payload["config"])
-        ident: Any = (("ensemble", group_key(config), task.payload["dataset"])
-                      if config.trainer == "ensemble" else key)
-        units.setdefault(ident, []).append(task)
-    return [tuple(sorted(unit, key=lambda t: t.key)) for unit in units.values()]
-
-
-def train_unit(unit: Sequence[ModelTask], store: Store) -> list[TrainedModel]:
-    """The trained models of a unit (:func:`training_units`), the missing ones trained
-    together (:func:`harness.ensemble.get_or_train_group`)."""
-    from harness.ensemble import get_or_train_group
-    from harness.train import get_or_train
-
-    if len(unit) == 1:
-        return [get_or_train(unit[0].config, store=store, progress=False)]
-    models = get_or_train_group([t.config for t in unit], store=store, progress=False)
-    for task, model in zip(unit, models, strict=True):
-        if model.key != task.key:
-            raise ExecutorUnavailable(
-                f"the dataset {task.config.dataset!r} on this machine differs from the "
-                f"driver's (model key {model.key[:12]} instead of {task.key[:12]}); give "
-                "every node the same data (HARNESS_DATA_DIR)"
-            )
-    return models
-
-
-# ----------------------------------------------------------------------------------------------
-# Executors
-
-
-class Executor(Protocol):
-    """Where the heavy units run. Every method returns what the local code path returns."""
-
-    name: str
-    store: Store
-
-    def submit(self, tasks: Sequence[Task]) -> int:
-        """Start computing ``tasks`` (in dependency order) without waiting; how many started."""
-
-    def model(self, task: ModelTask) -> TrainedModel:
-        """The trained model of ``task`` (waits for it)."""
-
-    def analysis(self, task: AnalysisTask) -> ClusterabilityResult:
-        """The clusterability result of ``task`` (waits for it)."""
-
-    def stats(self) -> dict[str, Any]:
-        """What ran where (for the session summary)."""
-
-    def close(self) -> None:
-        """Release the executor's resources."""
-
-
-class LocalExecutor:
-    """Units run in the asking process when first asked for: the harness without a cluster.
-
-    Training runs here (once per key across the machine's processes, under the store's
-    lock); null samples in local worker processes (:func:`harness.parallel.parallel_map`).
-    Nothing is computed ahead: :meth:`submit` only learns the run's training units
-    (:func:`training_units`), so that the first test asking for a member of an ensemble
-    trains its whole unit in this process (on the GPU when present), and the others read it.
-    """
-
-    name = "local"
-
-    def __init__(self, store: Store) -> None:
-        from harness.ensemble import ensembles_by_default
-
-        self.store = store
-        self._units: dict[str, tuple[ModelTask, ...]] = {}
-        #: Whether the run's forecast is worth computing (ensembles train by default here).
-        self.wants_plan = ensembles_by_default()
-
-    def submit(self, tasks: Sequence[Task]) -> int:
-        for unit in training_units(tasks):
-            if len(unit) > 1:
-                self._units.update((task.key, unit) for task in unit)
-        return 0
-
-    def model(self, task: ModelTask) -> TrainedModel:
-        from harness.train import get_or_train
-
-        unit = self._units.get(task.key)
-        if unit is None:
-            return get_or_train(task.config, store=self.store)
-        return train_unit(unit, self.store)[[t.key for t in unit].index(task.key)]
-
-    def analysis(self, task: AnalysisTask) -> ClusterabilityResult:
-        return task.run(self.store, self.model(task.model))
-
-    def stats(self) -> dict[str, Any]:
-        return {"executor": self.name}
-
-    def close(self) -> None:
-        pass
-
-
-# ----------------------------------------------------------------------------------------------
-# Ray
 
 
 @dataclass(frozen=True)
@@ -487,7 +143,7 @@ def _connect(options: RayOptions, store: Store, *, namespace: str = NAMESPACE) -
     if address:
         kwargs["address"] = address
     else:
-        from harness.parallel import available_cores
+        from harness.workers import available_cores
 
         # "local": always a new instance of our own, even when another Ray cluster runs on
         # this machine (ray.init() with no address would join that one, and then refuses
@@ -526,7 +182,7 @@ def _ray_call(fn: Callable[[Any], Any], item: Any) -> tuple[Any, str]:
     """A map item on a Ray worker: one thread, as in local worker processes."""
     import ray
 
-    from harness.parallel import pin_threads
+    from harness.workers import pin_threads
 
     pin_threads(1)
     return fn(item), ray.get_runtime_context().get_node_id()
@@ -538,7 +194,7 @@ def ray_map(
     n_workers: int,
     on_result: Callable[[Any], object] | None,
 ) -> list[Any]:
-    """A :data:`harness.parallel.MapBackend` on Ray: one CPU task per item, input order kept."""
+    """A :data:`harness.workers.MapBackend` on Ray: one CPU task per item, input order kept."""
     ray = _require_ray()
     del n_workers  # Ray schedules as many as the cluster has CPUs for
     remote = ray.remote(num_cpus=1, max_retries=3)(_ray_call).options(name="harness.map")
@@ -571,7 +227,7 @@ def _execute(task: Task, *dependencies: Artifact, threads: int, n_workers: int |
     use their own (fetched and verified by sha256). The dataset's content hash is part of
     the model's key, which :meth:`ModelTask.build` checks.
     """
-    from harness.parallel import map_backend, pin_threads
+    from harness.workers import map_backend, pin_threads
 
     started = time.perf_counter()
     if data_dir and "HARNESS_DATA_DIR" not in os.environ and Path(data_dir).is_dir():
@@ -598,7 +254,7 @@ def _execute(task: Task, *dependencies: Artifact, threads: int, n_workers: int |
 
 def _execute_unit(unit: list[ModelTask], *, threads: int, data_dir: str | None) -> tuple[Artifact, ...]:
     """A training unit on a Ray worker (one GPU task): its members, one artifact each."""
-    from harness.parallel import pin_threads
+    from harness.workers import pin_threads
 
     started = time.perf_counter()
     if data_dir and "HARNESS_DATA_DIR" not in os.environ and Path(data_dir).is_dir():
@@ -777,7 +433,7 @@ class RayExecutor:
     local Ray instance, and creates the coordinator), and with :meth:`join` in other
     processes of the same run (pytest-xdist workers), passing :attr:`handle`.
 
-    While open, :func:`harness.parallel.parallel_map` in this process also runs on the
+    While open, :func:`harness.workers.parallel_map` in this process also runs on the
     cluster (random-init trials, say).
     """
 
@@ -785,7 +441,7 @@ class RayExecutor:
 
     def __init__(self, store: Store, coordinator: Any, handle: dict[str, Any], *,
                  owner: bool, initialised: bool) -> None:
-        from harness.parallel import set_map_backend
+        from harness.workers import set_map_backend
 
         self.store = store
         self.handle = handle
@@ -867,7 +523,7 @@ class RayExecutor:
             raise (cause() if callable(cause) else value)
 
     def model(self, task: ModelTask) -> TrainedModel:
-        from harness.train import get_or_train
+        from harness.training import get_or_train
 
         self._ensure(task)
         return get_or_train(task.config, store=self.store)  # now a read
@@ -887,7 +543,7 @@ class RayExecutor:
         if self._closed:
             return
         self._closed = True
-        from harness.parallel import set_map_backend
+        from harness.workers import set_map_backend
 
         set_map_backend(self._previous_backend)
         ray = sys.modules.get("ray")

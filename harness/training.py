@@ -8,8 +8,14 @@ per-kernel magnitude pruning raises each kernel's sparsity from 50% to 90% on a 
 back.
 
 The path of a config: a :class:`~harness.configs.TrainConfig` goes into :func:`train`, which
-returns a :class:`~harness.trained.TrainResult`; :func:`get_or_train` stores that and returns
-the :class:`~harness.trained.TrainedModel` that reads it back.
+returns a :class:`~harness.trained_model.TrainResult`; :func:`get_or_train` stores that and returns
+the :class:`~harness.trained_model.TrainedModel` that reads it back.
+
+The pruning schedule and masks are in :mod:`harness.pruning`, the optimizer and the L1/L2
+penalty in :mod:`harness.optim`, what this trainer shares with the ensemble trainer
+(:mod:`harness.ensemble`) about a run (random streams, threads, layout) in
+:mod:`harness.train_context`, and the store key in :mod:`harness.trained_model`; the public
+names among them are importable from here too.
 
 Where this differs from the original Keras / tensorflow-model-optimization code:
 
@@ -38,12 +44,9 @@ Where this differs from the original Keras / tensorflow-model-optimization code:
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,17 +55,34 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.configs import TrainConfig
+from harness.devices import pick_device
+from harness.ensemble import train_ensemble
 from harness.models import build_model, kernel_layers
-from harness.parallel import pick_device, xdist_worker_index
+from harness.optim import adam, kernel_penalty
+from harness.pruning import Pruner, polynomial_sparsity, prune_step_sparsity
 from harness.regulariser import clusterability_penalty, normalize_weights_
 from harness.seeding import stream_seed
 from harness.store import Store
-from harness.trained import PHASES, TrainedModel, TrainResult
+from harness.train_context import (
+    DROPOUT_STREAM,
+    SHUFFLE_STREAM,
+    TRAIN_THREADS,
+    TrainingDivergedError,
+    dataset_for,
+    memory_format,
+    training_threads,
+    use_progress,
+)
+from harness.trained_model import MODEL_KIND, PHASES, TrainedModel, TrainResult, model_key_payload
 
 if TYPE_CHECKING:
     from harness.data import Dataset
 
+# The pruning schedule (harness.pruning), the store key (harness.trained_model) and the run's
+# context (harness.train_context) are re-exported: the names users import from here.
 __all__ = [
+    "MODEL_KIND",
+    "TRAIN_THREADS",
     "TrainingDivergedError",
     "evaluate",
     "get_or_train",
@@ -74,124 +94,11 @@ __all__ = [
     "train",
 ]
 
-#: Store kind of trained models.
-MODEL_KIND = "model"
-
-# Independent random streams derived from ``config.seed`` (see harness.seeding.stream_seed):
-# 0 = kernel init, 1 = clusterable-init modules (both in build_model), 2 = example order,
-# 3 = dropout and augmentation.
-_SHUFFLE_STREAM = 2
-_DROPOUT_STREAM = 3
-
 _EVAL_BATCH = 4096
-
-
-class TrainingDivergedError(RuntimeError):
-    """The training loss became NaN or infinite; nothing is stored."""
-
-    def __init__(self, message: str, *, epoch: int, phase: str) -> None:
-        super().__init__(message)
-        self.epoch = epoch
-        self.phase = phase
-
-
-# ----------------------------------------------------------------------------------------------
-# The pruning schedule
-
-
-def polynomial_sparsity(
-    step: int | float,
-    *,
-    end_step: int,
-    initial_sparsity: float = 0.5,
-    final_sparsity: float = 0.9,
-    begin_step: int = 0,
-    power: float = 3.0,
-) -> float:
-    """Target sparsity at ``step`` of tfmot's ``PolynomialDecay`` schedule (§2.6).
-
-    ``s(t) = s_f + (s_i - s_f) (1 - p)^power`` with ``p = (t - t0) / (E - t0)`` clipped to
-    [0, 1], so ``s(t0) = s_i`` and ``s(t) = s_f`` for ``t >= E``.
-    """
-    if end_step <= begin_step:
-        raise ValueError(f"end_step ({end_step}) must be > begin_step ({begin_step})")
-    p = min(1.0, max(0.0, (float(step) - begin_step) / (end_step - begin_step)))
-    return final_sparsity + (initial_sparsity - final_sparsity) * (1.0 - p) ** power
-
-
-def prune_step_sparsity(step: int, config: TrainConfig, end_step: int) -> float | None:
-    """Sparsity to prune to at pruning ``step`` (0-based), or None when masks stay as they are.
-
-    Masks are updated before the optimizer step ``t`` whenever ``t % pruning_frequency == 0``
-    and once more at ``t = end_step``, after the last optimizer step.
-    """
-    if step == end_step or (step % config.pruning_frequency == 0 and 0 <= step < end_step):
-        return polynomial_sparsity(
-            step,
-            end_step=end_step,
-            initial_sparsity=config.initial_sparsity,
-            final_sparsity=config.final_sparsity,
-        )
-    return None
-
-
-class _Pruner:
-    """Per-kernel magnitude masks (all Linear and Conv kernels; not biases or BN)."""
-
-    def __init__(self, kernels: Sequence[torch.Tensor]) -> None:
-        self.kernels = list(kernels)
-        # Masks in the default layout whatever the kernel's (a channels-last conv kernel
-        # included), so that ``mask.view(-1)`` indexes in the order of ``w.flatten()``.
-        self.masks = [torch.ones_like(w, memory_format=torch.contiguous_format) for w in self.kernels]
-
-    @torch.no_grad()
-    def prune_to(self, sparsity: float) -> None:
-        for w, mask in zip(self.kernels, self.masks, strict=True):
-            n = w.numel()
-            # Keep the round(n * (1 - s)) largest magnitudes, as tfmot does; top-k (not a
-            # threshold) makes the count exact even when magnitudes tie.
-            keep = int(round(n * (1.0 - sparsity)))
-            mask.zero_()
-            if keep > 0:
-                top = torch.topk(w.abs().flatten(), keep, sorted=False).indices
-                mask.view(-1)[top] = 1
-            w.mul_(mask)
-
-    @torch.no_grad()
-    def apply(self) -> None:
-        for w, mask in zip(self.kernels, self.masks, strict=True):
-            w.mul_(mask)
-
-    def sparsity(self) -> float:
-        zeros = sum(int((w == 0).sum()) for w in self.kernels)
-        return zeros / max(1, sum(w.numel() for w in self.kernels))
 
 
 # ----------------------------------------------------------------------------------------------
 # The loop
-
-
-def _penalty(
-    kernels: Sequence[torch.Tensor], l1: float, l2: float, *, first_layer_l1: bool = False
-) -> torch.Tensor | None:
-    """``l1 * sum|w| + l2 * sum w**2`` over all kernels (None when both rates are 0).
-
-    With ``first_layer_l1`` the first kernel's terms are replaced by ``rate * sum|w|`` at the
-    active rate, ``l2`` when it is on (the original's L2 took precedence), else ``l1``: the
-    original MLP's ``Dense(..., kernel_regularizer=l1(reg_rate))`` first layer (§2.2).
-    """
-    if not kernels or (l1 == 0 and l2 == 0):
-        return None
-    terms: list[torch.Tensor] = []
-    for i, w in enumerate(kernels):
-        if i == 0 and first_layer_l1:
-            terms.append((l2 or l1) * w.abs().sum())
-            continue
-        if l1:
-            terms.append(l1 * w.abs().sum())
-        if l2:
-            terms.append(l2 * (w * w).sum())
-    return torch.stack(terms).sum()
 
 
 def _kernels(model: nn.Module) -> list[torch.Tensor]:
@@ -229,7 +136,7 @@ def run_epoch(
     l1: float = 0.0,
     l2: float = 0.0,
     first_layer_l1: bool = False,
-    pruner: _Pruner | None = None,
+    pruner: Pruner | None = None,
     schedule: Callable[[int], float | None] | None = None,
     first_step: int = 0,
     augment: bool = False,
@@ -301,7 +208,7 @@ def run_epoch(
             normalize_weights_(model)
         out = model(xb)
         loss = F.cross_entropy(out, yb) if classification else F.mse_loss(out, yb)
-        penalty = _penalty(kernels, l1, l2, first_layer_l1=first_layer_l1)
+        penalty = kernel_penalty(kernels, l1, l2, first_layer_l1=first_layer_l1)
         total = loss if penalty is None else loss + penalty
         if cluster_lambda:
             total = total + clusterability_penalty(
@@ -354,22 +261,6 @@ def evaluate(
 # train()
 
 
-def _use_progress(progress: bool | None) -> bool:
-    if progress is not None:
-        return bool(progress)
-    return (
-        sys.stderr.isatty()
-        and xdist_worker_index() is None
-        and not os.environ.get("CI")
-    )
-
-
-def _load(config: TrainConfig) -> Dataset:
-    from harness.data import load_dataset
-
-    return load_dataset(config.dataset, seed=config.data_seed)
-
-
 def train(
     config: TrainConfig,
     dataset: Dataset | None = None,
@@ -386,7 +277,7 @@ def train(
         Default: ``harness.data.load_dataset(config.dataset, seed=config.data_seed)`` (its
         errors, e.g. ``DataUnavailableError``, propagate).
     device : str or torch.device, optional
-        Default :func:`harness.parallel.pick_device` (CUDA when present).
+        Default :func:`harness.devices.pick_device` (CUDA when present).
     progress : bool, optional
         tqdm bar over epochs; default only on an interactive terminal outside xdist and CI.
 
@@ -408,41 +299,14 @@ def train(
     channels-last layout (:func:`memory_format`); the returned states are in the default one.
     """
     if dataset is None:
-        dataset = _load(config)
+        dataset = dataset_for(config)
     cfg = config.resolved(dataset)
     dev = device if isinstance(device, torch.device) else pick_device(device)
     if cfg.trainer == "ensemble":
         # A member of an ensemble, alone: the same weights as in any ensemble.
-        from harness.ensemble import train_ensemble
-
         return train_ensemble([cfg], dataset, device=dev, progress=progress)[0]
-    with _training_threads(dev):
+    with training_threads(dev):
         return _train(cfg, dataset, dev, progress)
-
-
-#: Intra-op threads of CPU training, whatever the worker count or executor. torch's CPU
-#: kernels split reductions by thread, so the thread count changes the float order, and after
-#: a few thousand Adam steps the weights are another realisation (measured: the ci profile's
-#: MNIST+DROPOUT pruned n-cut 8.976 with ``-n 1``, 9.286 with ``-n 2``). One thread makes a
-#: model's weights a function of its config, data and machine only: ``-n 1``, ``-n 2``,
-#: ``-n auto`` and Ray tasks store the same weights under one key. Processes, not threads,
-#: spread training over cores (xdist workers, Ray tasks). Analyses keep cores/workers threads:
-#: their results do not depend on it (tests/test_determinism.py).
-TRAIN_THREADS = 1
-
-
-@contextlib.contextmanager
-def _training_threads(dev: torch.device) -> Iterator[None]:
-    """Run the block with :data:`TRAIN_THREADS` torch threads on the CPU, restored after."""
-    if dev.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(TRAIN_THREADS)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _train(
@@ -469,11 +333,11 @@ def _train(
     kernels = _kernels(model)
     metrics: dict[str, list[dict[str, Any]]] = {"unpruned": [], "pruned": []}
     snapshots: list[tuple[int, str, dict[str, torch.Tensor]]] = []
-    order_gen = torch.Generator().manual_seed(stream_seed(cfg.seed, _SHUFFLE_STREAM))
+    order_gen = torch.Generator().manual_seed(stream_seed(cfg.seed, SHUFFLE_STREAM))
     cuda = [dev.index or 0] if dev.type == "cuda" else []
     total_epochs = cfg.epochs + cfg.pruning_epochs
     bar = None
-    if _use_progress(progress) and total_epochs:
+    if use_progress(progress) and total_epochs:
         from tqdm import tqdm
 
         bar = tqdm(total=total_epochs, desc=f"train {cfg.dataset}/{cfg.arch}", unit="epoch")
@@ -494,7 +358,7 @@ def _train(
 
     try:
         with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(stream_seed(cfg.seed, _DROPOUT_STREAM))
+            torch.manual_seed(stream_seed(cfg.seed, DROPOUT_STREAM))
             unpruned_state: dict[str, torch.Tensor] = {}
             pruned_state: dict[str, torch.Tensor] | None = None
             for phase in PHASES:
@@ -502,8 +366,8 @@ def _train(
                 if phase == "pruned" and n_epochs == 0:
                     break
                 # A fresh Adam per phase, as the original recompiled the model for pruning.
-                optimizer = _adam(model.parameters(), cfg.lr, dev)
-                pruner = _Pruner(kernels) if phase == "pruned" else None
+                optimizer = adam(model.parameters(), cfg.lr)
+                pruner = Pruner(kernels) if phase == "pruned" else None
                 # The penalty rates of this phase (off in pruning with pruning_penalty=False).
                 l1, l2 = (cfg.l1, cfg.l2) if pruner is None or cfg.pruning_penalty else (0.0, 0.0)
                 schedule = (lambda t: prune_step_sparsity(t, cfg, end_step)) if pruner else None
@@ -535,7 +399,8 @@ def _train(
                         model, x_test, y_test, classification=classification
                     )
                     with torch.no_grad():
-                        penalty = _penalty(kernels, l1, l2, first_layer_l1=cfg.first_layer_l1)
+                        penalty = kernel_penalty(kernels, l1, l2,
+                                                 first_layer_l1=cfg.first_layer_l1)
                     pen = float(penalty) if penalty is not None else 0.0
                     row: dict[str, Any] = {
                         "epoch": epoch,
@@ -574,29 +439,6 @@ def _train(
     return TrainResult(cfg, metrics, unpruned_state, pruned_state, tuple(snapshots), info)
 
 
-def memory_format(arch: str) -> torch.memory_format:
-    """The memory layout :func:`train` keeps a network and its inputs in.
-
-    Conv nets (``"cnn"``, ``"vgg"``) train channels-last (NHWC): oneDNN's CPU convolutions
-    run faster on it (``python -m bench train --case cnn`` measures it), and it is the
-    layout of cuDNN's tensor-core convolutions (TF32, on by default for convolutions). MLPs
-    keep the default layout. Training stays deterministic for a given device and thread
-    count, but its numbers are not those of the default NCHW layout: without dropout they
-    differ by float rounding (another summation order in the convolutions, ~1e-8 after a
-    few steps); with dropout the masks differ, because torch draws them in memory order, so
-    the network is another, equally likely, realisation of the same training run.
-    ``torch.compile`` was measured too (``--compile``): minutes of compilation on two cores
-    and no faster training steps on the CPU, so it is not used.
-    """
-    return torch.contiguous_format if arch == "mlp" else torch.channels_last
-
-
-def _adam(params: Iterable[nn.Parameter], lr: float, dev: torch.device) -> torch.optim.Adam:
-    # Keras Adam defaults (beta 0.9/0.999, eps 1e-7). The fused kernel is several times faster
-    # on small MLPs than the per-tensor loop.
-    return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-7, fused=True)
-
-
 def _row_summary(phase: str, row: Mapping[str, Any]) -> str:
     acc = row.get("test_acc")
     tail = f"test_acc={acc:.4f}" if acc is not None else f"test_loss={row['test_loss']:.4g}"
@@ -605,23 +447,6 @@ def _row_summary(phase: str, row: Mapping[str, Any]) -> str:
 
 # ----------------------------------------------------------------------------------------------
 # The store-backed entry point
-
-
-# Fields added after models were first stored, with the value that reproduces the earlier
-# behaviour: left out of the key at that value, so the models stored before keep their keys.
-_KEY_OMITTED_AT = {
-    "first_layer_l1": False, "pruning_penalty": True, "trainer": "single", "cluster_lambda": 0.0,
-    "cluster_eigs": 3,
-}
-
-
-def model_key_payload(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
-    """What identifies a trained model in the store: the resolved config and the data hash."""
-    fields = config.resolved(dataset).to_dict()
-    for name, value in _KEY_OMITTED_AT.items():
-        if fields[name] == value:
-            del fields[name]
-    return {"config": fields, "dataset": dataset.content_hash}
 
 
 def get_or_train(
@@ -652,7 +477,7 @@ def get_or_train(
     TrainedModel
     """
     if dataset is None:
-        dataset = _load(config)
+        dataset = dataset_for(config)
     cfg = config.resolved(dataset)
     store = store if store is not None else Store()
     ds = dataset

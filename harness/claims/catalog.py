@@ -1,0 +1,62 @@
+"""The registry: every claim of the paper by id, and which study asserts which.
+
+Built once from the builders of each family (:mod:`~harness.claims.derived`,
+:mod:`~harness.claims.orderings`, :mod:`harness.activations.claims`,
+:mod:`~harness.claims.extra`), with the paper profile's expected failures
+(:data:`~harness.claims.statuses.PAPER_XFAIL`) added to their statuses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import lru_cache
+
+from harness.activations.claims import activation_claims
+from harness.claims.derived import derived_claims, learns_claims, lesion_claims
+from harness.claims.extra import extra_claims
+from harness.claims.model import Claim
+from harness.claims.orderings import cnn_ordering_claims, ordering_claims, random_init_claims
+from harness.claims.statuses import PAPER_XFAIL
+from harness.paper import paper_values
+
+__all__ = ["REGISTRY", "claims_for", "registry"]
+
+
+@lru_cache(maxsize=1)
+def registry() -> dict[str, Claim]:
+    """Every claim, by id (derived from the paper's tables, then the hand-written ones).
+
+    Raises
+    ------
+    AssertionError
+        If two claims share an id.
+    """
+    rows = paper_values()
+    claims = [
+        *derived_claims(rows),
+        *ordering_claims(),
+        *cnn_ordering_claims(),
+        *random_init_claims(),
+        *lesion_claims(rows),
+        *learns_claims(rows),
+        *activation_claims(rows),
+        *extra_claims(),  # Tables E, N
+    ]
+    out: dict[str, Claim] = {}
+    for claim in claims:
+        if claim.id in out:
+            raise AssertionError(f"duplicate claim id {claim.id}")
+        status = dict(claim.status)
+        if claim.id in PAPER_XFAIL:
+            status.setdefault("paper", ("xfail", PAPER_XFAIL[claim.id]))
+        out[claim.id] = replace(claim, status=status)
+    return out
+
+
+#: Every claim by id: :func:`registry`, built at import.
+REGISTRY = registry()
+
+
+def claims_for(study: str) -> list[str]:
+    """Ids of the claims asserted by ``experiments/test_<study>.py``, in registry order."""
+    return [c.id for c in REGISTRY.values() if c.study == study]
