@@ -2,7 +2,7 @@
 
 A profile's verdicts are random: two instances at six epochs make many of the paper's
 claims coin flips, and another CPU (or base seed) flips them. So a profile's statuses are
-measured, not typed in. ``python -m harness calibrate --profile quick --seeds 0 100 200``
+measured, not typed in. ``python -m harness calibrate --profile quick --seeds 0 1 2 100 200``
 (``make calibrate``) runs the profile at several base seeds with every claim recorded
 (``--record-claims``) and keeps each run under ``baselines/<profile>/seed-<s>/``; its
 ``claims.csv`` holds each claim's verdict at that seed. Then, at that profile:
