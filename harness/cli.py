@@ -417,6 +417,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from harness.calibration import run_calibration
+    from harness.claims.catalog import observed_margins
 
     if len(args.seeds) < 3:
         raise ValueError(f"--seeds: a calibration needs at least 3 seeds, got {len(args.seeds)}")
@@ -425,7 +426,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     try:
         path = run_calibration(
             args.profile, list(args.seeds), out=args.out, workers=args.workers,
-            pytest_args=list(args.pytest_args or []),
+            pytest_args=list(args.pytest_args or []), margins_of=observed_margins,
         )
     except RuntimeError as exc:
         print(f"error: python -m harness calibrate: {exc}", file=sys.stderr)

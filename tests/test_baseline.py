@@ -16,6 +16,7 @@ import pytest
 from harness import calibration as C
 from harness import report as R
 from harness.claims import CI_CLAIMS, REGISTRY
+from harness.claims.catalog import observed_margins
 from harness.report.baseline import (
     claim_of_test,
     seed_folder,
@@ -37,11 +38,15 @@ def _collected(profile: str) -> list[str]:
     return [line.strip() for line in proc.stdout.splitlines() if "::" in line]
 
 
-def _fake_run(root: Path, seed: int, tests: list[str], claims: dict[str, bool], profile: str = "quick") -> None:
+def _fake_run(
+    root: Path, seed: int, tests: list[str], claims: dict[str, bool], profile: str = "quick",
+    observed: dict[str, str] | None = None,
+) -> None:
     rows = [{"study": "clustering", "test_id": t, "cell": t.split("::")[-1], "ncut": 8.0} for t in tests]
     R.write_study_tables({"clustering": rows}, root / seed_folder(seed))
     R.write_claims(
-        [{"claim_id": c, "claim": c, "verdict": "recorded", "holds": h, "observed": f"z={-3 - seed}",
+        [{"claim_id": c, "claim": c, "verdict": "recorded", "holds": h,
+          "observed": (observed or {}).get(c, f"z={-3 - seed}"),
           "test_id": f"experiments/test_clustering.py::test_claim[{c}]"} for c, h in claims.items()],
         root / seed_folder(seed),
     )  # fmt: skip
@@ -95,8 +100,9 @@ def test_every_ci_claim_held_at_every_calibrated_seed() -> None:
 
 
 def test_calibrated_statuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Held at every seed: asserted. Failed at every seed: strict xfail with each seed's
-    numbers. In between: recorded with its hold rate. Not calibrated: recorded."""
+    """Held at every seed with wide margins: asserted. Failed at every seed, far from
+    holding: strict xfail with each seed's numbers. In between: recorded with its hold rate.
+    Not calibrated: recorded."""
     ids = list(REGISTRY)
     always, never, mixed, absent = (
         next(i for i in ids if i.endswith("-sig") and "mixed" not in i),
@@ -106,14 +112,18 @@ def test_calibrated_statuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     )
     folder = tmp_path / "quick"
     for seed in (0, 1, 2):
-        _fake_run(folder, seed, [], {always: True, never: False, mixed: seed != 1})
+        observed = {
+            always: f"p=[0.01961, 0.01961], z=[{-9 - seed}, {-10 + seed / 2}]",
+            never: f"p=[0.5], ncut=[{6 + seed / 10}], null_mean=[9]",
+        }
+        _fake_run(folder, seed, [], {always: True, never: False, mixed: seed != 1}, observed=observed)
     write_baseline_manifest(folder, profile="quick", seeds=[0, 1, 2])
     monkeypatch.setenv(C.ENV_BASELINES, str(tmp_path))
     C.clear_calibration_cache()
     try:
         assert REGISTRY[always].status_at("quick")[0] == "assert"
         status, reason = REGISTRY[never].status_at("quick")
-        assert status == "xfail" and "seed 0: z=-3" in reason and "seed 2: z=-5" in reason
+        assert status == "xfail" and "seed 0: p=[0.5], ncut=[6.0]" in reason and "seed 2: p=[0.5], ncut=[6.2]" in reason
         status, reason = REGISTRY[mixed].status_at("quick")
         assert status == "record" and "held at 2 of 3 seeds" in reason and "67%" in reason
         status, reason = REGISTRY[absent].status_at("quick")
@@ -121,6 +131,9 @@ def test_calibrated_statuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         # a profile without a calibration keeps the registry's own statuses
         assert REGISTRY[always].status_at("paper")[0] == "assert"
         summary = C.write_calibration_summary(folder, "quick").read_text()
-        assert f"| {mixed} | holds | fails | holds | 67% | record |" in summary
+        assert f"| {mixed} | holds | fails | holds | 67% | - | record |" in summary
+        summary = C.write_calibration_summary(folder, "quick", observed_margins).read_text()
+        assert f"| {always} | holds | holds | holds | 100% | 100.0% | assert |" in summary
+        assert "## Each seed left out" in summary
     finally:
         C.clear_calibration_cache()

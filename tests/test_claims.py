@@ -68,8 +68,33 @@ def test_the_claims_named_by_the_issue_are_calibrated_at_quick():
         assert claim_id in REGISTRY, claim_id
         entry = measured[claim_id]
         assert len(entry.holds) >= MIN_SEEDS, claim_id
-        expected = "record" if 0 < sum(entry.holds) < len(entry.holds) else ("assert", "xfail")
-        assert REGISTRY[claim_id].status_at("quick")[0] in expected, claim_id
+        status, reason = REGISTRY[claim_id].status_at("quick")
+        if 0 < sum(entry.holds) < len(entry.holds):
+            assert status == "record" and "hold rate" in reason, claim_id
+        else:  # consistent verdicts: asserted or expected to fail unless the margins say no
+            assert status in ("assert", "xfail") or "predict" in reason, (claim_id, reason)
+
+
+def test_quick_asserts_only_claims_whose_margins_leave_them_safe():
+    """The rule that keeps `make experiments` green at base seeds outside the calibration:
+    every asserted quick claim's margins give it at most MAX_RISK of failing at another seed,
+    every expected failure at most MAX_RISK of holding; and leaving each calibrated seed
+    out, the other seeds' statuses are never contradicted by it."""
+    from harness.calibration import MAX_RISK, calibration, leave_one_seed_out
+    from harness.claims.catalog import observed_margins
+
+    measured = calibration("quick")
+    for claim in REGISTRY.values():
+        status, _ = claim.status_at("quick")
+        if status in ("assert", "xfail") and claim.id in measured:
+            hold = measured[claim.id].outlook(claim.observed_margins)
+            assert hold is not None, claim.id
+            risk = 1 - hold[0] if status == "assert" else hold[0]
+            assert risk <= MAX_RISK, (claim.id, status, hold)
+    open_cells = {c.id for c in REGISTRY.values() if c.status.get("quick", ("",))[0] == "record"}
+    kept = {k: v for k, v in measured.items() if k in REGISTRY and k not in open_cells}
+    for seed, asserted, _, wrong in leave_one_seed_out(kept, observed_margins):
+        assert asserted > 40 and wrong == [], (seed, wrong)
 
 
 def test_ci_claims_are_asserted_at_ci_and_fit_its_models():
@@ -239,7 +264,7 @@ def test_quick_statuses_are_measured_not_typed_in():
         own = claim.status.get("quick")
         assert own is None or own[0] == "record", (claim.id, own)
         if claim.id in measured and own is None:
-            assert claim.status_at("quick") == measured[claim.id].status(), claim.id
+            assert claim.status_at("quick") == measured[claim.id].status(claim.observed_margins), claim.id
         if claim.id not in measured:
             assert claim.status_at("quick")[0] == "record", claim.id
 
@@ -267,7 +292,9 @@ def test_cnn_l2_claim_holds_only_under_the_exact_zero_rule():
 def test_the_mlp_l1_xfail_does_not_reach_the_cnn_claims():
     """CNN+L1 at quick: the p = 1 cells already hold, so no blanket xfail there."""
     assert REGISTRY["C-CNN-FASHION+L1REG-pruned-p1"].status_at("quick")[0] == "assert"
-    assert REGISTRY["C-CNN-MNIST+L1REG-unpruned-p1"].status_at("quick")[0] == "assert"
+    # held at every seed, but by 0.15 over the null's mean: recorded with that chance
+    status, reason = REGISTRY["C-CNN-MNIST+L1REG-unpruned-p1"].status_at("quick")
+    assert status in ("assert", "record") and "held at every seed" in reason
 
 
 def test_table_a_observed_reports_each_nulls_p_and_z():

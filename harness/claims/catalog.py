@@ -19,7 +19,7 @@ from harness.claims.orderings import cnn_ordering_claims, ordering_claims, rando
 from harness.claims.statuses import PAPER_XFAIL
 from harness.paper import paper_values
 
-__all__ = ["REGISTRY", "claims_for", "registry"]
+__all__ = ["REGISTRY", "claims_for", "observed_margins", "registry"]
 
 
 @lru_cache(maxsize=1)
@@ -60,3 +60,11 @@ REGISTRY = registry()
 def claims_for(study: str) -> list[str]:
     """Ids of the claims asserted by ``experiments/test_<study>.py``, in registry order."""
     return [c.id for c in REGISTRY.values() if c.study == study]
+
+
+def observed_margins(claim_id: str, observed: str) -> list[float] | dict[str, float] | None:
+    """The margins of claim ``claim_id`` on the ``observed`` text of a ``claims.csv`` row
+    (:meth:`~harness.claims.model.Claim.observed_margins`); None for a claim not in the
+    registry or whose check measures none."""
+    claim = REGISTRY.get(claim_id)
+    return claim.observed_margins(observed) if claim is not None else None

@@ -1,7 +1,10 @@
 """The families of claim checks: each builds a check (rows -> :class:`~harness.claims.model.Outcome`).
 
 A check holds only where its cells have rows: a claim whose rows are missing fails rather
-than passing vacuously.
+than passing vacuously. Each family also says how near a claim came to failing: its
+:class:`~harness.claims.model.Measured` margins, positive where the claim holds, which a
+calibration uses to judge whether a claim that held at every calibrated seed will hold at
+the next (:mod:`harness.calibration`).
 
 * significance per instance: :func:`significant_in_every_instance`,
   :func:`significant_in_no_instance`, :func:`above_every_shuffle_in_every_instance`;
@@ -15,14 +18,16 @@ than passing vacuously.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from harness.claims.model import Cell, Check, Outcome, cell_mean, cell_values, select
+from harness.claims.model import Cell, Check, Measured, Outcome, cell_mean, cell_values, select
 
 __all__ = [
+    "Z_EXTREME",
     "above_every_shuffle_in_every_instance",
     "all_below_all",
     "column_greater",
@@ -40,6 +45,21 @@ __all__ = [
 ]
 
 
+#: How far beyond its null's mean a network's z must sit to beat (or lose to) every one of
+#: its shuffles: the median of the smallest of 50 standard normal draws, 50 being the
+#: shuffles of the quick and paper profiles. The significance margins are ``|z|`` beyond it;
+#: a proxy of the exact rank test that decides the verdict.
+Z_EXTREME = 2.2
+
+
+def _values(observed: Mapping[str, Any]) -> list[Any]:
+    return list(observed.values())
+
+
+def _log10(p: float) -> float:
+    return math.log10(max(float(p), 1e-300))
+
+
 def _p_z_columns(column: str) -> tuple[str, str]:
     """The p-value and z columns that go with a significance column (``layer_is_sig`` ->
     ``layer_p``, ``layer_z`` in Table A's rows; ``is_sig`` -> ``p``, ``z``)."""
@@ -55,7 +75,9 @@ def _significance(cell: Cell, column: str, *, every: bool) -> Check:
         observed = {"p": cell_values(rows, cell, p_col), "z": cell_values(rows, cell, z_col)}
         return Outcome(bool(sig) and (all(sig) if every else not any(sig)), observed)
 
-    return check
+    if every:
+        return Measured(check, lambda seen: [-float(z) - Z_EXTREME for z in seen["z"]])
+    return Measured(check, lambda seen: [float(z) + Z_EXTREME for z in seen["z"]])
 
 
 def significant_in_every_instance(cell: Cell, *, column: str = "is_sig") -> Check:
@@ -80,7 +102,10 @@ def above_every_shuffle_in_every_instance(cell: Cell) -> Check:
         }
         return Outcome(bool(ps) and all(p >= 1.0 - 1e-12 for p in ps), observed)
 
-    return check
+    return Measured(
+        check,
+        lambda seen: [float(n) - float(m) for n, m in zip(seen["ncut"], seen["null_mean"], strict=True)],
+    )
 
 
 def mean_lower(lower: Sequence[Cell], higher: Sequence[Cell], *, column: str = "ncut") -> Check:
@@ -94,7 +119,7 @@ def mean_lower(lower: Sequence[Cell], higher: Sequence[Cell], *, column: str = "
         }
         return Outcome(bool(a < b), observed)
 
-    return check
+    return Measured(check, lambda seen: [float(_values(seen)[1]) - float(_values(seen)[0])])
 
 
 def lowest_mean(target: Cell, others: Sequence[Cell], *, column: str = "ncut") -> Check:
@@ -106,7 +131,11 @@ def lowest_mean(target: Cell, others: Sequence[Cell], *, column: str = "ncut") -
         holds = len(finite) == len(means) and min(finite, key=finite.__getitem__) == target.tag
         return Outcome(holds, means)
 
-    return check
+    def margins(seen: Mapping[str, Any]) -> list[float]:
+        values = [float(v) for v in _values(seen)]
+        return [min(values[1:]) - values[0]]
+
+    return Measured(check, margins)
 
 
 def _mean_bound(cell: Cell, column: str, bound: float, *, absolute: bool, below: bool) -> Check:
@@ -120,7 +149,11 @@ def _mean_bound(cell: Cell, column: str, bound: float, *, absolute: bool, below:
         holds = bool(found) and (mean < bound if below else mean >= bound)
         return Outcome(holds, {label: mean, column: found})
 
-    return check
+    def margins(seen: Mapping[str, Any]) -> list[float]:
+        mean = float(seen[label])
+        return [bound - mean if below else mean - bound]
+
+    return Measured(check, margins)
 
 
 def mean_at_least(cell: Cell, column: str, bound: float) -> Check:
@@ -145,7 +178,7 @@ def value_within(cell: Cell, column: str, target: float, tolerance: float) -> Ch
         mean = cell_mean(rows, [cell], column)
         return Outcome(abs(mean - target) <= tolerance, {column: mean, "target": target})
 
-    return check
+    return Measured(check, lambda seen: [tolerance - abs(float(seen[column]) - target)])
 
 
 def all_below_all(
@@ -173,17 +206,20 @@ def all_below_all(
             {f"max {names[0]}": max(a, default=math.nan), f"min {names[1]}": min(b, default=math.nan)},
         )
 
-    return check
+    return Measured(check, lambda seen: [float(_values(seen)[1]) - float(_values(seen)[0])])
 
 
-def every_instance_below(cell: Cell, column: str, bound: float) -> Check:
-    """``column`` is below ``bound`` in every instance."""
+def every_instance_below(cell: Cell, column: str, bound: float, *, log: bool = False) -> Check:
+    """``column`` is below ``bound`` in every instance (``log``: its margins on a log10
+    scale, as for a small p-value)."""
 
     def check(rows: pd.DataFrame) -> Outcome:
         found = [float(v) for v in cell_values(rows, cell, column)]
         return Outcome(bool(found) and all(v < bound for v in found), {column: found})
 
-    return check
+    if log:
+        return Measured(check, lambda seen: [_log10(bound) - _log10(v) for v in seen[column]])
+    return Measured(check, lambda seen: [bound - float(v) for v in seen[column]])
 
 
 def every_instance_at_least(cell: Cell, column: str, bound: float) -> Check:
@@ -193,7 +229,7 @@ def every_instance_at_least(cell: Cell, column: str, bound: float) -> Check:
         found = [float(v) for v in cell_values(rows, cell, column)]
         return Outcome(bool(found) and all(v >= bound for v in found), {column: found})
 
-    return check
+    return Measured(check, lambda seen: [float(v) - bound for v in seen[column]])
 
 
 def column_greater(cell: Cell, larger: str, smaller: str) -> Check:
@@ -205,7 +241,7 @@ def column_greater(cell: Cell, larger: str, smaller: str) -> Check:
         has = bool(cell_values(rows, cell, larger))
         return Outcome(has and a > b, {larger: a, smaller: b})
 
-    return check
+    return Measured(check, lambda seen: [float(seen[larger]) - float(seen[smaller])])
 
 
 def last_epoch_lower(cell_pruned: Cell, cell_unpruned: Cell) -> Check:
@@ -221,4 +257,7 @@ def last_epoch_lower(cell_pruned: Cell, cell_unpruned: Cell) -> Check:
         holds = ends[cell_pruned.phase] < ends[cell_unpruned.phase]
         return Outcome(bool(holds), {f"end {k}": v for k, v in ends.items()})
 
-    return check
+    return Measured(
+        check,
+        lambda seen: [float(seen[f"end {cell_unpruned.phase}"]) - float(seen[f"end {cell_pruned.phase}"])],
+    )

@@ -183,7 +183,7 @@ def lesion_claims(paper_rows: Iterable[Mapping[str, Any]]) -> list[Claim]:
                 evidence,
                 study,
                 (cell,),
-                every_instance_below(cell, stat, 0.05),
+                every_instance_below(cell, stat, 0.05, log=True),
             )
         elif k == 0:
             claim = Claim(

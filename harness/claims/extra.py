@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from harness.claims.checks import mean_at_least, mean_lower
-from harness.claims.model import Cell, Check, Claim, Outcome, cell_values
+from harness.claims.model import Cell, Check, Claim, Measured, Outcome, cell_values
 from harness.paper import TABLE_STUDIES, paper_value
 
 __all__ = ["FEATURE_VIS_P_COLUMNS", "extra_claims", "median_at_least", "median_below"]
@@ -56,7 +56,8 @@ def median_at_least(cell: Cell, columns: Sequence[str], bound: float) -> Check:
         holds = all(not math.isnan(v) and v >= bound for v in medians.values())
         return Outcome(holds, medians)
 
-    return check
+    # p-values of a null that holds are uniform: their margins on the p scale
+    return Measured(check, lambda seen: {k: float(v) - bound for k, v in seen.items()})
 
 
 def median_below(cell: Cell, columns: Sequence[str], bound: float) -> Check:
@@ -67,7 +68,12 @@ def median_below(cell: Cell, columns: Sequence[str], bound: float) -> Check:
         holds = all(not math.isnan(v) and v < bound for v in medians.values())
         return Outcome(holds, medians)
 
-    return check
+    return Measured(
+        check,
+        lambda seen: {
+            k: math.log10(bound) - math.log10(max(float(v), 1e-300)) for k, v in seen.items()
+        },
+    )
 
 
 def _table_e() -> list[Claim]:

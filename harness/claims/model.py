@@ -17,10 +17,21 @@ import numpy as np
 import pandas as pd
 
 from harness.calibration import calibration, calibration_command
+from harness.claims.observed import parse_observed
 from harness.claims.statuses import CI_CLAIMS
 from harness.spec import PAPER_K
 
-__all__ = ["Cell", "Check", "Claim", "Outcome", "cell_mean", "cell_values", "select"]
+__all__ = [
+    "Cell",
+    "Check",
+    "Claim",
+    "Margins",
+    "Measured",
+    "Outcome",
+    "cell_mean",
+    "cell_values",
+    "select",
+]
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,27 @@ class Outcome:
 
 #: How a claim is checked: rows -> :class:`Outcome` (:mod:`harness.claims.checks`).
 Check = Callable[[pd.DataFrame], Outcome]
+
+#: What an outcome's observed numbers say about how near the claim came to failing: observed
+#: mapping -> signed margins, the claim holding when every margin is positive. A list holds
+#: margins alike (one per instance, or one for a claim about a mean), a mapping named
+#: margins of different statistics (each median p-value of Table N). On a scale where they
+#: vary roughly normally between seeds (z for significance, log p for a small p-value, p
+#: for a large one).
+Margins = Callable[[Mapping[str, Any]], "list[float] | dict[str, float]"]
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A check with its :data:`Margins`: a calibration asserts a claim only if its margins
+    at the calibrated seeds leave little chance of failing at another
+    (:mod:`harness.calibration`). Called like the check it wraps."""
+
+    check: Check
+    margins: Margins
+
+    def __call__(self, rows: pd.DataFrame) -> Outcome:
+        return self.check(rows)
 
 
 @dataclass(frozen=True)
@@ -105,13 +137,13 @@ class Claim:
         measured = calibration(profile)
         entry = measured.get(self.id) if measured is not None else None
         if profile == "ci":
-            note = f"; {entry.status()[1]}" if entry is not None else ""
+            note = f"; {entry.status(self.observed_margins)[1]}" if entry is not None else ""
             if self.id in CI_CLAIMS:
                 return ("assert", f"{CI_CLAIMS[self.id]}{note}")
             return ("record", f"not among the claims the ci profile is sized for{note}")
         if measured is not None:
             if entry is not None:
-                return entry.status()
+                return entry.status(self.observed_margins)
             return (
                 "record",
                 f"not run by the {profile} profile's calibration: `{calibration_command(profile)}`"
@@ -120,6 +152,24 @@ class Claim:
         if own is not None:
             return own
         return ("assert", "")
+
+    def margins(self, observed: Mapping[str, Any]) -> list[float] | dict[str, float] | None:
+        """The claim's margins on what it observed (:data:`Margins`); None if its check
+        measures none (a calibration then goes by the verdicts alone), ``[]`` if what it
+        observed lacks the numbers they need."""
+        if not isinstance(self.check, Measured):
+            return None
+        try:
+            found = self.check.margins(observed)
+            if isinstance(found, Mapping):
+                return {str(k): float(v) for k, v in found.items()}
+            return [float(v) for v in found]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return []  # observed numbers of another shape (written before they were measured)
+
+    def observed_margins(self, observed: str) -> list[float] | dict[str, float] | None:
+        """:meth:`margins` on the ``observed`` text of a ``claims.csv`` row."""
+        return self.margins(parse_observed(observed))
 
     def evaluate(self, rows: pd.DataFrame) -> Outcome:
         """The claim on ``rows``; a claim whose cells have no rows does not hold."""

@@ -26,13 +26,13 @@ Rows, claims and figures travel with the test report (``user_properties``, under
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness.claims.observed import format_observed
 from harness.plugin.config import STATE
 from harness.plugin.rows import (
     CLAIM_KEY,
@@ -136,16 +136,6 @@ def figure(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Calla
     return _figure
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.4g}"
-    if isinstance(value, Mapping):
-        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
-    return str(value)
-
-
 @pytest.fixture
 def claim(request: pytest.FixtureRequest, profile: Profile) -> Callable[..., bool]:
     """Check a research claim; fail the test with the numbers when it does not hold.
@@ -219,7 +209,7 @@ def claim(request: pytest.FixtureRequest, profile: Profile) -> Callable[..., boo
                 "table": entry.table,
                 "claim": entry.statement,
                 "expected": entry.evidence,
-                "observed": _fmt(dict(outcome.observed)),
+                "observed": format_observed(dict(outcome.observed)),
                 "holds": bool(outcome.holds),
             }
             return _finish(record, status, reason)
@@ -228,8 +218,8 @@ def claim(request: pytest.FixtureRequest, profile: Profile) -> Callable[..., boo
             "claim_id": "",
             "table": "",
             "claim": text,
-            "expected": _fmt(expected),
-            "observed": _fmt(observed),
+            "expected": format_observed(expected),
+            "observed": format_observed(observed),
             "holds": bool(holds),
         }
         return _finish(record, "xfail" if xfail is not None else "assert", xfail or "")
