@@ -87,10 +87,10 @@ def test_quick_asserts_only_claims_whose_margins_leave_them_safe():
     for claim in REGISTRY.values():
         status, _ = claim.status_at("quick")
         if status in ("assert", "xfail") and claim.id in measured:
-            hold = measured[claim.id].outlook(claim.observed_margins)
-            assert hold is not None, claim.id
-            risk = 1 - hold[0] if status == "assert" else hold[0]
-            assert risk <= MAX_RISK, (claim.id, status, hold)
+            outlook = measured[claim.id].outlook(claim.observed_margins)
+            assert outlook is not None and not outlook.problem, (claim.id, outlook)
+            risk = 1 - outlook.hold if status == "assert" else outlook.hold
+            assert risk <= MAX_RISK, (claim.id, status, outlook)
     open_cells = {c.id for c in REGISTRY.values() if c.status.get("quick", ("",))[0] == "record"}
     kept = {k: v for k, v in measured.items() if k in REGISTRY and k not in open_cells}
     for seed, asserted, _, wrong in leave_one_seed_out(kept, observed_margins):
@@ -128,7 +128,10 @@ def test_p1_claims_of_the_l1_counter_result():
     cell = claim.cells[0]
     assert claim.evaluate(pd.DataFrame(_rows(cell, p=1.0, ncut=10.0, null_mean=3.0))).holds
     assert not claim.evaluate(pd.DataFrame(_rows(cell, p=[1.0, 0.5, 1.0], ncut=10.0, null_mean=3.0))).holds
-    assert REGISTRY["B-MNIST+L1REG-pruned-p1"].status_at("quick")[0] == "xfail"
+    # at quick L1 makes MNIST far more clusterable, not less (z = -11 to -39 at six seeds);
+    # a t-predictive on six seeds cannot rule out a flip below 0.5%, so it is recorded
+    status, reason = REGISTRY["B-MNIST+L1REG-pruned-p1"].status_at("quick")
+    assert status != "assert" and "failed at every seed" in reason
     assert REGISTRY["B-MNIST+L1REG-pruned-p1"].status_at("paper")[0] == "assert"
 
 
@@ -291,10 +294,9 @@ def test_cnn_l2_claim_holds_only_under_the_exact_zero_rule():
 
 def test_the_mlp_l1_xfail_does_not_reach_the_cnn_claims():
     """CNN+L1 at quick: the p = 1 cells already hold, so no blanket xfail there."""
-    assert REGISTRY["C-CNN-FASHION+L1REG-pruned-p1"].status_at("quick")[0] == "assert"
-    # held at every seed, but by 0.15 over the null's mean: recorded with that chance
-    status, reason = REGISTRY["C-CNN-MNIST+L1REG-unpruned-p1"].status_at("quick")
-    assert status in ("assert", "record") and "held at every seed" in reason
+    for claim_id in ("C-CNN-FASHION+L1REG-pruned-p1", "C-CNN-MNIST+L1REG-unpruned-p1"):
+        status, reason = REGISTRY[claim_id].status_at("quick")
+        assert status != "xfail" and "held at every seed" in reason, (claim_id, reason)
 
 
 def test_table_a_observed_reports_each_nulls_p_and_z():

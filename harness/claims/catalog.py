@@ -19,7 +19,7 @@ from harness.claims.orderings import cnn_ordering_claims, ordering_claims, rando
 from harness.claims.statuses import PAPER_XFAIL
 from harness.paper import paper_values
 
-__all__ = ["REGISTRY", "claims_for", "observed_margins", "registry"]
+__all__ = ["REGISTRY", "claims_for", "observed_margins", "open_claims", "registry"]
 
 
 @lru_cache(maxsize=1)
@@ -68,3 +68,9 @@ def observed_margins(claim_id: str, observed: str) -> list[float] | dict[str, fl
     registry or whose check measures none."""
     claim = REGISTRY.get(claim_id)
     return claim.observed_margins(observed) if claim is not None else None
+
+
+def open_claims(profile: str) -> set[str]:
+    """Ids of the claims recorded at ``profile`` whatever a calibration says: the paper's
+    mixed cells (their own status there is ``record``)."""
+    return {c.id for c in REGISTRY.values() if c.status.get(profile, ("",))[0] == "record"}

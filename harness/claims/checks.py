@@ -99,13 +99,12 @@ def above_every_shuffle_in_every_instance(cell: Cell) -> Check:
             "p": ps,
             "ncut": cell_values(rows, cell, "ncut"),
             "null_mean": cell_values(rows, cell, "null_mean"),
+            "z": cell_values(rows, cell, "z"),
         }
         return Outcome(bool(ps) and all(p >= 1.0 - 1e-12 for p in ps), observed)
 
-    return Measured(
-        check,
-        lambda seen: [float(n) - float(m) for n, m in zip(seen["ncut"], seen["null_mean"], strict=True)],
-    )
+    # p = 1 needs the n-cut at or above every shuffle: z beyond the shuffles' upper extreme
+    return Measured(check, lambda seen: [float(z) - Z_EXTREME for z in seen["z"]])
 
 
 def mean_lower(lower: Sequence[Cell], higher: Sequence[Cell], *, column: str = "ncut") -> Check:

@@ -60,10 +60,10 @@ Check = Callable[[pd.DataFrame], Outcome]
 
 #: What an outcome's observed numbers say about how near the claim came to failing: observed
 #: mapping -> signed margins, the claim holding when every margin is positive. A list holds
-#: margins alike (one per instance, or one for a claim about a mean), a mapping named
-#: margins of different statistics (each median p-value of Table N). On a scale where they
-#: vary roughly normally between seeds (z for significance, log p for a small p-value, p
-#: for a large one).
+#: margins alike (one per instance, or one for a claim about a mean; a calibration follows
+#: the smallest), a mapping named margins of different statistics (each median p-value of
+#: Table N), each followed on its own. On a scale where they vary roughly normally between
+#: seeds (z for significance, log p for a small p-value, p for a large one).
 Margins = Callable[[Mapping[str, Any]], "list[float] | dict[str, float]"]
 
 

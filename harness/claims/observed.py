@@ -4,8 +4,8 @@ A claim's :class:`~harness.claims.model.Outcome` carries the numbers it looked a
 of names to numbers or lists of numbers). :func:`format_observed` writes them into the
 ``observed`` column of ``claims.csv`` (``p=[0.01961, 1], z=[-9.947, 3.475]``, four
 significant digits); :func:`parse_observed` reads that text back into a mapping, so a
-calibration can measure each claim's margins (:mod:`harness.claims.margins`) from the runs it
-keeps, without running them again.
+calibration can measure each claim's margins (:class:`harness.claims.model.Measured`) from
+the runs it keeps, without running them again.
 
 Imports nothing beyond the standard library.
 """
@@ -50,6 +50,8 @@ def _split_top(text: str) -> list[str]:
 
 def _value(text: str) -> Any:
     text = text.strip()
+    if text in ("True", "False"):
+        return text == "True"
     if text.startswith("[") and text.endswith("]"):
         return [_value(part) for part in _split_top(text[1:-1])]
     try:
@@ -59,8 +61,8 @@ def _value(text: str) -> Any:
 
 
 def parse_observed(text: str) -> dict[str, Any]:
-    """The mapping :func:`format_observed` wrote: numbers as floats (``nan`` included), lists
-    as lists, anything else as its text. A name may hold ``=`` (``MNIST pruned K=12 layer``);
+    """The mapping :func:`format_observed` wrote: numbers as floats (``nan`` included),
+    booleans as booleans, lists as lists, anything else as its text. A name may hold ``=`` (``MNIST pruned K=12 layer``);
     its value never does. Text that is not such a mapping gives ``{}``."""
     out: dict[str, Any] = {}
     for part in _split_top(str(text or "")):
