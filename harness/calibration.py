@@ -385,6 +385,7 @@ def run_calibration(
     echo: bool = True,
     margins_of: MarginsOf | None = None,
     open_claims: Collection[str] = (),
+    reuse: bool = False,
 ) -> Path:
     """Run ``profile`` at each of ``seeds`` with every claim recorded; keep the runs in ``out``.
 
@@ -393,6 +394,10 @@ def run_calibration(
     complete there, from an interrupted calibration, is not run again). When every seed is
     done, the staging folder replaces ``out`` in one rename, with ``baseline.json`` and a
     ``calibration.md`` summary. So ``out`` is always a whole calibration, old or new.
+
+    With ``reuse``, a seed whose run ``out`` already keeps is taken from there instead of
+    being run again: the way to add seeds to a calibration (``calibrate --add``), valid while
+    the code gives the same numbers as when those runs were made.
 
     Returns ``out``. Raises RuntimeError naming the seed whose run failed (its pytest output
     is on the terminal).
@@ -418,6 +423,10 @@ def run_calibration(
     staging.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
         done = staging / seed_folder(seed)
+        kept_run = target / seed_folder(seed)
+        if reuse and not done.exists() and (kept_run / "run.json").is_file():
+            shutil.copytree(kept_run, staging / f".seed-{seed}.tmp", dirs_exist_ok=True)
+            (staging / f".seed-{seed}.tmp").rename(done)
         if (done / "run.json").is_file():
             if echo:
                 print(f"calibrate {profile}: seed {seed} already done in {staging}", flush=True)

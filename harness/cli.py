@@ -440,6 +440,15 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         write_calibration_summary(folder, args.profile, observed_margins, opened)
         print(f"rewrote {folder / 'calibration.md'}")
         return 0
+    if args.add:
+        if args.seeds:
+            raise ValueError("--add extends the kept calibration's seeds; give --seeds or --add")
+        folder = Path(args.out) if args.out else baselines_dir() / args.profile
+        manifest = folder / "baseline.json"
+        if not manifest.is_file():
+            raise ValueError(f"--add: {folder} holds no calibration to extend (no baseline.json)")
+        kept = [int(s) for s in json.loads(manifest.read_text(encoding="utf-8"))["seeds"]]
+        args.seeds = kept + [s for s in args.add if s not in kept]
     if not args.seeds or len(args.seeds) < 3:
         raise ValueError(f"--seeds: a calibration needs at least 3 seeds, got {len(args.seeds or [])}")
     if len(set(args.seeds)) != len(args.seeds):
@@ -448,7 +457,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         path = run_calibration(
             args.profile, list(args.seeds), out=args.out, workers=args.workers,
             pytest_args=list(args.pytest_args or []), margins_of=observed_margins,
-            open_claims=opened,
+            open_claims=opened, reuse=bool(args.add),
         )
     except RuntimeError as exc:
         print(f"error: python -m harness calibrate: {exc}", file=sys.stderr)
@@ -476,6 +485,10 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--profile", required=True, choices=sorted(PROFILES))
     parser.add_argument("--seeds", nargs="+", type=_seed, metavar="SEED",
                         help="base seeds (at least 3)")
+    parser.add_argument("--add", nargs="+", type=_seed, metavar="SEED",
+                        help="run only these seeds and add them to the kept calibration, whose "
+                        "runs are reused (while the code gives the same numbers as when they "
+                        "were made)")
     parser.add_argument("--reobserve", action="store_true",
                         help="run nothing: re-derive what each claim observed in the kept runs "
                         "from their tables (after a check reports new numbers) and rewrite "

@@ -138,3 +138,36 @@ def test_calibrated_statuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         assert "## Each seed left out" in summary
     finally:
         C.clear_calibration_cache()
+
+
+def test_calibrate_add_runs_only_the_new_seed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``calibrate --add 7`` reuses the kept runs of seeds 0-2 and runs seed 7 alone; the new
+    calibration keeps all four seeds. A second ``--add`` of a kept seed runs nothing."""
+    from harness import cli
+
+    claim = next(i for i in REGISTRY if i.endswith("-sig"))
+    folder = tmp_path / "quick"
+    for seed in (0, 1, 2):
+        _fake_run(folder, seed, [], {claim: True})
+    write_baseline_manifest(folder, profile="quick", seeds=[0, 1, 2])
+    ran: list[int] = []
+
+    def fake_pytest(command: list[str], cwd: Path) -> int:
+        seed = int(command[command.index("--harness-seed") + 1])
+        reports = Path(command[command.index("--reports-dir") + 1])
+        ran.append(seed)
+        _fake_run(reports.parent, seed, [], {claim: True})
+        (reports.parent / seed_folder(seed)).rename(reports / "moved")
+        for path in (reports / "moved").iterdir():
+            path.rename(reports / path.name)
+        return 0
+
+    monkeypatch.setattr(subprocess, "call", fake_pytest)
+    argv = ["calibrate", "--profile", "quick", "--out", str(folder), "--add", "7"]
+    assert cli.main(argv) == 0
+    assert ran == [7]
+    assert C.read_calibration(str(tmp_path), "quick")[claim].seeds == (0, 1, 2, 7)
+    assert cli.main(["calibrate", "--profile", "quick", "--out", str(folder), "--add", "1"]) == 0
+    assert ran == [7]
+    # an empty folder has nothing to extend: one line, exit 2
+    assert cli.main(["calibrate", "--profile", "quick", "--out", str(tmp_path / "none"), "--add", "3"]) == 2
