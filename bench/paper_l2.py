@@ -88,8 +88,25 @@ def run_one(job: tuple[str, str, int, str, int]) -> list[dict[str, Any]]:
     return rows
 
 
+def fidelity(ncut: float, n_sig: int, n: int, paper: dict[str, float]) -> str:
+    """Whether a variant's cell reproduces the paper's: the mean n-cut within the fidelity
+    tolerance (``harness.report.fidelity.tolerance``) and the paper's significance pattern
+    (significant in most instances, or in few, as the paper's instances were)."""
+    from harness.report.fidelity import tolerance
+
+    allowed, _ = tolerance(paper["ncut"], paper["ncut_sd"])
+    gap = ncut - paper["ncut"]
+    problems = []
+    if not abs(gap) <= allowed:
+        problems.append(f"n-cut {gap:+.3f} beyond ±{allowed:.3f}")
+    if (2 * n_sig > n) != (2 * paper["n_sig"] > paper["n"]):
+        problems.append(f"significant in {n_sig} of {n} (paper {paper['n_sig']:g} of {paper['n']:g})")
+    return "reproduced" if not problems else "no: " + "; ".join(problems)
+
+
 def summary(rows: list[dict[str, Any]]) -> str:
-    """Markdown: per tag, variant, phase and rule, the means over instances beside the paper's."""
+    """Markdown: per tag, variant, phase and rule, the means over instances beside the paper's,
+    and whether each reproduces the paper's cell (:func:`fidelity`)."""
     import pandas as pd
 
     from harness.paper import paper_value
@@ -97,34 +114,56 @@ def summary(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "No network finished.\n"
     frame = pd.DataFrame(rows)
+    # Grouped in order of first appearance, then each tag and phase kept together.
     groups = frame.groupby(["tag", "phase", "variant", "isolation"], sort=False)
     table = groups.agg(
         n=("ncut", "size"), ncut=("ncut", "mean"), ncut_sd=("ncut", "std"),
         null_mean=("null_mean", "mean"), z=("z", "mean"), n_sig=("is_sig", "sum"),
         n_p1=("p", lambda p: int((p >= 1.0).sum())), test_acc=("test_acc", "mean"),
     ).reset_index()  # fmt: skip
+    first_seen = {key: i for i, key in enumerate(dict.fromkeys(zip(table.tag, table.phase)))}
+    table["first_seen"] = [first_seen[key] for key in zip(table.tag, table.phase)]
+    table = table.sort_values("first_seen", kind="stable")
     lines = [
         "| tag | phase | variant | isolation | n | ncut | ncut SD | null mean | z | sig | p = 1 "
-        "| test acc |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| test acc | fidelity |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    seen: set[tuple[str, str]] = set()
+    papers: dict[tuple[str, str], dict[str, float]] = {}
     for r in table.itertuples():
-        if (r.tag, r.phase) not in seen:
-            seen.add((r.tag, r.phase))
+        paper = papers.get((r.tag, r.phase))
+        if paper is None:
             paper = {m: paper_value("B", r.tag, m, phase=r.phase)
                      for m in ("ncut", "ncut_sd", "null_mean", "z", "n_sig", "n_p1", "test_acc")}
+            paper["n"] = 5.0  # Table B's instances
+            papers[r.tag, r.phase] = paper
             lines.append(
                 f"| {r.tag} | {r.phase} | **paper** | exact-zero | 5 | {paper['ncut']:.3f} | "
                 f"{paper['ncut_sd']:.3f} | {paper['null_mean']:.3f} | {paper['z']:.1f} | "
-                f"{paper['n_sig']:g} | {paper['n_p1']:g} | {paper['test_acc']:.3f} |"
+                f"{paper['n_sig']:g} | {paper['n_p1']:g} | {paper['test_acc']:.3f} | |"
             )
         lines.append(
             f"| {r.tag} | {r.phase} | {r.variant} | {r.isolation} | {r.n} | {r.ncut:.3f} | "
             f"{r.ncut_sd:.3f} | {r.null_mean:.3f} | {r.z:.1f} | {int(r.n_sig)} | {int(r.n_p1)} | "
-            f"{r.test_acc:.3f} |"
+            f"{r.test_acc:.3f} | {fidelity(r.ncut, int(r.n_sig), int(r.n), paper)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _summarize(out: Path) -> int:
+    import pandas as pd
+
+    csv_path = out / "l2_variants.csv"
+    if not csv_path.is_file():
+        print(f"--summarize: {csv_path} does not exist", file=sys.stderr)
+        return 2
+    rows = pd.read_csv(csv_path).to_dict("records")
+    text = f"# L2 variants ({len(rows) // 4} networks)\n\n" + summary(rows)
+    from harness.files import atomic_write_text
+
+    atomic_write_text(out / "l2_variants.md", text)
+    print(text)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--summarize", action="store_true",
+                        help="only rewrite OUT/l2_variants.md from OUT/l2_variants.csv")
     args = parser.parse_args(argv)
+    if args.summarize:
+        return _summarize(args.out)
     variants = [v for v in args.variants.split(",") if v]
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
