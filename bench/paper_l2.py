@@ -189,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from harness.profiles import get_profile
 
+    from harness.files import atomic_write_text
+
     get_profile(args.profile)  # a clear error for an unknown profile, before any work
     args.out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = args.out / "l2_variants.csv", args.out / "l2_variants.md"
@@ -207,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows += done
                 writer.writerows(done)
                 fh.flush()
-                md_path.write_text(
+                atomic_write_text(
+                    md_path,
                     f"# L2 variants ({args.profile} profile, {len(rows) // 4} of {len(jobs)} "
                     f"networks)\n\n" + summary(rows)
                 )
