@@ -33,7 +33,9 @@ from harness.claims import CI_CLAIMS, REGISTRY
 from harness.profiles import PROFILES
 from harness.store import Store
 
-pytestmark = pytest.mark.integration
+# One xdist worker runs the module, so that the module-scoped unbroken run (about 40 s) is
+# computed once, not once per worker.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("breaks")]
 
 SMALL = dataclasses.replace(
     PROFILES["ci"], name="ci-small", n_nulls=20, random_init_trials=4, random_init_trials_vgg=1,

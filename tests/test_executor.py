@@ -205,6 +205,20 @@ def test_bad_executor_options_are_usage_errors(run: Callable[..., Any], args: li
     assert "passed" not in result.stdout.str()
 
 
+def test_collect_only_starts_no_local_ray_cluster(
+        pytester: pytest.Pytester, run: Callable[..., Any]) -> None:
+    """--collect-only computes nothing, so ``--executor ray`` without an address starts no
+    local cluster for it (seconds saved on every dry run); here ray cannot even be imported,
+    so starting one would be a usage error."""
+    pytester.makeconftest('import sys\nsys.modules["ray"] = None\n' + CONFTEST)
+    collected = run("--executor", "ray", "--collect-only", "-q")
+    assert collected.ret == pytest.ExitCode.OK, collected.stderr.str()
+    collected.stdout.fnmatch_lines(["*1 test collected*"])
+    started = run("--executor", "ray")
+    assert started.ret == pytest.ExitCode.USAGE_ERROR
+    started.stderr.fnmatch_lines(["*pip install *clusterability-harness?ray?*"])
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

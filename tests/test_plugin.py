@@ -263,6 +263,8 @@ def test_rows_carry_their_cell(pytester: pytest.Pytester):
     cells = {(r["tag"], r["instance"]): r["cell"] for r in rows}
     assert cells[("A", "0")] == cells[("A", "1")] == "test_grid[tag=A]"
     assert cells[("B", "0")] == "test_grid[tag=B]"
+
+
 def test_instance_factor_multiplies_a_modules_instances(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ):

@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 
 from harness import report as R
+from harness.report.figures import activations as figures_activations
 
 # ----------------------------------------------------------------------------------------
 # synthetic results
@@ -515,6 +516,40 @@ def test_figure_functions_survive_empty_and_nan_input(name: str, tmp_path: Path)
     assert matplotlib.image.imread(paths[0]).size > 0
     # matplotlib writes each text as an SVG comment even when drawn as paths
     assert message in _check_svg(paths[1])
+
+
+def test_correlation_pictures_draw_rows_of_other_shapes_and_control_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One axes per row: a row with a smaller image and fewer controls than the first still
+    draws, each row on its own symmetric colour scale, with every image's pixels in it."""
+    from harness.activations import ClusterPicture
+
+    rng = np.random.default_rng(8)
+    pics = [
+        ClusterPicture(0, 0, 4, rng.normal(size=(1, 28, 28)), rng.normal(size=(3, 1, 28, 28))),
+        ClusterPicture(1, 2, 6, 50 * rng.normal(size=(2, 10, 10)), rng.normal(size=(1, 2, 10, 10))),
+    ]
+    fig_axes: list[Any] = []
+    real_finish = figures_activations.finish
+
+    def keep(fig: Any, *args: Any, **kwargs: Any) -> list[Path]:
+        fig_axes.extend(fig.axes)
+        return real_finish(fig, *args, **kwargs)
+
+    monkeypatch.setattr(figures_activations, "finish", keep)
+    paths = R.plot_correlation_pictures(pics, tmp_path / "pics")
+    _check_png(paths[0])
+    assert len(fig_axes) == 2
+    for ax, pic in zip(fig_axes, pics, strict=True):
+        (image,) = ax.get_images()
+        drawn = np.asarray(image.get_array(), dtype=float)
+        expected = [pic.image, *pic.random_images]
+        assert np.isfinite(drawn).sum() == sum(im.size for im in expected)
+        vmax = max(float(np.abs(im).max()) for im in expected)
+        assert image.get_clim() == pytest.approx((-vmax, vmax))
+    labels = [t.get_text() for t in fig_axes[0].get_xticklabels()]
+    assert labels == ["cluster", "random 1", "random 2", "random 3"]
 
 
 def test_figures_are_byte_reproducible(tmp_path: Path) -> None:

@@ -117,6 +117,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if name == "local":
         config.stash[_EXECUTOR] = LocalExecutor(store)
         return
+    if config.option.collectonly and config.getoption("--ray-address") is None:
+        return  # --collect-only computes nothing: no local Ray cluster is started for it
     try:
         if is_worker(config):
             handle = config.workerinput.get(_RAY_HANDLE)  # type: ignore[attr-defined]
