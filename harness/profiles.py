@@ -196,7 +196,7 @@ PROFILES: dict[str, Profile] = {
         "4 nulls; claims recorded",
         cnn_epoch_scale=0.1,
         cnn_pruning_scale=0.1,
-        cnn_n_train=1000,
+        cnn_n_train=500,
         cnn_n_test=200,
         cnn_instances=1,
         cnn_lesion_trials=2,
