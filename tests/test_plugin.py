@@ -254,6 +254,28 @@ def test_seeds_outside_the_32_bit_range_are_refused(pytester: pytest.Pytester):
         assert lines == [f"ERROR: --harness-seed must be an integer in [0, 2**32), got {bad}"]
 
 
+def test_a_study_that_trains_nothing_never_imports_torch(pytester: pytest.Pytester):
+    """The executor asks about CUDA only when a run plans tasks, and run.json reads the
+    library versions from the installed metadata (the versions torch would report)."""
+    _setup(pytester)
+    pytester.makeconftest(
+        CONFTEST
+        + "import sys\n"
+        + "def pytest_unconfigure(config):\n"
+        + "    open('imported.txt', 'w').write(str('torch' in sys.modules))\n"
+    )
+    result = pytester.runpytest_subprocess("-n", "0", "--reports-dir", "r", "-k", "grid")
+    result.assert_outcomes(passed=8)  # quick profile: 4 tags x 2 instances
+    assert (pytester.path / "imported.txt").read_text() == "False"
+    import json
+
+    import scipy
+    import torch
+
+    versions = json.loads((pytester.path / "r" / "run.json").read_text())["versions"]
+    assert versions["torch"] == torch.__version__ and versions["scipy"] == scipy.__version__
+
+
 def test_rows_carry_their_cell(pytester: pytest.Pytester):
     """The ``cell`` column: the test and its parameters except the instance."""
     _setup(pytester)

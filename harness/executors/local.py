@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,12 +29,16 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self, store: Store) -> None:
-        from harness.ensemble import ensembles_by_default
-
         self.store = store
         self._units: dict[str, tuple[ModelTask, ...]] = {}
-        #: Whether the run's forecast is worth computing (ensembles train by default here).
-        self.wants_plan = ensembles_by_default()
+
+    @functools.cached_property
+    def wants_plan(self) -> bool:
+        """Whether the run's forecast is worth computing (ensembles train by default here).
+        Asked only once a run has planned tasks: it imports torch to look for CUDA."""
+        from harness.ensemble import ensembles_by_default
+
+        return ensembles_by_default()
 
     def submit(self, tasks: Sequence[Task]) -> int:
         for unit in training_units(tasks):

@@ -163,9 +163,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     executor = session.config.stash.get(_EXECUTOR, None)
     if executor is None or not session.items:
         return
-    if executor.name == "local" and not getattr(executor, "wants_plan", False):
-        return
     if session.config.option.collectonly:  # nothing will wait for the results
+        return
+    if not session.config.hook.pytest_harness_plan.get_hookimpls():
+        return  # no fixtures that plan (a study outside experiments/): nothing to forecast
+    # After the check above: the local executor's answer imports torch to look for CUDA.
+    if executor.name == "local" and not getattr(executor, "wants_plan", False):
         return
     state = session.config.stash[STATE]
     tasks: list[Any] = []

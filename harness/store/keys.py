@@ -7,6 +7,8 @@ mean the same thing (a tuple and a list, a numpy scalar and a float) give the sa
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.metadata
 import json
 import math
 import os
@@ -110,12 +112,31 @@ def plain(obj: Any, *, finite: bool = True) -> Any:
     raise TypeError(f"cannot put {type(obj).__name__} into an artifact key or meta: {obj!r}")
 
 
+#: The numerical libraries whose versions every artifact records: module name, distribution.
+_LIBRARIES = (
+    ("numpy", "numpy"),
+    ("torch", "torch"),
+    ("scipy", "scipy"),
+    ("sklearn", "scikit-learn"),
+    ("safetensors", "safetensors"),
+)
+
+
 def library_versions() -> dict[str, str]:
-    """Versions of Python and the numerical libraries, recorded in every artifact's meta."""
+    """Versions of Python and the numerical libraries, recorded in every artifact's meta.
+
+    Read from the installed distributions' metadata, so that a run that never needed torch
+    does not import it (about 2 s) to write its run.json; a module without metadata (a source
+    tree on ``PYTHONPATH``) is imported for its ``__version__``."""
     versions = {"python": platform.python_version()}
-    for name in ("numpy", "torch", "scipy", "sklearn", "safetensors"):
+    for name, dist in _LIBRARIES:
         try:
-            module = __import__(name)
+            versions[name] = importlib.metadata.version(dist)
+            continue
+        except importlib.metadata.PackageNotFoundError:
+            pass
+        try:
+            module = importlib.import_module(name)
         except ImportError:  # pragma: no cover - all are dependencies
             continue
         versions[name] = str(getattr(module, "__version__", "?"))
