@@ -24,7 +24,7 @@ A profile never replaces a model's training schedule or data; it scales them
 times longer than ``MNIST`` and ``RANDOM-OVERFITTING`` keeps its 3,000 examples at every profile.
 
 Convolutional networks have their own scale (``cnn_*`` fields): a small-CNN epoch on 60,000
-images costs about 3 minutes on 2 cores. smoke trains them on 1,000 images for 1+1 epochs;
+images costs about 3 minutes on 2 cores. smoke trains them on 250 images for 1+1 epochs;
 quick on the first 4,000 training images for 2+2 epochs (the CNN's 10+10 x 0.2), one
 instance, and lesions them on 500 test images with 10 random trials; paper at the paper's
 10+10 epochs on all data, 5 instances, 20 lesion trials.
@@ -196,7 +196,7 @@ PROFILES: dict[str, Profile] = {
         "4 nulls; claims recorded",
         cnn_epoch_scale=0.1,
         cnn_pruning_scale=0.1,
-        cnn_n_train=500,
+        cnn_n_train=250,
         cnn_n_test=200,
         cnn_instances=1,
         cnn_lesion_trials=2,

@@ -66,7 +66,7 @@ def test_model_config_scales_the_tags_own_schedule(tag: str, profile: Profile) -
         ("quick", "CNN-MNIST", (2, 2, 4000)),  # conv scale: 10+10 x 0.2, 4,000 images
         ("quick", "CNN-VGG-CIFAR10", (40, 10, 4000)),
         ("smoke", "MNIST", (1, 1, 4000)),
-        ("smoke", "CNN-MNIST", (1, 1, 500)),
+        ("smoke", "CNN-MNIST", (1, 1, 250)),
         ("smoke", "MNIST-CIFAR10", (2, 2, 4000)),  # 1.5 rounds up
         ("smoke", "RANDOM-OVERFITTING", (5, 5, 3000)),  # its own 3,000 is under the cap
     ],

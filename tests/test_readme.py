@@ -74,8 +74,15 @@ def test_readme_has_a_snippet_and_commands():
     assert _blocks("python") and _commands()
 
 
+def _in_scratch(command: str) -> bool:
+    """Whether the command runs in the scratch folder (after the python blocks, which write
+    its inputs) rather than in the project (``make -n``, ``pytest --collect-only``)."""
+    return _small(command)[1] is None
+
+
 def test_every_readme_block_runs(tmp_path: Path) -> None:
-    """Python blocks as scripts, then the shell commands, in one scratch folder, in order."""
+    """Python blocks as scripts, then the shell commands that use their files, in one scratch
+    folder, in order."""
     env = _env()
     for i, code in enumerate(_blocks("python")):
         script = tmp_path / f"snippet_{i}.py"
@@ -85,14 +92,25 @@ def test_every_readme_block_runs(tmp_path: Path) -> None:
         )
         assert done.returncode == 0, f"README python block {i} failed:\n{done.stderr[-3000:]}"
         assert "n-cut" in done.stdout and "verdict" in done.stdout, done.stdout
-    for command in _commands():
-        argv, cwd = _small(command)
-        done = subprocess.run(
-            argv, cwd=cwd or tmp_path, env=env, capture_output=True, text=True, timeout=900
-        )
-        assert done.returncode == 0, f"README command failed: {command}\n{done.stderr[-3000:]}"
-        if "--collect-only" in argv:
-            assert re.search(r"\d+ tests? collected", done.stdout + done.stderr), done.stdout[-500:]
+    for command in filter(_in_scratch, _commands()):
+        _run(command, tmp_path, env)
+
+
+@pytest.mark.parametrize("command", [c for c in _commands() if not _in_scratch(c)])
+def test_readme_command_resolves(command: str, tmp_path: Path) -> None:
+    """Each project command (``make`` targets, pytest selections): one test each, so that
+    xdist spreads them over its workers."""
+    _run(command, tmp_path, _env())
+
+
+def _run(command: str, scratch: Path, env: dict[str, str]) -> None:
+    argv, cwd = _small(command)
+    done = subprocess.run(
+        argv, cwd=cwd or scratch, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, f"README command failed: {command}\n{done.stderr[-3000:]}"
+    if "--collect-only" in argv:
+        assert re.search(r"\d+ tests? collected", done.stdout + done.stderr), done.stdout[-500:]
 
 
 def test_inline_harness_commands_exist() -> None:
