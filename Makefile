@@ -15,20 +15,11 @@ RUN      := $(PYTEST) experiments -n $(WORKERS) --profile $(PROFILE) --harness-s
 	mlp-clustering mlp-clustering-stability mlp-clustering-stability-n-clusters \
 	mlp-learning-curve mlp-random-init mlp-null-models mlp-lesion mlp-double-lesion cnn
 
-# The venv is installed by uv: 40 s here against 100 s for pip. It compiles the bytecode at
-# install, since with PYTHONDONTWRITEBYTECODE=1 (set on some machines) every process would
-# otherwise compile torch again. uv reads no pip configuration, so it is handed pip's
-# find-links, where a machine may keep its torch wheel (this one keeps the CPU build there;
-# without it torch==2.13.0 is PyPI's CUDA build). Where uv cannot be installed or fails, pip
-# installs as before; USE_UV=0 asks for pip.
-USE_UV   ?= 1
+# The venv: scripts/install-venv.sh installs it with uv, handed pip's settings, or with pip
+# where uv cannot see what pip sees; USE_UV=0 asks for pip.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	@links="$${PIP_FIND_LINKS:-$$($(BIN)/pip config get global.find-links 2>/dev/null)}"; \
-	if [ "$(USE_UV)" = 1 ] && $(BIN)/pip install -q 'uv>=0.5,<1' \
-	    && env $${links:+UV_FIND_LINKS="$$links"} $(BIN)/uv pip install -q --compile-bytecode \
-	        --python $(BIN)/python -e '.[dev]'; then echo "setup: installed with uv"; \
-	else echo "setup: installing with pip"; $(BIN)/pip install -q -e '.[dev]'; fi
+	sh scripts/install-venv.sh $(VENV) '.[dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)

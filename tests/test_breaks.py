@@ -35,7 +35,7 @@ from harness.claims import CI_CLAIMS, REGISTRY
 from harness.profiles import PROFILES
 from harness.store import Store
 
-# One xdist worker runs the module, so that the module-scoped unbroken run (about 40 s) is
+# One xdist worker runs the module, so that the module-scoped unbroken run (about 26 s) is
 # computed once, not once per worker.
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("breaks")]
 

@@ -255,8 +255,8 @@ def test_seeds_outside_the_32_bit_range_are_refused(pytester: pytest.Pytester):
 
 
 def test_a_study_that_trains_nothing_never_imports_torch(pytester: pytest.Pytester):
-    """The executor asks about CUDA only when a run plans tasks, and run.json reads the
-    library versions from the installed metadata (the versions torch would report)."""
+    """The executor asks about CUDA only where a plugin plans tasks (none here), and run.json
+    reads the library versions without importing torch (the versions torch reports)."""
     _setup(pytester)
     pytester.makeconftest(
         CONFTEST
@@ -274,6 +274,21 @@ def test_a_study_that_trains_nothing_never_imports_torch(pytester: pytest.Pytest
 
     versions = json.loads((pytester.path / "r" / "run.json").read_text())["versions"]
     assert versions["torch"] == torch.__version__ and versions["scipy"] == scipy.__version__
+
+
+def test_a_cuda_device_without_cuda_is_a_usage_error(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    _setup(pytester)
+    monkeypatch.setenv("HARNESS_DEVICE", "cuda")
+    result = pytester.runpytest_subprocess("-n", "0", "-k", "holds")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    lines = [line for line in result.stderr.lines if line.strip()]
+    assert len(lines) == 1 and "HARNESS_DEVICE: device 'cuda' requested but CUDA" in lines[0], lines
 
 
 def test_rows_carry_their_cell(pytester: pytest.Pytester):

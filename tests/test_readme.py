@@ -2,10 +2,11 @@
 
 * ``python`` blocks run verbatim as script files in a fresh subprocess (no ``__main__`` guard:
   that is the point), in one scratch folder, in order;
-* ``sh`` blocks run line by line in the same folder, with small settings: ``make X`` as
-  ``make -n X`` (the target exists and resolves), ``pytest experiments ...`` with
-  ``--collect-only`` and ``-n 0`` (the options, markers and profiles are valid and select
-  tests), ``python -m harness ...`` as written (the README keeps them small);
+* ``sh`` lines run with small settings: ``python -m harness ...`` as written (the README keeps
+  them small) in the same scratch folder, after the python blocks whose files they read, in
+  order; ``make X`` as ``make -n X`` (the target exists and resolves) and ``pytest
+  experiments ...`` with ``--collect-only`` and ``-n 0`` (the options, markers and profiles
+  are valid and select tests) in the project, one test each;
 * commands named inline (```python -m harness data fetch``` in prose) run with ``--help``.
 """
 

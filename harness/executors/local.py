@@ -35,7 +35,8 @@ class LocalExecutor:
     @functools.cached_property
     def wants_plan(self) -> bool:
         """Whether the run's forecast is worth computing (ensembles train by default here).
-        Asked only once a run has planned tasks: it imports torch to look for CUDA."""
+        Asked only where a plugin plans tasks (the experiments' fixtures): it imports torch
+        to look for CUDA."""
         from harness.ensemble import ensembles_by_default
 
         return ensembles_by_default()

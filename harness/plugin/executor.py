@@ -115,6 +115,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if store.url is None:  # the coordinator runs in another folder: an absolute path
         store = Store(store.root.resolve())
     if name == "local":
+        if os.environ.get("HARNESS_DEVICE"):  # checked here, not when the first model trains
+            from harness.devices import pick_device
+
+            try:
+                pick_device()
+            except ValueError as exc:
+                raise pytest.UsageError(f"HARNESS_DEVICE: {exc}") from None
         config.stash[_EXECUTOR] = LocalExecutor(store)
         return
     if config.option.collectonly and config.getoption("--ray-address") is None:
@@ -167,7 +174,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if not session.config.hook.pytest_harness_plan.get_hookimpls():
         return  # no fixtures that plan (a study outside experiments/): nothing to forecast
-    # After the check above: the local executor's answer imports torch to look for CUDA.
+    # After the check above (a study whose plugins plan nothing stops there): the local
+    # executor's answer imports torch to look for CUDA.
     if executor.name == "local" and not getattr(executor, "wants_plan", False):
         return
     state = session.config.stash[STATE]

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import platform
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -125,11 +126,15 @@ _LIBRARIES = (
 def library_versions() -> dict[str, str]:
     """Versions of Python and the numerical libraries, recorded in every artifact's meta.
 
-    Read from the installed distributions' metadata, so that a run that never needed torch
-    does not import it (about 2 s) to write its run.json; a module without metadata (a source
-    tree on ``PYTHONPATH``) is imported for its ``__version__``."""
+    A module already imported gives its own ``__version__``; one that is not is looked up in
+    the installed distributions' metadata, so that a run that never needed torch does not
+    import it (about 2 s) to write its run.json; a module without metadata (a source tree on
+    ``PYTHONPATH``) is imported."""
     versions = {"python": platform.python_version()}
     for name, dist in _LIBRARIES:
+        if name in sys.modules:
+            versions[name] = str(getattr(sys.modules[name], "__version__", "?"))
+            continue
         try:
             versions[name] = importlib.metadata.version(dist)
             continue
